@@ -1,0 +1,81 @@
+package scrub
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+)
+
+func TestString(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"ipv4", "from 192.0.2.7 ok", "from [scrubbed] ok"},
+		{"ipv4 port", "dial 198.51.100.9:443: refused", "dial [scrubbed]: refused"},
+		{"ipv6 full", "2001:0db8:0000:0000:0000:ff00:0042:8329 x", "[scrubbed] x"},
+		{"ipv6 compressed", "peer 2001:db8::1 gone", "peer [scrubbed] gone"},
+		{"ipv6 bracket port", "ws [2001:db8::1]:8080/x", "ws [scrubbed]/x"},
+		{"ipv6 loopback", "on ::1 now", "on [scrubbed] now"},
+		{"ipv4 mapped", "::ffff:1.2.3.4", "[scrubbed]"},
+		{"two", "1.2.3.4 and 5.6.7.8", "[scrubbed] and [scrubbed]"},
+		{"url", "ws://203.0.113.5:80/?client_ip=203.0.113.6", "ws://[scrubbed]/?client_ip=[scrubbed]"},
+		{"candidate", "a=candidate:1 1 udp 2130706431 10.0.0.2 5000 typ host", "a=candidate:1 1 udp 2130706431 [scrubbed] 5000 typ host"},
+		{"version kept", "snowflake 2.13.1 started", "snowflake 2.13.1 started"},
+		{"time kept", "at 12:34:56 done", "at 12:34:56 done"},
+		{"no address", "nothing here", "nothing here"},
+		{"sentence end", "from 192.0.2.1.", "from [scrubbed]."},
+		{"glued", "cafe:192.0.2.1", "cafe:[scrubbed]"},
+		{"zone", "fe80::1%eth0 up", "[scrubbed] up"},
+		{"hex clientid kept", "client 0123456789abcdef", "client 0123456789abcdef"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := String(tt.in); got != tt.want {
+				t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHandler(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(NewHandler(slog.NewTextHandler(&buf, nil), false))
+	log = log.With("peer", "192.0.2.1:5")
+	log.Info("connect to 192.0.2.2",
+		"err", errors.New("dial tcp 192.0.2.3:80: timeout"),
+		"addr", &net.TCPAddr{IP: net.ParseIP("2001:db8::5"), Port: 9},
+		slog.Group("g", "ip", "192.0.2.4"),
+		"n", 7)
+	out := buf.String()
+	for _, leak := range []string{"192.0.2.", "2001:db8"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("log leaks %q: %s", leak, out)
+		}
+	}
+	if !strings.Contains(out, "n=7") {
+		t.Errorf("non-string attribute lost: %s", out)
+	}
+
+	buf.Reset()
+	unsafe := slog.New(NewHandler(slog.NewTextHandler(&buf, nil), true))
+	unsafe.Info("connect to 192.0.2.2")
+	if !strings.Contains(buf.String(), "192.0.2.2") {
+		t.Errorf("unsafe logging scrubbed anyway: %s", buf.String())
+	}
+}
+
+func FuzzString(f *testing.F) {
+	f.Add("1.2.3.4:5 [::1]:6 fe80::1%eth0")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := String(s)
+		if String(out) != out {
+			t.Errorf("scrubbing is not idempotent: %q -> %q -> %q", s, out, String(out))
+		}
+		if ip := net.ParseIP(strings.TrimSpace(out)); ip != nil && ip.To4() != nil && strings.Count(out, ".") == 3 {
+			t.Errorf("address survived: %q -> %q", s, out)
+		}
+	})
+}

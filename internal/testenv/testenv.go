@@ -1,0 +1,135 @@
+// Package testenv holds what end-to-end tests share: building this module's
+// binaries, finding external tools (tor, Debian's Snowflake 2.5.1 binaries,
+// nginx), isolating a test in a network namespace, and free loopback ports.
+//
+// Tests skip when an external tool is missing, unless SNOWFLAKE_REQUIRE_TOOLS
+// is set (as `make test` does), in which case a missing tool is a failure:
+// a forgotten install step must not pass as a green run.
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// RequireTools reports whether missing external tools fail tests instead of
+// skipping them.
+func RequireTools() bool {
+	return os.Getenv("SNOWFLAKE_REQUIRE_TOOLS") != ""
+}
+
+// LookPath returns the path of an external program, skipping (or failing,
+// see [RequireTools]) the test when it is not installed.
+func LookPath(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin"} {
+		if p := filepath.Join(dir, name); isExecutable(p) {
+			return p
+		}
+	}
+	Missing(t, "%s is not installed", name)
+	return ""
+}
+
+// Missing skips the test, or fails it when tools are required.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if RequireTools() {
+		t.Fatalf("%s (SNOWFLAKE_REQUIRE_TOOLS is set; run `make test-deps`)", msg)
+	}
+	t.Skip(msg)
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// ModuleRoot returns the directory holding go.mod.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("testenv: cannot locate source file")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var (
+	buildMu    sync.Mutex
+	buildDir   string
+	buildCache = map[string]string{}
+)
+
+// Binary builds one of this module's main packages (for example "./server")
+// once per test process and returns the path of the executable. The binary is
+// built with the race detector when the test binary is, so end-to-end tests
+// also race-check the real processes.
+func Binary(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := buildCache[pkg]; ok {
+		return p
+	}
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "snowflake-testbin-")
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		buildDir = dir
+	}
+	name := strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "-")
+	out := filepath.Join(buildDir, name)
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	args = append(args, pkg)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = ModuleRoot(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("testenv: go build %s: %v\n%s", pkg, err, stderr.String())
+	}
+	buildCache[pkg] = out
+	return out
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Use it
+// only for programs that cannot be told to listen on port 0 (tor, upstream
+// binaries); there is a small window in which another process may take it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeUDPPort is [FreePort] for UDP.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free udp port: %v", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
