@@ -1,0 +1,92 @@
+package turbotunnel
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/xtaci/kcp-go/v5"
+	"github.com/xtaci/smux"
+)
+
+// The single KCP and smux configuration of the project. Deployed clients
+// and servers use exactly these values (wire-protocol.md §5.4, §5.5); a
+// change here changes the wire behaviour of both ends.
+const (
+	// MTU is the KCP MTU: the largest packet either side sends. Upstream
+	// servers cut packets to this size, so larger ones would be corrupted.
+	MTU = 1400
+	// WindowSize is KCP's send and receive window, in packets. It is large
+	// so that throughput is limited by the path, not by KCP.
+	WindowSize = 65535
+
+	smuxVersion           = 2
+	smuxKeepAliveInterval = 10 * time.Second
+	// The client waits longer than the server before declaring a silent
+	// session dead: it may be between proxies for minutes.
+	clientKeepAliveTimeout = 10 * time.Minute
+	serverKeepAliveTimeout = 4 * time.Minute
+	smuxMaxFrameSize       = 32768
+	smuxMaxReceiveBuffer   = 4 * 1024 * 1024
+	smuxMaxStreamBuffer    = 1024 * 1024
+
+	// ClientMapTimeout is how long the server keeps an outgoing queue for a
+	// ClientID no transport carries: long enough for a client to find a new
+	// proxy.
+	ClientMapTimeout = 1 * time.Minute
+)
+
+// ConfigureKCP applies the shared KCP settings to a session: stream mode,
+// windows, MTU, no "nodelay", 10 ms update interval, no fast resend and no
+// congestion window. Both ends must agree on stream mode.
+func ConfigureKCP(conn *kcp.UDPSession) error {
+	conn.SetStreamMode(true)
+	conn.SetWindowSize(WindowSize, WindowSize)
+	// nodelay=0 (min RTO 100 ms), interval 10 ms (what the library makes of
+	// upstream's requested 0), resend=0, nc=1 (congestion control off).
+	conn.SetNoDelay(0, 10, 0, 1)
+	if !conn.SetMtu(MTU) {
+		return fmt.Errorf("turbotunnel: kcp: cannot set MTU %d", MTU)
+	}
+	return nil
+}
+
+func smuxConfig(keepAliveTimeout time.Duration) *smux.Config {
+	cfg := smux.DefaultConfig()
+	cfg.Version = smuxVersion
+	cfg.KeepAliveInterval = smuxKeepAliveInterval
+	cfg.KeepAliveTimeout = keepAliveTimeout
+	cfg.MaxFrameSize = smuxMaxFrameSize
+	cfg.MaxReceiveBuffer = smuxMaxReceiveBuffer
+	cfg.MaxStreamBuffer = smuxMaxStreamBuffer
+	return cfg
+}
+
+// ClientSmuxConfig returns the smux configuration of the client side.
+func ClientSmuxConfig() *smux.Config { return smuxConfig(clientKeepAliveTimeout) }
+
+// ServerSmuxConfig returns the smux configuration of the server side.
+func ServerSmuxConfig() *smux.Config { return smuxConfig(serverKeepAliveTimeout) }
+
+// Listen starts a KCP listener over pconn (no encryption, no FEC). Closing
+// the listener does not close pconn.
+func Listen(pconn net.PacketConn) (*kcp.Listener, error) {
+	ln, err := kcp.ServeConn(nil, 0, 0, pconn)
+	if err != nil {
+		return nil, fmt.Errorf("turbotunnel: kcp listen: %w", err)
+	}
+	return ln, nil
+}
+
+// ServerSession configures an accepted KCP session and starts smux over it
+// as the server side.
+func ServerSession(conn *kcp.UDPSession) (*smux.Session, error) {
+	if err := ConfigureKCP(conn); err != nil {
+		return nil, err
+	}
+	sess, err := smux.Server(conn, ServerSmuxConfig())
+	if err != nil {
+		return nil, fmt.Errorf("turbotunnel: smux server: %w", err)
+	}
+	return sess, nil
+}

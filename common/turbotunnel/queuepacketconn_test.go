@@ -1,0 +1,221 @@
+package turbotunnel
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestQueuePacketConnIncoming(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, time.Minute)
+	defer c.Close()
+	a, b := ClientID{1}, ClientID{2}
+	if !c.QueueIncoming([]byte("hello"), a) || !c.QueueIncoming([]byte("world!"), b) {
+		t.Fatal("QueueIncoming dropped")
+	}
+	buf := make([]byte, 100)
+	for _, want := range []struct {
+		p    string
+		addr net.Addr
+	}{{"hello", a}, {"world!", b}} {
+		n, addr, err := c.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != want.p || addr != want.addr {
+			t.Fatalf("ReadFrom = %q, %v, %v; want %q from %v", buf[:n], addr, err, want.p, want.addr)
+		}
+	}
+	if c.QueueIncoming(make([]byte, MaxPacketSize+1), a) {
+		t.Error("oversize packet accepted")
+	}
+}
+
+func TestQueuePacketConnIncomingBounded(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, time.Minute)
+	defer c.Close()
+	accepted := 0
+	for range 3 * QueueSize {
+		if c.QueueIncoming([]byte("x"), ClientID{1}) {
+			accepted++
+		}
+	}
+	if accepted != QueueSize {
+		t.Fatalf("accepted %d packets, want %d", accepted, QueueSize)
+	}
+}
+
+func TestQueuePacketConnOutgoing(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, time.Minute)
+	defer c.Close()
+	a := ClientID{1}
+	// Packets written before a transport attaches wait in the queue.
+	p := []byte("downstream")
+	if n, err := c.WriteTo(p, a); err != nil || n != len(p) {
+		t.Fatalf("WriteTo = %d, %v", n, err)
+	}
+	p[0] = 'X' // WriteTo must have copied
+	q, release := c.Attach(a)
+	defer release()
+	select {
+	case got := <-q:
+		if string(got) != "downstream" {
+			t.Fatalf("got %q", got)
+		}
+		c.Release(got)
+	case <-time.After(time.Second):
+		t.Fatal("no packet on the outgoing queue")
+	}
+	// Full queues drop instead of blocking or growing.
+	for range 2 * QueueSize {
+		if _, err := c.WriteTo([]byte("y"), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(q) != QueueSize {
+		t.Fatalf("queue holds %d packets, want %d", len(q), QueueSize)
+	}
+	if _, err := c.WriteTo(make([]byte, MaxPacketSize+1), a); err == nil {
+		t.Error("oversize WriteTo succeeded")
+	}
+}
+
+func TestQueuePacketConnExpiry(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, 50*time.Millisecond)
+	defer c.Close()
+	attached, idle := ClientID{1}, ClientID{2}
+	_, release := c.Attach(attached)
+	c.WriteTo([]byte("p"), idle)
+	if c.Clients() != 2 {
+		t.Fatalf("Clients = %d, want 2", c.Clients())
+	}
+	waitFor(t, func() bool { return c.Clients() == 1 }, "idle queue to expire")
+	// The attached one survives until released, then expires too.
+	time.Sleep(150 * time.Millisecond)
+	if c.Clients() != 1 {
+		t.Fatalf("attached queue expired")
+	}
+	release()
+	release() // idempotent
+	waitFor(t, func() bool { return c.Clients() == 0 }, "released queue to expire")
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestQueuePacketConnClose(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, time.Minute)
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := c.ReadFrom(make([]byte, 10))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	c.Close() // idempotent
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("blocked ReadFrom = %v", err)
+	}
+	if _, err := c.WriteTo([]byte("x"), ClientID{}); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WriteTo after Close = %v", err)
+	}
+	if c.QueueIncoming([]byte("x"), ClientID{}) {
+		t.Fatal("QueueIncoming after Close accepted")
+	}
+}
+
+func TestQueuePacketConnDeadline(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, time.Minute)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	start := time.Now()
+	_, _, err := c.ReadFrom(make([]byte, 10))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) < 25*time.Millisecond {
+		t.Fatalf("ReadFrom = %v after %v", err, time.Since(start))
+	}
+	// Clearing the deadline lets a read block until data comes.
+	c.SetReadDeadline(time.Time{})
+	go c.QueueIncoming([]byte("late"), ClientID{})
+	buf := make([]byte, 10)
+	n, _, err := c.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "late" {
+		t.Fatalf("ReadFrom = %q, %v", buf[:n], err)
+	}
+}
+
+// TestQueuePacketConnConcurrent hammers every method at once under -race.
+func TestQueuePacketConnConcurrent(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, 20*time.Millisecond)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range 4 {
+		id := ClientID{byte(i)}
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.QueueIncoming(bytes.Repeat([]byte{byte(j)}, j%MaxPacketSize), id)
+				c.WriteTo([]byte{byte(j)}, id)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				q, release := c.Attach(id)
+				select {
+				case <-stop:
+					release()
+					return
+				case p := <-q:
+					c.Release(p)
+				}
+				release()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, MaxPacketSize)
+			for {
+				if _, _, err := c.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	c.Close()
+	wg.Wait()
+}
+
+func BenchmarkQueuePacketConn(b *testing.B) {
+	c := NewQueuePacketConn(ClientID{}, time.Minute)
+	defer c.Close()
+	id := ClientID{1}
+	q, release := c.Attach(id)
+	defer release()
+	p := make([]byte, MTU)
+	buf := make([]byte, MaxPacketSize)
+	b.SetBytes(2 * MTU)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.QueueIncoming(p, id)
+		c.ReadFrom(buf)
+		c.WriteTo(p, id)
+		c.Release(<-q)
+	}
+}

@@ -1,0 +1,249 @@
+package turbotunnel
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/snowflake-go/snowflake/common/encapsulation"
+)
+
+// DialFunc obtains a new transport to the server (for Snowflake: a
+// rendezvous and a WebRTC data channel to a fresh proxy).
+type DialFunc func(ctx context.Context) (net.Conn, error)
+
+// Redial back-off: how long to wait after a failed dial before the next.
+const (
+	minRedialDelay = 1 * time.Second
+	maxRedialDelay = 10 * time.Second
+)
+
+// RedialPacketConn is the client side's net.PacketConn. It writes the
+// preamble (Token and ClientID) at the start of every transport it dials,
+// then packets framed with package encapsulation, several per Write when
+// they are queued together; it reads framed packets back. When the current
+// transport fails, it dials another (same ClientID) and carries on, so KCP
+// above never notices more than packet loss. Packets are queued meanwhile,
+// up to QueueSize each way; beyond that they are dropped.
+//
+// ReadFrom reports [ServerAddr] as the source; WriteTo ignores its address.
+// After Close, ReadFrom and WriteTo return net.ErrClosed.
+type RedialPacketConn struct {
+	id     ClientID
+	dial   DialFunc
+	logger *slog.Logger
+
+	send chan []byte
+	recv chan []byte
+	pool packetPool
+	rd   deadline
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewRedialPacketConn starts dialling with dial at once and returns the
+// conn. logger may be nil.
+func NewRedialPacketConn(id ClientID, dial DialFunc, logger *slog.Logger) *RedialPacketConn {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &RedialPacketConn{
+		id:     id,
+		dial:   dial,
+		logger: logger.With("component", "turbotunnel", "clientid", id.String()),
+		send:   make(chan []byte, QueueSize),
+		recv:   make(chan []byte, QueueSize),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.run()
+	}()
+	return c
+}
+
+// run dials transports one after another until the conn is closed.
+func (c *RedialPacketConn) run() {
+	delay := minRedialDelay
+	for c.ctx.Err() == nil {
+		conn, err := c.dial(c.ctx)
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.logger.Warn("dial failed; retrying", "err", err, "delay", delay)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, maxRedialDelay)
+			continue
+		}
+		delay = minRedialDelay
+		start := time.Now()
+		err = c.carry(conn)
+		c.logger.Info("transport ended", "err", err, "duration", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// carry moves packets over one transport until it fails or the conn is
+// closed, then closes the transport.
+func (c *RedialPacketConn) carry(conn net.Conn) error {
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// Closing the transport is what unblocks its reader and writer.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		conn.Close()
+	}()
+
+	readErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readErr <- c.readLoop(conn)
+		cancel()
+	}()
+	err := c.writeLoop(ctx, conn)
+	cancel()
+	if err == nil {
+		err = <-readErr
+	}
+	return err
+}
+
+func (c *RedialPacketConn) readLoop(conn net.Conn) error {
+	r := bufio.NewReaderSize(conn, 32*1024)
+	buf := make([]byte, MaxPacketSize)
+	for {
+		n, err := encapsulation.ReadData(r, buf)
+		var tooLong *encapsulation.ErrTooLong
+		if errors.As(err, &tooLong) {
+			continue // not a KCP packet of ours; skip it, the stream is still aligned
+		}
+		if err != nil {
+			if err == io.EOF {
+				return errors.New("turbotunnel: transport closed by peer")
+			}
+			return fmt.Errorf("turbotunnel: read: %w", err)
+		}
+		p := c.pool.get(n)
+		copy(p, buf[:n])
+		select {
+		case c.recv <- p:
+		default:
+			c.pool.put(p) // KCP is not keeping up; drop like a router would
+		}
+	}
+}
+
+// writeLoop writes the preamble, then batches of queued packets. A packet
+// taken from the queue but not written when the transport fails is lost;
+// KCP retransmits it.
+func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
+	if _, err := conn.Write(AppendPreamble(nil, c.id)); err != nil {
+		return fmt.Errorf("turbotunnel: write preamble: %w", err)
+	}
+	bw := encapsulation.NewBatchWriter(conn)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-c.send:
+			bw.WriteData(p) // only Flush writes, so errors show up there
+			c.pool.put(p)
+		}
+		// Take whatever else is queued into the same batch.
+		for more := true; more && bw.Buffered() < encapsulation.DefaultBatchSize; {
+			select {
+			case p := <-c.send:
+				if _, err := bw.WriteData(p); err != nil {
+					c.pool.put(p)
+					return fmt.Errorf("turbotunnel: write: %w", err)
+				}
+				c.pool.put(p)
+			default:
+				more = false
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("turbotunnel: write: %w", err)
+		}
+	}
+}
+
+// ReadFrom implements net.PacketConn.
+func (c *RedialPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.ctx.Err() != nil {
+		return 0, nil, net.ErrClosed
+	}
+	select {
+	case pkt := <-c.recv:
+		n := copy(p, pkt)
+		c.pool.put(pkt)
+		return n, ServerAddr{}, nil
+	case <-c.ctx.Done():
+		return 0, nil, net.ErrClosed
+	case <-c.rd.wait():
+		return 0, nil, os.ErrDeadlineExceeded
+	}
+}
+
+// WriteTo implements net.PacketConn. It queues p (dropping it if the queue
+// is full) and never blocks.
+func (c *RedialPacketConn) WriteTo(p []byte, _ net.Addr) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, net.ErrClosed
+	}
+	if len(p) > MaxPacketSize {
+		return 0, errPacketTooLarge
+	}
+	buf := c.pool.get(len(p))
+	copy(buf, p)
+	select {
+	case c.send <- buf:
+	default:
+		c.pool.put(buf)
+	}
+	return len(p), nil
+}
+
+// Close stops dialling, closes the current transport and waits for the
+// conn's goroutines. It is idempotent.
+func (c *RedialPacketConn) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// ClientID returns the conn's ClientID.
+func (c *RedialPacketConn) ClientID() ClientID { return c.id }
+
+// LocalAddr implements net.PacketConn: the ClientID.
+func (c *RedialPacketConn) LocalAddr() net.Addr { return c.id }
+
+// SetDeadline implements net.PacketConn; only reads can block.
+func (c *RedialPacketConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
+
+// SetReadDeadline implements net.PacketConn.
+func (c *RedialPacketConn) SetReadDeadline(t time.Time) error { c.rd.set(t); return nil }
+
+// SetWriteDeadline implements net.PacketConn; writes never block.
+func (c *RedialPacketConn) SetWriteDeadline(t time.Time) error { return nil }
