@@ -1,0 +1,338 @@
+// Package client is the embeddable Snowflake client: a [Transport] whose
+// Dial returns a net.Conn carried through a chain of volunteer WebRTC
+// proxies to a Snowflake bridge, switching proxies as they come and go
+// without breaking the connection.
+//
+// Per Dial the client picks a ClientID, runs one KCP+smux session over a
+// redialling packet conn, and keeps up to Config.Max proxies: one carries
+// traffic, the others wait to take over.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/snowflake-go/snowflake/common/dataconn"
+	"github.com/snowflake-go/snowflake/common/nat"
+	"github.com/snowflake-go/snowflake/common/rendezvous"
+	"github.com/snowflake-go/snowflake/common/turbotunnel"
+)
+
+// CollectInterval is the cadence of new proxy attempts while fewer than Max
+// peers are live and the last attempt failed.
+const CollectInterval = 10 * time.Second
+
+// Transport makes Snowflake connections with one configuration. It is safe
+// for concurrent use; Close ends every connection it made.
+type Transport struct {
+	cfg    Config
+	logger *slog.Logger
+	api    *webrtc.API
+	method rendezvous.Method
+	nat    *natState
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // NAT discovery and every session's goroutines
+	once   sync.Once
+}
+
+// New validates cfg and returns a Transport. It starts NAT discovery against
+// the STUN servers in the background. logger may be nil.
+func New(cfg Config, logger *slog.Logger) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	t := &Transport{cfg: cfg, logger: logger, nat: newNATState(logger)}
+	method, err := newMethod(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.method = method
+	t.api = t.webrtcAPI()
+	if len(cfg.skippedICE) > 0 {
+		logger.Warn("ignoring ice entries that are not stun: URLs", "entries", cfg.skippedICE)
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	if len(cfg.ICEServers) > 0 {
+		t.wg.Add(1)
+		go t.discoverNAT()
+	}
+	return t, nil
+}
+
+func newMethod(cfg Config) (rendezvous.Method, error) {
+	kind, err := cfg.RendezvousKind()
+	if err != nil {
+		return nil, err
+	}
+	rt, err := rendezvous.NewRoundTripper(rendezvous.TransportConfig{
+		RootCAs:     cfg.RootCAs,
+		UTLSImitate: cfg.UTLSImitate,
+		UTLSNoSNI:   cfg.UTLSNoSNI,
+		Dial:        cfg.DialBroker,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	var m rendezvous.Method
+	switch kind {
+	case RendezvousSQS:
+		creds, err := rendezvous.ParseSQSCredentials(cfg.SQSCredentials)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		m, err = rendezvous.NewSQS(cfg.SQSQueueURL, creds, &http.Client{Transport: rt})
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+	case RendezvousAMP:
+		m, err = rendezvous.NewAMP(cfg.BrokerURL, cfg.AMPCacheURL, cfg.FrontDomains, rt)
+	default:
+		m, err = rendezvous.NewHTTP(cfg.BrokerURL, cfg.FrontDomains, rt)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return m, nil
+}
+
+func (t *Transport) discoverNAT() {
+	defer t.wg.Done()
+	servers := selectICEServers(t.cfg.ICEServers)
+	typ, err := nat.Discover(t.ctx, servers, t.logger)
+	if err != nil {
+		t.logger.Info("NAT type discovery failed", "err", err)
+		return
+	}
+	t.nat.set(typ)
+	t.logger.Info("NAT type discovered", "nat", typ)
+}
+
+// NATType returns the NAT type the client would declare to the broker now.
+func (t *Transport) NATType() nat.Type { return t.nat.declared() }
+
+// Dial starts a new Snowflake session and returns its single stream. It
+// returns once the first proxy is connected, or with ctx's error. The
+// session outlives ctx; closing the returned conn ends it.
+func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
+	if err := t.ctx.Err(); err != nil {
+		return nil, net.ErrClosed
+	}
+	s := t.newSession()
+	pconn := turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), s.dial, t.logger)
+	sess, err := turbotunnel.DialSession(pconn)
+	if err != nil {
+		pconn.Close()
+		s.stop()
+		return nil, fmt.Errorf("client: session: %w", err)
+	}
+	// Wait for the first proxy so that failures surface in Dial (and so
+	// to tor as a refused SOCKS request) rather than as a silent stall.
+	select {
+	case <-s.first:
+	case <-ctx.Done():
+		sess.Close()
+		s.stop()
+		return nil, fmt.Errorf("client: dial: %w (last error: %v)", ctx.Err(), s.lastError())
+	}
+	stream, err := sess.OpenStream()
+	if err != nil {
+		sess.Close()
+		s.stop()
+		return nil, fmt.Errorf("client: open stream: %w", err)
+	}
+	c := &conn{Conn: stream, sess: sess, s: s}
+	t.wg.Add(1)
+	go func() {
+		// A dead session (KCP gave up) ends the conn too.
+		defer t.wg.Done()
+		select {
+		case <-sess.Done():
+			c.Close()
+		case <-s.ctx.Done():
+		}
+	}()
+	return c, nil
+}
+
+// Close ends every session and background task and waits for them.
+// It is idempotent.
+func (t *Transport) Close() error {
+	t.once.Do(t.cancel)
+	t.wg.Wait()
+	return nil
+}
+
+// conn is the stream returned by Dial; closing it ends its session.
+type conn struct {
+	net.Conn
+	sess *turbotunnel.Session
+	s    *session
+	once sync.Once
+}
+
+func (c *conn) Close() error {
+	var err error
+	c.once.Do(func() {
+		err = c.Conn.Close()
+		c.sess.Close()
+		c.s.stop()
+	})
+	return err
+}
+
+// session keeps up to Max proxies for one Dial.
+type session struct {
+	t      *Transport
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	ready chan *dataconn.Conn // connected peers waiting to carry traffic
+	wake  chan struct{}       // a peer died: collect a replacement now
+	live  atomic.Int32        // peers connected and not yet closed
+
+	first     chan struct{} // closed when the first peer is handed out
+	firstOnce sync.Once
+
+	errMu   sync.Mutex
+	lastErr error
+}
+
+func (t *Transport) newSession() *session {
+	ctx, cancel := context.WithCancel(t.ctx)
+	s := &session{
+		t: t, ctx: ctx, cancel: cancel,
+		ready: make(chan *dataconn.Conn, t.cfg.Max),
+		wake:  make(chan struct{}, 1),
+		first: make(chan struct{}),
+	}
+	s.wg.Add(1)
+	go s.collect()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		<-ctx.Done()
+		s.wg.Wait()
+		// Nobody takes from ready any more.
+		for {
+			select {
+			case p := <-s.ready:
+				p.Close()
+			default:
+				return
+			}
+		}
+	}()
+	return s
+}
+
+func (s *session) stop() { s.cancel() }
+
+func (s *session) lastError() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.lastErr
+}
+
+// collect obtains proxies while fewer than Max are live. After a success
+// it tries again at once; after a failure it waits CollectInterval, so a
+// broker without proxies is not hammered.
+func (s *session) collect() {
+	defer s.wg.Done()
+	tick := time.NewTicker(CollectInterval)
+	defer tick.Stop()
+	for {
+		if int(s.live.Load()) < s.t.cfg.Max {
+			p, err := s.t.newPeer(s.ctx)
+			if err == nil {
+				s.live.Add(1)
+				s.wg.Add(1)
+				go s.watch(p)
+				select {
+				case s.ready <- p:
+				default:
+					// Cannot happen while live <= Max; stay safe.
+					p.Close()
+				}
+				continue
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.errMu.Lock()
+			s.lastErr = err
+			s.errMu.Unlock()
+			var be *BrokerError
+			if errors.As(err, &be) {
+				s.t.logger.Info("no proxy this time", "err", err)
+			} else {
+				s.t.logger.Warn("proxy attempt failed", "err", err)
+			}
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-tick.C:
+			}
+			continue
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// watch counts a peer as live until it closes, then asks for a successor.
+func (s *session) watch(p *dataconn.Conn) {
+	defer s.wg.Done()
+	select {
+	case <-p.Done():
+	case <-s.ctx.Done():
+		p.Close()
+	}
+	if err := p.Err(); err != nil {
+		s.t.logger.Info("proxy connection ended", "err", err)
+	}
+	s.live.Add(-1)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dial is the turbotunnel.DialFunc: it hands out the next live peer.
+func (s *session) dial(ctx context.Context) (net.Conn, error) {
+	for {
+		select {
+		case p := <-s.ready:
+			select {
+			case <-p.Done():
+				continue // died while waiting in the queue
+			default:
+			}
+			s.firstOnce.Do(func() { close(s.first) })
+			return p, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.ctx.Done():
+			return nil, net.ErrClosed
+		}
+	}
+}

@@ -1,0 +1,244 @@
+// Command snowflake-client is the Snowflake pluggable transport client. Tor
+// runs it as a managed transport (ClientTransportPlugin snowflake exec ...);
+// each SOCKS connection from tor becomes one Snowflake session, configured by
+// the command line and, overriding it, the bridge line's arguments.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
+
+	client "github.com/snowflake-go/snowflake/client/lib"
+	"github.com/snowflake-go/snowflake/common/scrub"
+)
+
+// version is reported by -version and to tor; set with -ldflags -X.
+var version = "2.13.1-go"
+
+const transportName = "snowflake"
+
+func main() {
+	fs := flag.NewFlagSet("snowflake-client", flag.ExitOnError)
+	var (
+		logFile       = fs.String("log", "", "name of log file (appended; default: no log)")
+		logToStateDir = fs.Bool("log-to-state-dir", false, "resolve the log file relative to tor's PT state dir")
+		unsafeLogging = fs.Bool("unsafe-logging", false, "keep IP addresses in logs")
+		showVersion   = fs.Bool("version", false, "display version info and quit")
+	)
+	// Every other setting comes from the client library's option table, so
+	// flags and bridge-line arguments are parsed by the same code.
+	set := map[string]string{}
+	for _, o := range client.Options() {
+		if !o.Flag {
+			continue
+		}
+		name := o.Name
+		if o.Bool {
+			fs.BoolFunc(name, o.Usage, func(v string) error { set[name] = v; return nil })
+		} else {
+			fs.Func(name, o.Usage, func(v string) error { set[name] = v; return nil })
+		}
+	}
+	for alias, name := range client.Aliases() {
+		fs.BoolFunc(alias, "deprecated spelling of -"+name, func(v string) error { set[name] = v; return nil })
+	}
+	fs.Parse(os.Args[1:])
+	if *showVersion {
+		fmt.Printf("snowflake-client %s\n", version)
+		return
+	}
+	var base client.Config
+	if err := base.Apply(func(n string) (string, bool) { v, ok := set[n]; return v, ok }, false); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+
+	logger, closeLog, err := setupLogging(*logFile, *logToStateDir, *unsafeLogging)
+	if err != nil {
+		pt.Log(pt.LogSeverityError, err.Error())
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer closeLog()
+
+	if err := run(base, logger); err != nil {
+		logger.Error("exiting", "err", err)
+		closeLog()
+		os.Exit(1)
+	}
+}
+
+func setupLogging(file string, toStateDir, unsafe bool) (*slog.Logger, func(), error) {
+	var w io.Writer = io.Discard
+	closeLog := func() {}
+	if file != "" {
+		if toStateDir {
+			dir, err := pt.MakeStateDir()
+			if err != nil {
+				return nil, nil, fmt.Errorf("snowflake-client: state dir: %w", err)
+			}
+			file = filepath.Join(dir, file)
+		}
+		f, err := os.OpenFile(file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("snowflake-client: log file: %w", err)
+		}
+		w = f
+		closeLog = func() { f.Close() }
+	}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
+	// Notices and errors also go to tor as PT LOG lines, through the same
+	// scrubbing as the file.
+	logger := slog.New(scrub.NewHandler(&teeHandler{file: h, tor: &ptLogHandler{}}, unsafe))
+	return logger, closeLog, nil
+}
+
+func run(base client.Config, logger *slog.Logger) error {
+	ptInfo, err := pt.ClientSetup(nil)
+	if err != nil {
+		return fmt.Errorf("snowflake-client: %w", err)
+	}
+	pt.ReportVersion("snowflake-client", version)
+	if ptInfo.ProxyURL != nil {
+		// WebRTC traffic would bypass a TCP-only proxy; rather than leak
+		// it, refuse the proxy setting.
+		pt.ProxyError("snowflake-client does not support an upstream proxy")
+		return errors.New("snowflake-client: TOR_PT_PROXY is not supported")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if os.Getenv("TOR_PT_EXIT_ON_STDIN_CLOSE") == "1" {
+		// Tor closes our stdin when it exits; that is our cue to go.
+		go func() {
+			io.Copy(io.Discard, os.Stdin)
+			stop()
+		}()
+	}
+
+	var listeners []net.Listener
+	var wg sync.WaitGroup
+	for _, name := range ptInfo.MethodNames {
+		if name != transportName {
+			pt.CmethodError(name, "no such method")
+			continue
+		}
+		ln, err := pt.ListenSocks("tcp", "127.0.0.1:0")
+		if err != nil {
+			pt.CmethodError(name, err.Error())
+			continue
+		}
+		pt.Cmethod(name, ln.Version(), ln.Addr())
+		listeners = append(listeners, ln)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acceptLoop(ctx, ln, base, logger)
+		}()
+	}
+	pt.CmethodsDone()
+	logger.Info("snowflake-client started", "version", version)
+	<-ctx.Done()
+	for _, ln := range listeners {
+		ln.Close()
+	}
+	wg.Wait()
+	return nil
+}
+
+func acceptLoop(ctx context.Context, ln *pt.SocksListener, base client.Config, logger *slog.Logger) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.AcceptSocks()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				// A malformed SOCKS request from one client must not stop
+				// the others.
+				logger.Warn("SOCKS accept", "err", err)
+				continue
+			}
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			handle(ctx, conn, base, logger)
+		}()
+	}
+}
+
+func handle(ctx context.Context, sc *pt.SocksConn, base client.Config, logger *slog.Logger) {
+	defer sc.Close()
+	cfg := base
+	err := cfg.Apply(func(n string) (string, bool) { return sc.Req.Args.Get(n) }, true)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		logger.Error("refusing SOCKS request: bad bridge line", "err", err)
+		sc.Reject()
+		return
+	}
+	t, err := client.New(cfg, logger)
+	if err != nil {
+		logger.Error("refusing SOCKS request", "err", err)
+		sc.Reject()
+		return
+	}
+	defer t.Close()
+	c, err := t.Dial(ctx)
+	if err != nil {
+		logger.Error("could not connect through Snowflake", "err", err)
+		sc.Reject()
+		return
+	}
+	defer c.Close()
+	if err := sc.Grant(&net.TCPAddr{IP: net.IPv4zero, Port: 0}); err != nil {
+		logger.Warn("SOCKS grant", "err", err)
+		return
+	}
+	logger.Info("connection established")
+	pipe(ctx, sc, c)
+	logger.Info("connection closed")
+}
+
+// pipe copies both ways until either side ends or ctx is cancelled, then
+// closes both.
+func pipe(ctx context.Context, a, b net.Conn) {
+	var once sync.Once
+	closeBoth := func() {
+		once.Do(func() {
+			a.Close()
+			b.Close()
+		})
+	}
+	stop := context.AfterFunc(ctx, closeBoth)
+	defer stop()
+	var wg sync.WaitGroup
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		buf := make([]byte, 64<<10)
+		io.CopyBuffer(dst, src, buf)
+		closeBoth()
+	}
+	wg.Add(2)
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+}

@@ -1,0 +1,86 @@
+package rendezvous
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/snowflake-go/snowflake/common/amp"
+)
+
+// AMP is the rendezvous method through an AMP cache: the poll request is
+// encoded into the path of a GET to the cache's URL for the broker, and the
+// response comes back armored in an AMP HTML page.
+type AMP struct {
+	brokerURL *url.URL
+	cacheURL  *url.URL
+	fronts    []string
+	client    *http.Client
+}
+
+// NewAMP returns the AMP method for the broker at brokerURL behind the cache
+// at cacheURL (e.g. "https://cdn.ampproject.org/"). rt carries the requests.
+func NewAMP(brokerURL, cacheURL string, fronts []string, rt http.RoundTripper) (*AMP, error) {
+	b, err := parseBaseURL(brokerURL)
+	if err != nil {
+		return nil, err
+	}
+	c, err := url.Parse(cacheURL)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: ampcache URL: %w", err)
+	}
+	if (c.Scheme != "http" && c.Scheme != "https") || c.Host == "" {
+		return nil, fmt.Errorf("rendezvous: ampcache URL %q: need an http(s) URL with a host", cacheURL)
+	}
+	return &AMP{brokerURL: b, cacheURL: c, fronts: fronts, client: &http.Client{
+		Transport: rt,
+		// The check below refuses redirects; the client must not follow
+		// one either.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}, nil
+}
+
+// Exchange implements [Method].
+func (a *AMP) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) {
+	pub := joinPath(a.brokerURL, "amp/client/"+amp.EncodePath(pollRequest))
+	u, err := amp.CacheURL(pub, a.cacheURL, "c")
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: amp: cache URL: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: amp: %w", err)
+	}
+	front(req, a.fronts)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: amp: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, &StatusError{Code: resp.StatusCode, Status: resp.Status}
+	}
+	// A cache that redirects (to a login page, say) did not reach the
+	// broker; the armor might even decode by accident.
+	if resp.Header.Get("Location") != "" {
+		return nil, fmt.Errorf("rendezvous: amp: unexpected redirect")
+	}
+	body, err := readLimited(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := amp.NewArmorDecoder(bytesReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: amp: armor: %w", err)
+	}
+	payload, err := io.ReadAll(io.LimitReader(dec, MaxBodySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: amp: armor: %w", err)
+	}
+	if len(payload) > MaxBodySize {
+		return nil, ErrBodyTooLarge
+	}
+	return payload, nil
+}

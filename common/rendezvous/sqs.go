@@ -1,0 +1,172 @@
+package rendezvous
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// SQS timing of the wire protocol (§2.5): the broker needs a moment to
+// create the response queue, and answers within its 5 s client timeout.
+const (
+	sqsFirstWait      = 1 * time.Second
+	sqsQueueURLTries  = 5
+	sqsQueueURLPause  = 1 * time.Second
+	sqsReceiveTries   = 5
+	sqsReceiveWaitSec = 20
+)
+
+// SQSResponseQueuePrefix is followed by the ClientID in the name of the
+// queue the broker answers on.
+const SQSResponseQueuePrefix = "snowflake-client-"
+
+// SQSCredentials are the static AWS credentials of the sqscreds argument.
+type SQSCredentials struct {
+	AccessKeyID string `json:"aws-access-key-id"`
+	SecretKey   string `json:"aws-secret-key"`
+}
+
+// ParseSQSCredentials decodes sqscreds: standard base64 of
+// {"aws-access-key-id":"…","aws-secret-key":"…"}.
+func ParseSQSCredentials(s string) (SQSCredentials, error) {
+	var c SQSCredentials
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return c, fmt.Errorf("rendezvous: sqscreds: not base64: %w", err)
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return c, fmt.Errorf("rendezvous: sqscreds: not JSON credentials: %w", err)
+	}
+	if c.AccessKeyID == "" || c.SecretKey == "" {
+		return c, errors.New("rendezvous: sqscreds: aws-access-key-id and aws-secret-key are required")
+	}
+	return c, nil
+}
+
+// Encode returns the sqscreds form of c.
+func (c SQSCredentials) Encode() string {
+	b, _ := json.Marshal(c) // two strings cannot fail to marshal
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// SQS is the rendezvous method over Amazon SQS: the poll request goes to the
+// broker's queue, the response comes back on a per-request queue.
+type SQS struct {
+	queueURL string
+	client   *sqs.Client
+	pause    func(ctx context.Context, d time.Duration) error
+}
+
+// NewSQS returns the SQS method for queueURL
+// ("https://sqs.<region>.amazonaws.com/<account>/<name>"). The API endpoint
+// is the queue URL's scheme and host, so a local SQS-compatible server works
+// unchanged. httpClient may be nil.
+func NewSQS(queueURL string, creds SQSCredentials, httpClient *http.Client) (*SQS, error) {
+	u, err := url.Parse(queueURL)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: sqsqueue: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("rendezvous: sqsqueue %q: need an http(s) URL with a host", queueURL)
+	}
+	if httpClient == nil {
+		httpClient = &http.Client{Transport: &http.Transport{Proxy: nil}}
+	}
+	cfg := aws.Config{
+		Region:      sqsRegion(u.Hostname()),
+		Credentials: credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretKey, ""),
+		HTTPClient:  httpClient,
+	}
+	endpoint := u.Scheme + "://" + u.Host
+	client := sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	return &SQS{queueURL: queueURL, client: client, pause: sleepCtx}, nil
+}
+
+// sqsRegion reads the region out of "sqs.<region>.amazonaws.com"; other
+// hosts (local test servers) get us-east-1.
+func sqsRegion(host string) string {
+	parts := strings.Split(host, ".")
+	if len(parts) >= 4 && parts[0] == "sqs" && parts[len(parts)-2] == "amazonaws" {
+		return parts[1]
+	}
+	return "us-east-1"
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Exchange implements [Method].
+func (s *SQS) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) {
+	var idb [8]byte
+	rand.Read(idb[:])
+	id := hex.EncodeToString(idb[:])
+	_, err := s.client.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:    aws.String(s.queueURL),
+		MessageBody: aws.String(string(pollRequest)),
+		MessageAttributes: map[string]types.MessageAttributeValue{
+			"ClientID": {DataType: aws.String("String"), StringValue: aws.String(id)},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: sqs: send: %w", err)
+	}
+	if err := s.pause(ctx, sqsFirstWait); err != nil {
+		return nil, fmt.Errorf("rendezvous: sqs: %w", err)
+	}
+	var respQueue *string
+	for i := 0; ; i++ {
+		out, err := s.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(SQSResponseQueuePrefix + id)})
+		if err == nil {
+			respQueue = out.QueueUrl
+			break
+		}
+		if i+1 >= sqsQueueURLTries || ctx.Err() != nil {
+			return nil, fmt.Errorf("rendezvous: sqs: response queue: %w", err)
+		}
+		if err := s.pause(ctx, sqsQueueURLPause); err != nil {
+			return nil, fmt.Errorf("rendezvous: sqs: %w", err)
+		}
+	}
+	for i := 0; i < sqsReceiveTries; i++ {
+		out, err := s.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:            respQueue,
+			MaxNumberOfMessages: 1,
+			WaitTimeSeconds:     sqsReceiveWaitSec,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rendezvous: sqs: receive: %w", err)
+		}
+		if len(out.Messages) > 0 && out.Messages[0].Body != nil {
+			body := *out.Messages[0].Body
+			if len(body) > MaxBodySize {
+				return nil, ErrBodyTooLarge
+			}
+			return []byte(body), nil
+		}
+		if err := s.pause(ctx, time.Second+time.Duration(i)*time.Second/2); err != nil {
+			return nil, fmt.Errorf("rendezvous: sqs: %w", err)
+		}
+	}
+	return nil, errors.New("rendezvous: sqs: no response from the broker")
+}
