@@ -1,6 +1,7 @@
 module github.com/snowflake-go/snowflake
 
-go 1.26
+go 1.26.2
+
 require (
 	github.com/andybalholm/brotli v1.0.6
 	github.com/aws/aws-sdk-go-v2 v1.48.0
@@ -55,3 +56,5 @@ require (
 	golang.org/x/sys v0.50.0
 	golang.org/x/time v0.14.0
 )
+
+require golang.org/x/text v0.44.0 // indirect
