@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/webrtc/v4"
+)
+
+// Sizes of the copy loop.
+const (
+	// maxDCMessage is the largest data-channel message the proxy sends.
+	// Old pion peers (Debian's 2.5.1 client) read into a 65535-byte
+	// buffer and fail on anything larger.
+	maxDCMessage = 65535
+	// maxWSMessage is the largest WebSocket message the proxy sends.
+	maxWSMessage = 32 << 10
+	// wsReadLimit bounds one incoming WebSocket message. The bytes are
+	// streamed, so this only stops a relay that never ends a message.
+	wsReadLimit = 1 << 20
+	// pipeLimit is how many bytes may wait in each direction.
+	pipeLimit = 256 << 10
+	// readBuf is the buffer of each reader. A data-channel read needs room
+	// for a whole message.
+	readBuf = 64 << 10
+	// Flow control on the data channel (wire-protocol §4.3): stop sending
+	// above dcHighWater until the buffered amount falls to dcLowWater.
+	dcHighWater = 1 << 20
+	dcLowWater  = 256 << 10
+)
+
+// errIdle is the teardown cause when the relay sent nothing for the idle
+// timeout.
+var errIdle = errors.New("relay idle timeout")
+
+// relayStats counts the bytes of one connection.
+type relayStats struct {
+	up, down atomic.Int64 // client→relay, relay→client
+}
+
+// relay copies bytes between a detached data channel and a WebSocket until
+// either side ends, ctx is done, or nothing arrives from the WebSocket for
+// idle. It closes both and returns why it stopped (nil for a normal end).
+//
+// Four goroutines: a reader and a writer per direction, joined by a pipe
+// that coalesces. Each reader closes its pipe when its source ends; each
+// writer drains its pipe and then tears the connection down, so data already
+// read is delivered when the other side ends first.
+func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, ws *websocket.Conn,
+	idle time.Duration, st *relayStats, total *Stats) error {
+	ws.SetReadLimit(wsReadLimit)
+	up, down := newPipe(pipeLimit), newPipe(pipeLimit)
+
+	var (
+		once  sync.Once
+		cause error
+		done  = make(chan struct{})
+	)
+	teardown := func(err error) {
+		once.Do(func() {
+			cause = err
+			close(done)
+			up.abort()
+			down.abort()
+			ws.CloseNow()
+			rwc.Close()
+		})
+	}
+
+	// Idle watchdog without a goroutine: an AfterFunc that re-arms itself
+	// for the time left since the last read from the relay.
+	var lastRecv atomic.Int64
+	lastRecv.Store(time.Now().UnixNano())
+	var timer *time.Timer
+	var timerMu sync.Mutex
+	check := func() {}
+	check = func() {
+		left := idle - time.Since(time.Unix(0, lastRecv.Load()))
+		if left <= 0 {
+			teardown(errIdle)
+			return
+		}
+		timerMu.Lock()
+		defer timerMu.Unlock()
+		select {
+		case <-done:
+		default:
+			timer = time.AfterFunc(left, check)
+		}
+	}
+	timerMu.Lock()
+	timer = time.AfterFunc(idle, check)
+	timerMu.Unlock()
+
+	// Flow-control signal for the data channel.
+	low := make(chan struct{}, 1)
+	dc.SetBufferedAmountLowThreshold(dcLowWater)
+	dc.OnBufferedAmountLow(func() {
+		select {
+		case low <- struct{}{}:
+		default:
+		}
+	})
+
+	var wg sync.WaitGroup
+	wg.Add(4)
+	// Client → relay.
+	go func() {
+		defer wg.Done()
+		defer up.closeWrite()
+		buf := make([]byte, readBuf)
+		for {
+			n, err := rwc.Read(buf)
+			if n > 0 {
+				st.up.Add(int64(n))
+				total.addUp(n)
+				if !up.write(buf[:n]) {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		out := make([]byte, maxWSMessage)
+		for {
+			n := up.read(out)
+			if n == 0 {
+				teardown(nil)
+				return
+			}
+			if err := ws.Write(ctx, websocket.MessageBinary, out[:n]); err != nil {
+				teardown(fmt.Errorf("write to relay: %w", err))
+				return
+			}
+		}
+	}()
+	// Relay → client.
+	go func() {
+		defer wg.Done()
+		defer down.closeWrite()
+		buf := make([]byte, readBuf)
+		for {
+			_, r, err := ws.Reader(ctx)
+			if err != nil {
+				if websocket.CloseStatus(err) == -1 && ctx.Err() == nil {
+					select {
+					case <-done:
+					default:
+						teardown(fmt.Errorf("read from relay: %w", err))
+					}
+				}
+				return
+			}
+			for {
+				n, err := r.Read(buf)
+				if n > 0 {
+					lastRecv.Store(time.Now().UnixNano())
+					st.down.Add(int64(n))
+					total.addDown(n)
+					if !down.write(buf[:n]) {
+						return
+					}
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					teardown(fmt.Errorf("read from relay: %w", err))
+					return
+				}
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		out := make([]byte, maxDCMessage)
+		for {
+			n := down.read(out)
+			if n == 0 {
+				teardown(nil)
+				return
+			}
+			if _, err := rwc.Write(out[:n]); err != nil {
+				teardown(fmt.Errorf("write to client: %w", err))
+				return
+			}
+			for dc.BufferedAmount() > dcHighWater {
+				select {
+				case <-low:
+				case <-done:
+					return
+				}
+			}
+		}
+	}()
+
+	stop := context.AfterFunc(ctx, func() { teardown(ctx.Err()) })
+	wg.Wait()
+	stop()
+	timerMu.Lock()
+	timer.Stop()
+	timerMu.Unlock()
+	return cause
+}

@@ -1,0 +1,58 @@
+//go:build !js
+
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+)
+
+// sctpReceiveBuffer is the SCTP receive window. pion's 1 MiB default caps a
+// single client's upload at about 1 MiB per round trip; 4 MiB lets a bulk
+// transfer keep the pipe full without much memory per idle client (the
+// buffer only fills when the relay is slower than the client).
+const sctpReceiveBuffer = 4 << 20
+
+// settingEngine returns the WebRTC settings of every PeerConnection the
+// proxy makes.
+func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
+	var se webrtc.SettingEngine
+	se.DetachDataChannels()
+	// Like upstream and browsers: no mDNS candidates, no ICE-TCP.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	// Upstream proxies skip DTLS HelloVerify to resemble browsers.
+	se.SetDTLSInsecureSkipHelloVerify(true)
+	se.SetSCTPMaxReceiveBufferSize(sctpReceiveBuffer)
+	// Zero checksum (RFC 9653) is used only if the peer announces it;
+	// DTLS already protects integrity, so CRC32c is wasted work.
+	se.EnableSCTPZeroChecksum(true)
+	if c.KeepLocalAddresses {
+		se.SetIncludeLoopbackCandidate(true)
+	} else {
+		se.SetIPFilter(func(ip net.IP) bool {
+			a, ok := netip.AddrFromSlice(ip)
+			return ok && IsPublic(a)
+		})
+	}
+	if c.OutboundAddress != "" {
+		ip, err := netip.ParseAddr(c.OutboundAddress)
+		if err != nil {
+			return se, fmt.Errorf("outbound address: %w", err)
+		}
+		se.SetNAT1To1IPs([]string{ip.String()}, webrtc.ICECandidateTypeHost)
+	}
+	if c.EphemeralPortMin != 0 {
+		if err := se.SetEphemeralUDPPortRange(c.EphemeralPortMin, c.EphemeralPortMax); err != nil {
+			return se, fmt.Errorf("ephemeral port range: %w", err)
+		}
+	}
+	if c.ConfigureWebRTC != nil {
+		c.ConfigureWebRTC(&se)
+	}
+	return se, nil
+}

@@ -1,0 +1,239 @@
+// Command snowflake-proxy is the standalone Snowflake volunteer proxy. It
+// polls the broker for clients and relays their WebRTC data channels to the
+// Snowflake bridge. Flags match upstream's snowflake-proxy.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/snowflake-go/snowflake/common/geoip"
+	"github.com/snowflake-go/snowflake/common/scrub"
+	proxy "github.com/snowflake-go/snowflake/proxy/lib"
+)
+
+// version is reported by -version; set with -ldflags -X.
+var version = "2.13.1-go"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "snowflake-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("snowflake-proxy", flag.ExitOnError)
+	var (
+		broker          = fs.String("broker", proxy.DefaultBrokerURL, "broker URL")
+		relay           = fs.String("relay", proxy.DefaultRelayURL, "WebSocket URL of the default Snowflake bridge")
+		stun            = fs.String("stun", proxy.DefaultSTUNURL, "comma-separated STUN server URLs")
+		capacity        = fs.Uint("capacity", 0, "maximum concurrent clients (0 = unlimited)")
+		pollInterval    = fs.Duration("poll-interval", proxy.DefaultPollInterval, "delay between broker polls that found no client (minimum 2s)")
+		concurrentPolls = fs.Int("concurrent-polls", proxy.DefaultConcurrentPoll, "polls kept outstanding at the broker while capacity is free (1 = upstream behaviour)")
+		natProbe        = fs.String("nat-probe-server", proxy.DefaultNATProbeURL, "NAT probe service URL (empty: skip the probe, NAT type unknown)")
+		natRetest       = fs.Duration("nat-retest-interval", 24*time.Hour, "re-run the NAT probe this often (0 disables)")
+		pattern         = fs.String("allowed-relay-hostname-pattern", proxy.DefaultRelayPattern, "accepted relay host names: a suffix, or ^exact; must end in $")
+		allowNonTLS     = fs.Bool("allow-non-tls-relay", false, "accept ws:// relays as well as wss://")
+		allowPrivate    = fs.Bool("allow-proxying-to-private-addresses", false, "accept relays at private, loopback and link-local IP addresses")
+		keepLocal       = fs.Bool("keep-local-addresses", false, "keep local LAN and loopback ICE candidates")
+		outbound        = fs.String("outbound-address", "", "announce this IP as the host candidate (NAT 1:1), for hosts behind 1:1 NAT")
+		ephemeral       = fs.String("ephemeral-ports-range", "", "ICE UDP port range as min:max (default: any port)")
+		summaryInterval = fs.Duration("summary-interval", time.Hour, "log a traffic summary this often (0 disables)")
+		disableStats    = fs.Bool("disable-stats-logger", false, "do not log traffic summaries")
+		geoipDB         = fs.String("geoipdb", "/usr/share/tor/geoip", "tor IPv4 geoip database, for client countries in summaries")
+		geoip6DB        = fs.String("geoip6db", "/usr/share/tor/geoip6", "tor IPv6 geoip database")
+		metrics         = fs.Bool("metrics", false, "serve Prometheus metrics at /internal/metrics")
+		metricsAddress  = fs.String("metrics-address", "localhost", "metrics listen address")
+		metricsPort     = fs.Int("metrics-port", 9999, "metrics listen port")
+		logFile         = fs.String("log", "", "log file (appended; default stderr)")
+		unsafeLogging   = fs.Bool("unsafe-logging", false, "keep IP addresses in logs")
+		verbose         = fs.Bool("verbose", false, "log debug messages")
+		showVersion     = fs.Bool("version", false, "display version info and quit")
+		idleTimeout     = fs.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a client when the relay sent nothing for this long")
+	)
+	fs.Parse(os.Args[1:])
+	if *showVersion {
+		fmt.Printf("snowflake-proxy %s\n", version)
+		return nil
+	}
+
+	var out io.Writer = os.Stderr
+	if *logFile != "" {
+		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("open log: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(scrub.NewHandler(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}), *unsafeLogging))
+
+	cfg := proxy.Config{
+		BrokerURL:         *broker,
+		RelayURL:          *relay,
+		NATProbeURL:       *natProbe,
+		NATRetestInterval: *natRetest,
+		Capacity:          int(*capacity),
+		PollInterval:      *pollInterval,
+		ConcurrentPolls:   *concurrentPolls,
+		Relay: proxy.RelayPolicy{
+			Pattern:      *pattern,
+			AllowNonTLS:  *allowNonTLS,
+			AllowPrivate: *allowPrivate,
+		},
+		KeepLocalAddresses: *keepLocal,
+		OutboundAddress:    *outbound,
+		IdleTimeout:        *idleTimeout,
+		Logger:             logger,
+	}
+	for s := range strings.SplitSeq(*stun, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.STUNURLs = append(cfg.STUNURLs, s)
+		}
+	}
+	if *ephemeral != "" {
+		lo, hi, err := parsePortRange(*ephemeral)
+		if err != nil {
+			return err
+		}
+		cfg.EphemeralPortMin, cfg.EphemeralPortMax = lo, hi
+	}
+	if *summaryInterval > 0 && !*disableStats && (*geoipDB != "" || *geoip6DB != "") {
+		// A missing database only costs the country breakdown.
+		if t, err := geoip.Load(existing(*geoipDB), existing(*geoip6DB)); err != nil {
+			logger.Warn("geoip databases not loaded; summaries will have no countries", "err", err)
+		} else if v4, v6 := t.Len(); v4+v6 > 0 {
+			cfg.GeoIP = t
+		}
+	}
+
+	p, err := proxy.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *metrics {
+		addr := net.JoinHostPort(*metricsAddress, strconv.Itoa(*metricsPort))
+		srv, err := serveMetrics(addr, p, logger)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	if *summaryInterval > 0 && !*disableStats {
+		go summaries(ctx, p, *summaryInterval, logger)
+	}
+	return p.Run(ctx)
+}
+
+// existing returns path if the file exists, else "" (skip that family).
+func existing(path string) string {
+	if _, err := os.Stat(path); err != nil {
+		return ""
+	}
+	return path
+}
+
+func parsePortRange(s string) (uint16, uint16, error) {
+	a, b, ok := strings.Cut(s, ":")
+	lo, err1 := strconv.ParseUint(a, 10, 16)
+	hi, err2 := strconv.ParseUint(b, 10, 16)
+	if !ok || err1 != nil || err2 != nil || lo == 0 || lo > hi {
+		return 0, 0, fmt.Errorf("-ephemeral-ports-range %q: want min:max with 0 < min <= max <= 65535", s)
+	}
+	return uint16(lo), uint16(hi), nil
+}
+
+// summaries logs, every interval, the connections and traffic of the last
+// interval. It returns when ctx is done.
+func summaries(ctx context.Context, p *proxy.Proxy, every time.Duration, logger *slog.Logger) {
+	st := p.Stats()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var lastConns, lastUp, lastDown int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		conns, up, down := st.Connections.Load(), st.BytesUp.Load(), st.BytesDown.Load()
+		countries := st.TakeCountries()
+		cc := make([]string, 0, len(countries))
+		for c, n := range countries {
+			cc = append(cc, fmt.Sprintf("%s=%d", c, n))
+		}
+		sort.Strings(cc)
+		logger.Info("summary", "interval", every, "connections", conns-lastConns,
+			"bytes_up", up-lastUp, "bytes_down", down-lastDown, "active", st.Active.Load(),
+			"nat", p.NAT(), "countries", strings.Join(cc, ","))
+		lastConns, lastUp, lastDown = conns, up, down
+	}
+}
+
+// serveMetrics serves Prometheus metrics (namespace "snowflake", like
+// upstream) on their own mux with timeouts.
+func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Server, error) {
+	reg := prometheus.NewRegistry()
+	st := p.Stats()
+	counter := func(name, help string, f func() int64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "snowflake", Name: name, Help: help,
+		}, func() float64 { return float64(f()) }))
+	}
+	counter("connections_total", "client connections relayed", st.Connections.Load)
+	counter("failed_connections_total", "matched clients that were not served", st.Failed.Load)
+	counter("polls_total", "broker polls sent", st.Polls.Load)
+	counter("poll_errors_total", "failed broker polls", st.PollErrors.Load)
+	counter("matches_total", "polls that returned a client", st.Matches.Load)
+	counter("traffic_inbound_bytes_total", "bytes from clients to the relay", st.BytesUp.Load)
+	counter("traffic_outbound_bytes_total", "bytes from the relay to clients", st.BytesDown.Load)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "snowflake", Name: "active_connections", Help: "clients being relayed",
+	}, func() float64 { return float64(st.Active.Load()) }))
+
+	mux := http.NewServeMux()
+	mux.Handle("/internal/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server", "err", err)
+		}
+	}()
+	logger.Info("metrics listening", "addr", ln.Addr().String())
+	return srv, nil
+}
