@@ -1,0 +1,108 @@
+package rendezvous
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/snowflake-go/snowflake/internal/sqstest"
+)
+
+// TestSQSExchange runs the client side against a local SQS server, with
+// the test playing the broker's part of wire protocol §2.5.
+func TestSQSExchange(t *testing.T) {
+	endpoint := sqstest.Start(t)
+	creds := SQSCredentials{AccessKeyID: "AKIDTEST", SecretKey: "secret"}
+	broker := sqs.New(sqs.Options{
+		Region:       sqstest.Region,
+		BaseEndpoint: aws.String(endpoint),
+		Credentials:  credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretKey, ""),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	q, err := broker.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("snowflake-broker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	brokerErr := make(chan error, 1)
+	go func() {
+		brokerErr <- func() error {
+			// local-aws-sqs answers a long poll only when its wait
+			// time ends, even if a message arrived; poll briefly.
+			var out *sqs.ReceiveMessageOutput
+			for {
+				var err error
+				out, err = broker.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+					QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0,
+					MessageAttributeNames: []string{"All"},
+				})
+				if err != nil {
+					return err
+				}
+				if len(out.Messages) > 0 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if len(out.Messages) != 1 {
+				t.Errorf("broker received %d messages", len(out.Messages))
+				return nil
+			}
+			m := out.Messages[0]
+			if aws.ToString(m.Body) != pollBody {
+				t.Errorf("broker got body %q", aws.ToString(m.Body))
+			}
+			id := aws.ToString(m.MessageAttributes["ClientID"].StringValue)
+			if len(id) != 16 {
+				t.Errorf("ClientID attribute %q", id)
+			}
+			rq, err := broker.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(SQSResponseQueuePrefix + id)})
+			if err != nil {
+				return err
+			}
+			_, err = broker.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: rq.QueueUrl, MessageBody: aws.String(`{"answer":"via sqs"}`)})
+			return err
+		}()
+	}()
+
+	m, err := NewSQS(aws.ToString(q.QueueUrl), creds, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, err := m.Exchange(ctx, []byte(pollBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != `{"answer":"via sqs"}` {
+		t.Errorf("response %q", got)
+	}
+	if err := <-brokerErr; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SQS rendezvous took %v", time.Since(start))
+}
+
+// TestSQSNoBroker: nobody answers, so the response queue never appears.
+func TestSQSNoBroker(t *testing.T) {
+	endpoint := sqstest.Start(t)
+	creds := SQSCredentials{AccessKeyID: "AKIDTEST", SecretKey: "secret"}
+	broker := sqs.New(sqs.Options{Region: sqstest.Region, BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretKey, "")})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := broker.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("snowflake-broker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := NewSQS(aws.ToString(q.QueueUrl), creds, nil)
+	m.pause = func(ctx context.Context, d time.Duration) error { return sleepCtx(ctx, d/20) }
+	if _, err := m.Exchange(ctx, []byte(pollBody)); err == nil {
+		t.Fatal("exchange without a broker succeeded")
+	}
+}
