@@ -79,7 +79,8 @@ func (c *Conn) opContext(dl *atomic.Int64) (context.Context, context.CancelFunc)
 }
 
 // Read reads bytes from the current message, moving on to the next message
-// when it is exhausted. A normal close by the peer reads as io.EOF.
+// when it is exhausted. A close by the peer between messages (with a normal
+// close frame, or none) reads as io.EOF.
 func (c *Conn) Read(p []byte) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
@@ -91,6 +92,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 			_, r, err := c.ws.Reader(ctx)
 			if err != nil {
 				cancel()
+				if errors.Is(err, io.EOF) && c.ctx.Err() == nil {
+					// The TCP connection ended between messages without a
+					// close frame. Many peers close that way (gorilla's
+					// Close does), and no data is lost: a clean end.
+					return 0, io.EOF
+				}
 				return 0, c.mapError(err, ctx)
 			}
 			c.msg, c.msgDone = r, cancel
@@ -105,7 +112,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			return n, c.mapError(err, nil)
+			err = c.mapError(err, nil)
+			if err == io.EOF {
+				// Ended inside a message: bytes were lost.
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
 		}
 		return n, nil
 	}

@@ -1,0 +1,152 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/xtaci/kcp-go/v5"
+	"github.com/xtaci/smux"
+
+	"github.com/snowflake-go/snowflake/common/turbotunnel"
+)
+
+// shardAddr is the local address of a shard's packet conn.
+type shardAddr int
+
+func (a shardAddr) Network() string { return "turbotunnel" }
+func (a shardAddr) String() string  { return "shard-" + strconv.Itoa(int(a)) }
+
+// shard is one KCP state machine with its packet conn. Each ClientID lives
+// on exactly one shard.
+type shard struct {
+	s     *Server
+	pconn *turbotunnel.QueuePacketConn
+	ln    *kcp.Listener
+	once  sync.Once
+}
+
+func newShard(s *Server, i int) (*shard, error) {
+	pconn := turbotunnel.NewQueuePacketConn(shardAddr(i), s.cfg.ClientQueueTimeout)
+	ln, err := turbotunnel.Listen(pconn)
+	if err != nil {
+		pconn.Close()
+		return nil, fmt.Errorf("server: shard %d: %w", i, err)
+	}
+	sh := &shard{s: s, pconn: pconn, ln: ln}
+	if !s.goTracked(sh.acceptSessions) {
+		sh.close()
+		return nil, fmt.Errorf("server: shard %d: server closed", i)
+	}
+	return sh, nil
+}
+
+// close stops the listener and the packet conn; the accept loop and the
+// sessions then end. Idempotent.
+func (sh *shard) close() {
+	sh.once.Do(func() {
+		sh.ln.Close()
+		// The listener does not own the packet conn; closing it ends
+		// KCP's read loop.
+		sh.pconn.Close()
+	})
+}
+
+func (sh *shard) acceptSessions() {
+	for {
+		conn, err := sh.ln.AcceptKCP()
+		if err != nil {
+			return // listener closed
+		}
+		if !sh.s.goTracked(func() { sh.s.handleSession(conn) }) {
+			conn.Close()
+			return
+		}
+	}
+}
+
+// handleSession runs smux over one client's KCP session and hands each
+// stream to tor.
+func (s *Server) handleSession(conn *kcp.UDPSession) {
+	defer conn.Close()
+	id, _ := conn.RemoteAddr().(turbotunnel.ClientID)
+	// The address is looked up once, when the session starts, as upstream
+	// does; a later proxy's client_ip does not move an open session.
+	addr := s.addrs.get(id)
+	mux, err := turbotunnel.ServerSession(conn)
+	if err != nil {
+		s.logger.Warn("session setup failed", "clientid", id, "err", err)
+		return
+	}
+	defer mux.Close()
+	stop := context.AfterFunc(s.ctx, func() { mux.Close() })
+	defer stop()
+	s.stats.sessionsTotal.Add(1)
+	s.stats.sessionsActive.Add(1)
+	defer s.stats.sessionsActive.Add(-1)
+	s.logger.Debug("session started", "clientid", id)
+	for {
+		st, err := mux.AcceptStream()
+		if err != nil {
+			s.logger.Debug("session ended", "clientid", id, "reason", err)
+			return
+		}
+		if !s.goTracked(func() { s.handleStream(st, id, addr) }) {
+			st.Close()
+			return
+		}
+	}
+}
+
+// handleStream connects one smux stream to tor and copies both ways until
+// either side ends; then both are closed.
+func (s *Server) handleStream(st *smux.Stream, id turbotunnel.ClientID, addr string) {
+	defer st.Close()
+	s.stats.streamsTotal.Add(1)
+	s.stats.streamsActive.Add(1)
+	defer s.stats.streamsActive.Add(-1)
+
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ORDialTimeout)
+	or, err := s.cfg.DialOR(ctx, addr)
+	cancel()
+	if err != nil {
+		s.stats.errors[errORDial].Add(1)
+		s.logger.Warn("cannot connect stream to tor", "clientid", id, "err", err)
+		return
+	}
+	defer or.Close()
+	stop := context.AfterFunc(s.ctx, func() { or.Close(); st.Close() })
+	defer stop()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		io.Copy(countingWriter{or, &s.stats.bytesUp}, st)
+		// Tor sees the client's end; closing both also ends the copy
+		// below, since a Tor connection is not half-closed in practice.
+		or.Close()
+		st.Close()
+	}()
+	io.Copy(countingWriter{st, &s.stats.bytesDown}, or)
+	or.Close()
+	st.Close()
+	wg.Wait()
+}
+
+// countingWriter adds the bytes written through it to a counter.
+type countingWriter struct {
+	w io.Writer
+	n interface{ Add(int64) int64 }
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+var _ net.Addr = shardAddr(0)

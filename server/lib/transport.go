@@ -1,0 +1,208 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/snowflake-go/snowflake/common/encapsulation"
+	"github.com/snowflake-go/snowflake/common/turbotunnel"
+	"github.com/snowflake-go/snowflake/common/websocketconn"
+)
+
+const (
+	// readBufferSize is the bufio size on each WebSocket: enough for a few
+	// packets, small enough that thousands of idle connections stay cheap.
+	readBufferSize = 4096
+	// packetBufferSize is the buffer each data chunk is read into. Upstream
+	// servers use 2048; KCP packets are at most turbotunnel.MTU.
+	packetBufferSize = 2048
+	// writeBatchSize bounds one downstream WebSocket message. Browser
+	// proxies forward each message as one data-channel message, so it stays
+	// far below the 64 KiB data-channel limit.
+	writeBatchSize = 8192
+	// maxRequestBody bounds what is read from an upgrade request's body
+	// (upgrades have none).
+	maxRequestBody = 4096
+)
+
+// clientAddr turns the proxy's client_ip query parameter into the address
+// tor gets in USERADDR: "IP:1", or "" when absent or not a usable IP.
+// Headers such as X-Forwarded-For are deliberately ignored: only the proxy
+// knows the client's address, and it reports it in the URL.
+func clientAddr(u *url.URL) string {
+	ip, err := netip.ParseAddr(u.Query().Get("client_ip"))
+	if err != nil || ip.IsUnspecified() {
+		return ""
+	}
+	return netip.AddrPortFrom(ip.WithZone("").Unmap(), 1).String()
+}
+
+// ServeHTTP upgrades the request, on any path, to a WebSocket and carries
+// its turbotunnel traffic until either side ends it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.stats.wsRejected.Add(1)
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	defer func() { <-s.sem }()
+	if !s.enter() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.wg.Done()
+
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Proxies run in browsers on any origin.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		s.stats.errors[errUpgrade].Add(1)
+		s.logger.Debug("websocket upgrade failed", "err", err)
+		return // Accept has written the HTTP error
+	}
+	s.stats.wsTotal.Add(1)
+	s.stats.wsActive.Add(1)
+	defer s.stats.wsActive.Add(-1)
+	conn := websocketconn.NewWithAddrs(ws, websocketconn.Addr{}, websocketconn.Addr{})
+	err = s.carry(conn, clientAddr(r.URL))
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		s.logger.Debug("websocket closed", "reason", err)
+	default:
+		s.logger.Info("websocket closed", "reason", err)
+	}
+}
+
+// idleConn sets a fresh read deadline before every read, so a connection
+// that stops delivering data is closed after the idle timeout.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c idleConn) Read(p []byte) (int, error) {
+	c.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(p)
+}
+
+// carry reads the preamble from conn, then moves packets between conn and
+// the client's shard until conn fails or the server closes. It always
+// closes conn.
+func (s *Server) carry(conn net.Conn, addr string) error {
+	defer conn.Close()
+	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
+	defer stop()
+
+	conn.SetReadDeadline(time.Now().Add(s.cfg.PreambleTimeout))
+	id, err := turbotunnel.ReadPreamble(conn)
+	if err == io.EOF {
+		// Proxies check that the server is reachable by opening and
+		// closing a WebSocket: not an error.
+		return nil
+	}
+	if err != nil {
+		s.stats.errors[errPreamble].Add(1)
+		return fmt.Errorf("preamble: %w", err)
+	}
+	s.addrs.set(id, addr)
+	sh := s.shardFor(id)
+	queue, release := sh.pconn.Attach(id)
+	defer release()
+
+	done := make(chan struct{})
+	writeErr := make(chan error, 1)
+	go func() {
+		err := s.writeLoop(conn, sh, queue, done)
+		if err != nil {
+			conn.Close() // unblocks the read loop
+		}
+		writeErr <- err
+	}()
+	err = s.readLoop(idleConn{conn, s.cfg.IdleTimeout}, id, sh)
+	close(done)
+	conn.Close()
+	if werr := <-writeErr; werr != nil && s.ctx.Err() == nil {
+		return werr
+	}
+	if s.ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// readLoop feeds the client's packets to its shard.
+func (s *Server) readLoop(conn net.Conn, id turbotunnel.ClientID, sh *shard) error {
+	r := bufio.NewReaderSize(conn, readBufferSize)
+	buf := make([]byte, packetBufferSize)
+	for {
+		n, err := encapsulation.ReadData(r, buf)
+		var tooLong *encapsulation.ErrTooLong
+		if errors.As(err, &tooLong) {
+			// Not a packet we could have produced; the chunk has been
+			// skipped and the stream is still aligned.
+			s.stats.errors[errOversize].Add(1)
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, encapsulation.ErrPrefixTooLong) {
+				s.stats.errors[errFrame].Add(1)
+			}
+			return fmt.Errorf("read: %w", err)
+		}
+		if n > turbotunnel.MTU {
+			// Upstream servers cut such packets to the MTU, which only
+			// corrupts them; dropping is equivalent and cleaner.
+			s.stats.errors[errOversize].Add(1)
+			continue
+		}
+		if !sh.pconn.QueueIncoming(buf[:n], id) {
+			s.stats.errors[errQueueFull].Add(1)
+		}
+	}
+}
+
+// writeLoop sends the client's outgoing packets, as many per WebSocket
+// message as are queued, until done is closed or a write fails.
+func (s *Server) writeLoop(conn net.Conn, sh *shard, queue <-chan []byte, done <-chan struct{}) error {
+	bw := encapsulation.NewBatchWriterSize(conn, writeBatchSize)
+	for {
+		select {
+		case <-done:
+			return nil
+		case p := <-queue:
+			bw.WriteData(p) // cannot fail: packets are far below MaxLength
+			sh.pconn.Release(p)
+		}
+	more:
+		for bw.Buffered() < writeBatchSize-turbotunnel.MTU {
+			select {
+			case p := <-queue:
+				bw.WriteData(p)
+				sh.pconn.Release(p)
+			default:
+				break more
+			}
+		}
+		conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		if err := bw.Flush(); err != nil {
+			s.stats.errors[errWrite].Add(1)
+			return fmt.Errorf("write: %w", err)
+		}
+	}
+}
