@@ -1,0 +1,235 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/snowflake-go/snowflake/common/geoip"
+	"github.com/snowflake-go/snowflake/common/messages"
+	"github.com/snowflake-go/snowflake/common/nat"
+	"github.com/snowflake-go/snowflake/common/relaypattern"
+)
+
+// Broker matches client offers with waiting proxies. Create it with New;
+// its methods are safe for concurrent use.
+type Broker struct {
+	cfg     Config
+	log     *slog.Logger
+	pools   *pools
+	metrics *metrics
+
+	// nextPoll holds the advised poll intervals, replaceable at run time
+	// (see SetNextPoll).
+	nextPollUnrestricted, nextPollRestricted atomic.Int64 // milliseconds
+
+	// closed is closed by Close; held polls end at once when it is.
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	// metricsFileMu serialises appends to the metrics log with reads of
+	// it by /metrics.
+	metricsFileMu sync.Mutex
+}
+
+// New returns a Broker for cfg.
+func New(cfg Config) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	b := &Broker{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "broker"),
+		pools:  newPools(),
+		closed: make(chan struct{}),
+	}
+	b.metrics = newMetrics(b.pools, time.Now())
+	b.metrics.geo.Store(cfg.GeoIP)
+	b.SetNextPoll(cfg.NextPollUnrestricted, cfg.NextPollRestricted)
+	return b, nil
+}
+
+// Close ends all held polls and stops Run. It is idempotent.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() { close(b.closed) })
+	return nil
+}
+
+// SetGeoIP replaces the geoip table used for statistics (e.g. on SIGHUP).
+func (b *Broker) SetGeoIP(t *geoip.Table) { b.metrics.geo.Store(t) }
+
+// SetNextPoll replaces the poll intervals advised to proxies of each pool;
+// zero keeps the default.
+func (b *Broker) SetNextPoll(unrestricted, restricted time.Duration) {
+	if unrestricted <= 0 {
+		unrestricted = DefaultNextPoll
+	}
+	if restricted <= 0 {
+		restricted = DefaultNextPoll
+	}
+	b.nextPollUnrestricted.Store(unrestricted.Milliseconds())
+	b.nextPollRestricted.Store(restricted.Milliseconds())
+}
+
+func (b *Broker) nextPoll(t nat.Type) int64 {
+	if poolFor(t) == poolUnrestricted {
+		return b.nextPollUnrestricted.Load()
+	}
+	return b.nextPollRestricted.Load()
+}
+
+// maxPollInterval bounds intervals read from a poll-interval file, so a
+// typo cannot silence the proxy fleet for days.
+const maxPollInterval = 24 * time.Hour
+
+// ParsePollIntervals reads the poll-interval file:
+// {"unrestricted_poll_interval":MS,"restricted_poll_interval":MS}. Absent
+// keys are returned as zero (meaning the default).
+func ParsePollIntervals(r io.Reader) (unrestricted, restricted time.Duration, err error) {
+	var j struct {
+		Unrestricted *int64 `json:"unrestricted_poll_interval"`
+		Restricted   *int64 `json:"restricted_poll_interval"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r, messages.MaxBodySize))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return 0, 0, fmt.Errorf("broker: poll interval file: %w", err)
+	}
+	conv := func(name string, ms *int64) (time.Duration, error) {
+		if ms == nil {
+			return 0, nil
+		}
+		d := time.Duration(*ms) * time.Millisecond
+		if *ms <= 0 || d > maxPollInterval {
+			return 0, fmt.Errorf("broker: poll interval file: %s %d ms out of range (1 ms to %v)", name, *ms, maxPollInterval)
+		}
+		return d, nil
+	}
+	if unrestricted, err = conv("unrestricted_poll_interval", j.Unrestricted); err != nil {
+		return 0, 0, err
+	}
+	if restricted, err = conv("restricted_poll_interval", j.Restricted); err != nil {
+		return 0, 0, err
+	}
+	return unrestricted, restricted, nil
+}
+
+// errClosed is returned by operations interrupted by Close.
+var errClosed = errors.New("broker: closed")
+
+// ClientPoll runs the client-poll logic shared by every rendezvous method:
+// look up the requested bridge, take a waiting proxy at once or fail, then
+// wait up to the client timeout for the proxy's answer. The result is the
+// response to send; addr (possibly invalid) is used only for statistics.
+func (b *Broker) ClientPoll(ctx context.Context, req *messages.ClientPollRequest, method string, addr netip.Addr) *messages.ClientPollResponse {
+	bridge, ok := b.cfg.Bridges.Lookup(req.Fingerprint)
+	if !ok {
+		return &messages.ClientPollResponse{Error: messages.ErrStrUnknownBridge}
+	}
+	w, m := b.pools.take(req.NAT, offer{sdp: req.Offer, natType: req.NAT, relayURL: bridge.WebSocketAddress})
+	if w == nil {
+		b.metrics.clientPolled(addr, method, req.NAT, clientDenied)
+		return &messages.ClientPollResponse{Error: messages.ErrStrNoProxies}
+	}
+	defer b.pools.finish(w.sid, m)
+	timer := time.NewTimer(b.cfg.ClientTimeout)
+	defer timer.Stop()
+	select {
+	case answer := <-m.answer:
+		b.metrics.clientPolled(addr, method, req.NAT, clientMatched)
+		return &messages.ClientPollResponse{Answer: answer}
+	case <-timer.C:
+	case <-ctx.Done():
+	case <-b.closed:
+	}
+	b.metrics.clientPolled(addr, method, req.NAT, clientTimeout)
+	return &messages.ClientPollResponse{Error: messages.ErrStrTimedOut}
+}
+
+// proxyPollResult is the outcome of a held proxy poll.
+type proxyPollResult struct {
+	resp     messages.ProxyPollResponse
+	accepted bool // false if refused for the relay pattern
+}
+
+// proxyPoll runs the proxy-poll logic: check the relay pattern, then hold
+// the poll until a client takes the proxy or the hold expires.
+func (b *Broker) proxyPoll(ctx context.Context, req *messages.ProxyPollRequest, addr netip.Addr) proxyPollResult {
+	proxyType := messages.NormalizeProxyType(req.Type)
+	pattern, hadPattern := req.AcceptedRelayPattern, !req.NoRelayPattern
+	if !hadPattern {
+		pattern = b.cfg.LegacyRelayPattern
+	}
+	if (!hadPattern && b.cfg.LegacyRelayPattern == "") || !relaypattern.IsSubset(pattern, b.cfg.AllowedRelayPattern) {
+		b.metrics.proxyPolled(addr, proxyType, req.NAT, hadPattern, true)
+		return proxyPollResult{resp: messages.ProxyPollResponse{
+			Status: messages.StatusIncorrectRelayPattern, NextPoll: RejectedNextPoll.Milliseconds()}}
+	}
+	b.metrics.proxyPolled(addr, proxyType, req.NAT, hadPattern, false)
+	noMatch := proxyPollResult{accepted: true, resp: messages.ProxyPollResponse{
+		Status: messages.StatusNoMatch, NextPoll: b.nextPoll(req.NAT)}}
+
+	w := &waiter{sid: req.Sid, proxyType: proxyType, natType: req.NAT, clients: req.Clients, ch: make(chan offer, 1)}
+	if !b.pools.add(w, b.cfg.MaxWaitingProxies) {
+		b.metrics.proxyPollEnded(proxyType, req.NAT, false)
+		return noMatch
+	}
+	timer := time.NewTimer(b.cfg.ProxyPollTimeout)
+	defer timer.Stop()
+	var o offer
+	select {
+	case o = <-w.ch:
+	case <-timer.C:
+	case <-ctx.Done():
+	case <-b.closed:
+	}
+	if o.sdp == "" {
+		if b.pools.withdraw(w) {
+			b.metrics.proxyPollEnded(proxyType, req.NAT, false)
+			return noMatch
+		}
+		// A client took this proxy just as the hold ended: the offer is
+		// already on its way.
+		o = <-w.ch
+	}
+	b.metrics.proxyPollEnded(proxyType, req.NAT, true)
+	return proxyPollResult{accepted: true, resp: messages.ProxyPollResponse{
+		Status: messages.StatusClientMatch, Offer: o.sdp, NAT: o.natType,
+		NextPoll: b.nextPoll(req.NAT), RelayURL: o.relayURL}}
+}
+
+// Answer delivers a proxy's answer for the poll with the given Sid. It
+// reports whether a client was still waiting.
+func (b *Broker) answer(sid, answer string) bool {
+	proxyType, ok := b.pools.answer(sid, answer)
+	b.metrics.proxyAnswered(proxyType, ok)
+	return ok
+}
+
+// Waiting returns the number of proxies currently held.
+func (b *Broker) Waiting() int { return b.pools.waiting() }
+
+// rotateMetrics appends the finished interval's block to the metrics log.
+func (b *Broker) rotateMetrics(now time.Time) error {
+	b.metricsFileMu.Lock()
+	defer b.metricsFileMu.Unlock()
+	f, err := os.OpenFile(b.cfg.MetricsLogPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("broker: metrics log: %w", err)
+	}
+	werr := b.metrics.rotate(f, now)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("broker: metrics log: %w", err)
+	}
+	return nil
+}

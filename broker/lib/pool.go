@@ -1,0 +1,210 @@
+package broker
+
+import (
+	"container/heap"
+	"sync"
+
+	"github.com/snowflake-go/snowflake/common/nat"
+)
+
+// offer is what a matched proxy receives.
+type offer struct {
+	sdp      string   // the client's offer envelope, byte for byte
+	natType  nat.Type // the client's declared NAT type
+	relayURL string   // the requested bridge's WebSocket URL
+}
+
+// waiter is one proxy poll waiting for a client. It is created by the proxy
+// handler, pushed into a pool, and either popped by a client (which then
+// sends exactly one offer on ch) or removed by the proxy handler itself when
+// its hold expires.
+type waiter struct {
+	sid       string
+	proxyType string // normalised (see messages.NormalizeProxyType)
+	natType   nat.Type
+	clients   int
+	ch        chan offer // capacity 1; written once, under pools.mu
+	index     int        // position in its heap; -1 once out of it
+	seq       uint64     // arrival order, to break ties FIFO
+}
+
+// waiterHeap is a min-heap on (clients, seq).
+type waiterHeap []*waiter
+
+func (h waiterHeap) Len() int { return len(h) }
+func (h waiterHeap) Less(i, j int) bool {
+	if h[i].clients != h[j].clients {
+		return h[i].clients < h[j].clients
+	}
+	return h[i].seq < h[j].seq
+}
+func (h waiterHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *waiterHeap) Push(x any) {
+	w := x.(*waiter)
+	w.index = len(*h)
+	*h = append(*h, w)
+}
+func (h *waiterHeap) Pop() any {
+	old := *h
+	n := len(old)
+	w := old[n-1]
+	old[n-1] = nil
+	w.index = -1
+	*h = old[:n-1]
+	return w
+}
+
+// poolKind names one of the two pools.
+type poolKind int
+
+const (
+	poolRestricted   poolKind = iota // restricted and unknown proxies
+	poolUnrestricted                 // proxies that can reach restricted clients
+)
+
+func poolFor(t nat.Type) poolKind {
+	if t == nat.Unrestricted {
+		return poolUnrestricted
+	}
+	return poolRestricted
+}
+
+// match records a proxy matched with a client until the client's poll ends;
+// /answer finds it by the proxy's Sid.
+type match struct {
+	proxyType string
+	answer    chan string // capacity 1; the first answer wins
+}
+
+// pools is the matching engine: two heaps of waiting proxies and the table
+// of matches awaiting an answer.
+type pools struct {
+	mu sync.Mutex
+	// The following fields are guarded by mu.
+	heaps   [2]waiterHeap
+	seq     uint64
+	matches map[string]*match // by proxy Sid
+	// counts of waiting proxies by normalised type and NAT type, for
+	// /debug and the available_proxies gauge.
+	counts map[countKey]int
+}
+
+// countKey is a (proxy type, NAT type) pair.
+type countKey struct {
+	proxyType string
+	natType   nat.Type
+}
+
+func newPools() *pools {
+	return &pools{matches: map[string]*match{}, counts: map[countKey]int{}}
+}
+
+// add puts w in its pool unless the pools already hold limit proxies
+// (limit <= 0: no limit). It reports whether w was added.
+func (p *pools) add(w *waiter, limit int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if limit > 0 && len(p.heaps[0])+len(p.heaps[1]) >= limit {
+		return false
+	}
+	p.seq++
+	w.seq = p.seq
+	heap.Push(&p.heaps[poolFor(w.natType)], w)
+	p.counts[countKey{w.proxyType, w.natType}]++
+	return true
+}
+
+// removeLocked takes w out of its heap.
+func (p *pools) removeLocked(w *waiter) {
+	heap.Remove(&p.heaps[poolFor(w.natType)], w.index)
+	p.counts[countKey{w.proxyType, w.natType}]--
+}
+
+// withdraw removes a waiter whose hold ended. It reports false if a client
+// took it first, in which case its offer is already in w.ch.
+func (p *pools) withdraw(w *waiter) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.index < 0 {
+		return false
+	}
+	p.removeLocked(w)
+	return true
+}
+
+// take pops the least-loaded proxy for a client of the given NAT type,
+// hands it o, and registers the match. Restricted and unknown clients need
+// an unrestricted proxy. Unrestricted clients get a restricted proxy when
+// there is one, to save unrestricted proxies for the clients that need them.
+func (p *pools) take(clientNAT nat.Type, o offer) (*waiter, *match) {
+	order := []poolKind{poolUnrestricted}
+	if clientNAT == nat.Unrestricted {
+		order = []poolKind{poolRestricted, poolUnrestricted}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range order {
+		if len(p.heaps[k]) == 0 {
+			continue
+		}
+		w := p.heaps[k][0]
+		p.removeLocked(w)
+		m := &match{proxyType: w.proxyType, answer: make(chan string, 1)}
+		// A Sid reused by a second concurrent poll replaces the older
+		// match; the older client times out.
+		p.matches[w.sid] = m
+		w.ch <- o // never blocks: capacity 1 and sent only here
+		return w, m
+	}
+	return nil, nil
+}
+
+// finish forgets a match once its client poll has ended.
+func (p *pools) finish(sid string, m *match) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.matches[sid] == m {
+		delete(p.matches, sid)
+	}
+}
+
+// answer delivers a proxy's answer to the client waiting on sid. It returns
+// the match's proxy type and false if no client is waiting.
+func (p *pools) answer(sid, answer string) (string, bool) {
+	p.mu.Lock()
+	m, ok := p.matches[sid]
+	p.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	select {
+	case m.answer <- answer:
+	default:
+		// A second answer for the same Sid: the first one stands.
+	}
+	return m.proxyType, true
+}
+
+// snapshot returns the number of waiting proxies per (type, NAT) pair.
+func (p *pools) snapshot() map[countKey]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[countKey]int, len(p.counts))
+	for k, v := range p.counts {
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// waiting returns the number of waiting proxies.
+func (p *pools) waiting() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.heaps[0]) + len(p.heaps[1])
+}

@@ -1,0 +1,277 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/snowflake-go/snowflake/common/messages"
+)
+
+// SQS rendezvous constants (wire-protocol §2.5, §2.11).
+const (
+	// ClientQueuePrefix starts the name of every per-client response
+	// queue; the rest is the client's ClientID attribute.
+	ClientQueuePrefix = "snowflake-client-"
+	// sqsRetention is the broker queue's message retention: a poll older
+	// than this is useless anyway.
+	sqsRetention = "300"
+	// sqsReceiveMax and sqsReceiveWait shape the broker's long poll.
+	sqsReceiveMax  = 10
+	sqsReceiveWait = 15
+	// sqsMaxInFlight bounds concurrently handled messages (each holds a
+	// goroutine for up to the client timeout).
+	sqsMaxInFlight = 1000
+	// sqsRetryDelay is the pause after a failed receive.
+	sqsRetryDelay = time.Second
+)
+
+// SQSAPI is the part of *sqs.Client the broker uses.
+type SQSAPI interface {
+	CreateQueue(context.Context, *sqs.CreateQueueInput, ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error)
+	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessage(context.Context, *sqs.DeleteMessageInput, ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
+	SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	ListQueues(context.Context, *sqs.ListQueuesInput, ...func(*sqs.Options)) (*sqs.ListQueuesOutput, error)
+	GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	DeleteQueue(context.Context, *sqs.DeleteQueueInput, ...func(*sqs.Options)) (*sqs.DeleteQueueOutput, error)
+}
+
+// SQSConfig configures the SQS rendezvous.
+type SQSConfig struct {
+	// QueueName is the broker's request queue, created if missing.
+	QueueName string
+	// Clients are SQS clients (one per credential profile); the broker
+	// listens on the queue through each of them.
+	Clients []SQSAPI
+	// CleanupInterval is the period of the stale-queue sweep.
+	CleanupInterval time.Duration
+	// QueueMaxAge is the age after which a client queue is deleted.
+	QueueMaxAge time.Duration
+}
+
+func (c *SQSConfig) validate() error {
+	if c.QueueName == "" {
+		return errors.New("SQS queue name is empty")
+	}
+	if len(c.Clients) == 0 {
+		return errors.New("SQS has no clients")
+	}
+	if c.CleanupInterval < 0 || c.QueueMaxAge < 0 {
+		return errors.New("negative SQS duration")
+	}
+	return nil
+}
+
+// validClientID accepts what can follow ClientQueuePrefix in a queue name
+// (SQS allows 80 alphanumeric, '-' and '_' characters in all).
+func validClientID(id string) bool {
+	if id == "" || len(id) > 80-len(ClientQueuePrefix) {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// sqsListener serves client polls arriving through one SQS client.
+type sqsListener struct {
+	b        *Broker
+	api      SQSAPI
+	cfg      *SQSConfig
+	queueURL string
+}
+
+// runSQS serves the SQS rendezvous through every configured client until
+// ctx ends.
+func (b *Broker) runSQS(ctx context.Context) error {
+	cfg := b.cfg.SQS
+	var wg sync.WaitGroup
+	errs := make([]error, len(cfg.Clients))
+	for i, api := range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := &sqsListener{b: b, api: api, cfg: cfg}
+			errs[i] = l.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (l *sqsListener) run(ctx context.Context) error {
+	out, err := l.api.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName: aws.String(l.cfg.QueueName),
+		Attributes: map[string]string{
+			string(types.QueueAttributeNameMessageRetentionPeriod): sqsRetention,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("broker: sqs: create queue %s: %w", l.cfg.QueueName, err)
+	}
+	l.queueURL = aws.ToString(out.QueueUrl)
+	l.b.log.Info("listening on SQS queue", "queue", l.cfg.QueueName)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.cleanupLoop(ctx)
+	}()
+	sem := make(chan struct{}, sqsMaxInFlight)
+	for {
+		res, err := l.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:              aws.String(l.queueURL),
+			MaxNumberOfMessages:   sqsReceiveMax,
+			WaitTimeSeconds:       sqsReceiveWait,
+			MessageAttributeNames: []string{"All"},
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			l.b.log.Warn("sqs receive", "err", err)
+			select {
+			case <-time.After(sqsRetryDelay):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		for _, m := range res.Messages {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if err := l.handle(ctx, m); err != nil {
+					l.b.log.Warn("sqs message", "err", err)
+				}
+			}()
+		}
+	}
+}
+
+// handle answers one client poll message.
+func (l *sqsListener) handle(ctx context.Context, m types.Message) error {
+	// The request message is deleted whatever happens: a poll is only
+	// useful once, and a malformed one would come back after the
+	// visibility timeout.
+	defer func() {
+		// Use a fresh context so deletion still happens at shutdown.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := l.api.DeleteMessage(dctx, &sqs.DeleteMessageInput{
+			QueueUrl: aws.String(l.queueURL), ReceiptHandle: m.ReceiptHandle,
+		}); err != nil {
+			l.b.log.Warn("sqs delete message", "err", err)
+		}
+	}()
+	attr, ok := m.MessageAttributes["ClientID"]
+	if !ok || attr.StringValue == nil {
+		return errors.New("broker: sqs: message without ClientID attribute ignored")
+	}
+	id := aws.ToString(attr.StringValue)
+	if !validClientID(id) {
+		return fmt.Errorf("broker: sqs: invalid ClientID %q ignored", id)
+	}
+	q, err := l.api.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(ClientQueuePrefix + id)})
+	if err != nil {
+		return fmt.Errorf("broker: sqs: create client queue: %w", err)
+	}
+	var resp *messages.ClientPollResponse
+	body := aws.ToString(m.Body)
+	if len(body) > messages.MaxBodySize {
+		resp = &messages.ClientPollResponse{Error: "request too large"}
+	} else if req, err := messages.DecodeClientPollRequest([]byte(body)); err != nil {
+		resp = &messages.ClientPollResponse{Error: messages.Reason(err)}
+	} else {
+		resp = l.b.ClientPoll(ctx, req, MethodSQS, offerAddr(req.Offer))
+	}
+	out, err := resp.Encode()
+	if err != nil {
+		return fmt.Errorf("broker: sqs: %w", err)
+	}
+	if _, err := l.api.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl: q.QueueUrl, MessageBody: aws.String(string(out)),
+	}); err != nil {
+		return fmt.Errorf("broker: sqs: send response: %w", err)
+	}
+	return nil
+}
+
+func (l *sqsListener) cleanupLoop(ctx context.Context) {
+	t := time.NewTicker(l.cfg.CleanupInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := l.cleanup(ctx, time.Now()); err != nil {
+			l.b.log.Warn("sqs cleanup", "err", err, "deleted", n)
+		} else if n > 0 {
+			l.b.log.Debug("sqs cleanup", "deleted", n)
+		}
+	}
+}
+
+// cleanup deletes client queues not modified for QueueMaxAge.
+func (l *sqsListener) cleanup(ctx context.Context, now time.Time) (int, error) {
+	deleted := 0
+	var errs []error
+	var token *string
+	for {
+		list, err := l.api.ListQueues(ctx, &sqs.ListQueuesInput{
+			QueueNamePrefix: aws.String(ClientQueuePrefix), NextToken: token, MaxResults: aws.Int32(1000),
+		})
+		if err != nil {
+			return deleted, fmt.Errorf("broker: sqs: list queues: %w", err)
+		}
+		for _, u := range list.QueueUrls {
+			attrs, err := l.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+				QueueUrl:       aws.String(u),
+				AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameLastModifiedTimestamp},
+			})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("broker: sqs: queue attributes: %w", err))
+				continue
+			}
+			secs, err := strconv.ParseInt(attrs.Attributes[string(types.QueueAttributeNameLastModifiedTimestamp)], 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("broker: sqs: LastModifiedTimestamp: %w", err))
+				continue
+			}
+			if now.Sub(time.Unix(secs, 0)) <= l.cfg.QueueMaxAge {
+				continue
+			}
+			if _, err := l.api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(u)}); err != nil {
+				errs = append(errs, fmt.Errorf("broker: sqs: delete queue: %w", err))
+				continue
+			}
+			deleted++
+		}
+		if list.NextToken == nil || aws.ToString(list.NextToken) == "" {
+			break
+		}
+		token = list.NextToken
+	}
+	return deleted, errors.Join(errs...)
+}
