@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/snowflake-go/snowflake/common/turbotunnel"
+	"github.com/snowflake-go/snowflake/common/websocketconn"
+	"github.com/snowflake-go/snowflake/internal/testenv"
+	"github.com/snowflake-go/snowflake/server/extorport"
+)
+
+// fakeTor stands in for tor's Extended ORPort: it runs the real SAFE_COOKIE
+// handshake, records the metadata of each connection, then echoes the OR
+// bytes back.
+type fakeTor struct {
+	ln         net.Listener
+	cookiePath string
+	cookie     []byte
+
+	mu       sync.Mutex
+	metadata []extorport.Metadata
+	accepted atomic.Int32
+	wg       sync.WaitGroup
+}
+
+func startFakeTor(t *testing.T) *fakeTor {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &fakeTor{ln: ln, cookie: make([]byte, 32)}
+	rand.Read(ft.cookie)
+	ft.cookiePath = filepath.Join(t.TempDir(), "extended_orport_auth_cookie")
+	if err := os.WriteFile(ft.cookiePath, extorport.FormatCookie(ft.cookie), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ft.wg.Add(1)
+	go func() {
+		defer ft.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ft.accepted.Add(1)
+			ft.wg.Add(1)
+			go func() {
+				defer ft.wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				md, err := extorport.Accept(c, ft.cookie)
+				if err != nil {
+					t.Errorf("fake tor: ExtORPort handshake: %v", err)
+					return
+				}
+				c.SetDeadline(time.Time{})
+				ft.mu.Lock()
+				ft.metadata = append(ft.metadata, *md)
+				ft.mu.Unlock()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		ft.wg.Wait()
+	})
+	return ft
+}
+
+// startManagedServer runs the real snowflake-server binary as tor would,
+// through the TOR_PT_* environment, and returns its WebSocket URL.
+func startManagedServer(t *testing.T, ft *fakeTor, options string) (*testenv.Process, string) {
+	t.Helper()
+	bin := testenv.Binary(t, "./server")
+	port := testenv.FreePort(t)
+	orport := testenv.FreePort(t) // never dialled: the ExtORPort takes precedence
+	env := []string{
+		"TOR_PT_MANAGED_TRANSPORT_VER=1",
+		"TOR_PT_SERVER_TRANSPORTS=snowflake",
+		fmt.Sprintf("TOR_PT_SERVER_BINDADDR=snowflake-127.0.0.1:%d", port),
+		fmt.Sprintf("TOR_PT_ORPORT=127.0.0.1:%d", orport),
+		"TOR_PT_EXTENDED_SERVER_PORT=" + ft.ln.Addr().String(),
+		"TOR_PT_AUTH_COOKIE_FILE=" + ft.cookiePath,
+		"TOR_PT_STATE_LOCATION=" + t.TempDir(),
+		"TOR_PT_EXIT_ON_STDIN_CLOSE=0",
+		"TOR_PT_SERVER_TRANSPORT_OPTIONS=" + options,
+	}
+	p := testenv.Start(t, "snowflake-server", env, bin, "-disable-tls", "-unsafe-logging")
+	line := p.WaitFor(t, "SMETHOD snowflake", 60*time.Second)
+	if !strings.Contains(line, fmt.Sprintf("127.0.0.1:%d", port)) {
+		t.Fatalf("SMETHOD line %q does not name port %d", line, port)
+	}
+	p.WaitFor(t, "SMETHODS DONE", 10*time.Second)
+	return p, fmt.Sprintf("ws://127.0.0.1:%d/", port)
+}
+
+// wsDialer dials the server's WebSocket and can cut the current one.
+type wsDialer struct {
+	url   string
+	mu    sync.Mutex
+	cur   net.Conn
+	dials int
+}
+
+func (d *wsDialer) dial(ctx context.Context) (net.Conn, error) {
+	ws, _, err := websocket.Dial(ctx, d.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	c := websocketconn.New(ws)
+	d.mu.Lock()
+	d.cur, d.dials = c, d.dials+1
+	d.mu.Unlock()
+	return c, nil
+}
+
+func (d *wsDialer) cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cur.Close()
+}
+
+func (d *wsDialer) numDials() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dials
+}
+
+// transfer writes size random bytes to st while reading the echo, checks
+// SHA-256 of both, and calls mid (if set) once half is written.
+func transfer(t *testing.T, st net.Conn, size int, mid func()) time.Duration {
+	t.Helper()
+	start := time.Now()
+	sent := sha256.New()
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64*1024)
+		for written := 0; written < size; {
+			n := min(len(buf), size-written)
+			rand.Read(buf[:n])
+			sent.Write(buf[:n])
+			if _, err := st.Write(buf[:n]); err != nil {
+				errc <- err
+				return
+			}
+			if mid != nil && written < size/2 && written+n >= size/2 {
+				mid()
+			}
+			written += n
+		}
+		errc <- nil
+	}()
+	recv := sha256.New()
+	st.SetReadDeadline(time.Now().Add(5 * time.Minute))
+	if n, err := io.CopyN(recv, st, int64(size)); err != nil {
+		t.Fatalf("read echo: %v after %d bytes", err, n)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if string(sent.Sum(nil)) != string(recv.Sum(nil)) {
+		t.Fatal("SHA-256 of echoed bytes differs from what was sent")
+	}
+	return time.Since(start)
+}
+
+// TestEndToEnd runs snowflake-server as a managed transport in front of an
+// ExtORPort, connects like a proxy would, and moves 50 MB each way through
+// token + ClientID + encapsulated KCP + smux.
+func TestEndToEnd(t *testing.T) {
+	ft := startFakeTor(t)
+	_, url := startManagedServer(t, ft, "snowflake:num-turbotunnel=2")
+	d := &wsDialer{url: url + "?client_ip=192.0.2.7"}
+	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const size = 50 << 20
+	elapsed := transfer(t, st, size, nil)
+	t.Logf("50 MB each way in %v (%.1f MB/s each way)", elapsed.Round(time.Millisecond), float64(size)/1e6/elapsed.Seconds())
+
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if len(ft.metadata) != 1 {
+		t.Fatalf("ExtORPort saw %d connections, want 1", len(ft.metadata))
+	}
+	if md := ft.metadata[0]; md.UserAddr != "192.0.2.7:1" || md.Transport != "snowflake" {
+		t.Fatalf("ExtORPort metadata = %+v, want USERADDR 192.0.2.7:1 TRANSPORT snowflake", md)
+	}
+}
+
+// TestSessionSurvival cuts the WebSocket in the middle of a transfer; the
+// client reconnects with the same ClientID over a new WebSocket and the same
+// smux stream carries on with no byte lost, through the same tor connection.
+func TestSessionSurvival(t *testing.T) {
+	ft := startFakeTor(t)
+	_, url := startManagedServer(t, ft, "")
+	d := &wsDialer{url: url + "?client_ip=2001:db8::9"}
+	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	transfer(t, st, 8<<20, d.cut)
+	if n := d.numDials(); n < 2 {
+		t.Fatalf("WebSocket dialled %d times, want a reconnection", n)
+	}
+	if n := ft.accepted.Load(); n != 1 {
+		t.Fatalf("ExtORPort saw %d connections, want the one stream to survive", n)
+	}
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if md := ft.metadata[0]; md.UserAddr != "[2001:db8::9]:1" || md.Transport != "snowflake" {
+		t.Fatalf("metadata = %+v", md)
+	}
+}
+
+// TestStandalone runs the server without tor: -listen and -orport, each
+// stream connected to a plain ORPort.
+func TestStandalone(t *testing.T) {
+	orln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orln.Close()
+	go func() {
+		for {
+			c, err := orln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	port := testenv.FreePort(t)
+	p := testenv.Start(t, "snowflake-server", nil, testenv.Binary(t, "./server"),
+		"-disable-tls", "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-orport", orln.Addr().String(),
+		"-stats-interval", "200ms")
+	p.WaitFor(t, "listening", 60*time.Second)
+	d := &wsDialer{url: fmt.Sprintf("ws://127.0.0.1:%d/any/path", port)}
+	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, st, 1<<20, nil)
+	st.Close()
+	// The periodic stats line reports the stream, and the log is scrubbed.
+	p.WaitFor(t, "streams_total=1", 10*time.Second)
+	if strings.Contains(p.Output(), "127.0.0.1") {
+		t.Errorf("log contains an IP address without -unsafe-logging:\n%s", p.Output())
+	}
+}
+
+// TestTor: Debian's tor, as a bridge with "ServerTransportPlugin snowflake
+// exec <server>", starts our server and registers the transport.
+func TestTor(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	tor := testenv.LookPath(t, "tor")
+	bin := testenv.Binary(t, "./server")
+	dir := t.TempDir()
+	ptPort := testenv.FreePort(t)
+	torrc := filepath.Join(dir, "torrc")
+	conf := strings.Join([]string{
+		"DataDirectory " + filepath.Join(dir, "data"),
+		"BridgeRelay 1",
+		"ORPort 127.0.0.1:auto",
+		"ExtORPort auto",
+		"SocksPort 0",
+		"PublishServerDescriptor 0",
+		"AssumeReachable 1",
+		"ShutdownWaitLength 0",
+		"Log notice stdout",
+		"ServerTransportPlugin snowflake exec " + bin + " -disable-tls -log " + filepath.Join(dir, "server.log"),
+		fmt.Sprintf("ServerTransportListenAddr snowflake 127.0.0.1:%d", ptPort),
+		"ServerTransportOptions snowflake num-turbotunnel=2",
+	}, "\n") + "\n"
+	if err := os.WriteFile(torrc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.Start(t, "tor", nil, tor, "-f", torrc, "--ignore-missing-torrc")
+	line := p.WaitFor(t, "Registered server transport 'snowflake'", 90*time.Second)
+	if !strings.Contains(line, fmt.Sprintf("127.0.0.1:%d", ptPort)) {
+		t.Errorf("registration line %q does not name port %d", line, ptPort)
+	}
+	// The transport answers WebSockets: a proxy-style reachability check.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/", ptPort), nil)
+	if err != nil {
+		t.Fatalf("WebSocket to the tor-managed server: %v", err)
+	}
+	ws.CloseNow()
+}
