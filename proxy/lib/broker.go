@@ -17,19 +17,24 @@ import (
 // brokerClient speaks the proxy side of the broker API (wire-protocol
 // §2.6, §2.7).
 type brokerClient struct {
-	http            *http.Client
+	send            poster
 	pollURL, ansURL string
 	proxyType       string
 	pattern         string
 }
 
-func newBrokerClient(base string, hc *http.Client, proxyType, pattern string) (*brokerClient, error) {
+// poster sends one POST request and returns the body of a 200 response. The
+// native build uses net/http; the browser build calls fetch directly, which
+// keeps net/http's client out of the WebAssembly binary.
+type poster func(ctx context.Context, url string, body []byte) ([]byte, error)
+
+func newBrokerClient(base string, send poster, proxyType, pattern string) (*brokerClient, error) {
 	u, err := parseBase(base)
 	if err != nil {
 		return nil, fmt.Errorf("broker URL: %w", err)
 	}
 	return &brokerClient{
-		http:      hc,
+		send:      send,
 		pollURL:   u.ResolveReference(&url.URL{Path: "proxy"}).String(),
 		ansURL:    u.ResolveReference(&url.URL{Path: "answer"}).String(),
 		proxyType: proxyType,
@@ -122,5 +127,5 @@ func post(ctx context.Context, hc *http.Client, u string, body []byte) ([]byte, 
 }
 
 func (b *brokerClient) post(ctx context.Context, u string, body []byte) ([]byte, error) {
-	return post(ctx, b.http, u, body)
+	return b.send(ctx, u, body)
 }

@@ -56,7 +56,7 @@ func (p *Proxy) probeNAT(ctx context.Context) (nat.Type, error) {
 		return nat.Unknown, fmt.Errorf("nat probe: %w", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, brokerTimeout)
-	resp, err := post(pctx, p.cfg.HTTPClient, p.cfg.NATProbeURL, body)
+	resp, err := p.send(pctx, p.cfg.NATProbeURL, body)
 	cancel()
 	if err != nil {
 		return nat.Unknown, fmt.Errorf("nat probe: %w", err)

@@ -23,6 +23,7 @@ type Proxy struct {
 	log    *slog.Logger
 	api    *webrtc.API
 	broker *brokerClient
+	send   poster // also used by the NAT probe
 	tokens *tokens
 	stats  Stats
 
@@ -40,7 +41,8 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	b, err := newBrokerClient(c.BrokerURL, c.HTTPClient, c.Type, c.Relay.Pattern)
+	send := c.poster()
+	b, err := newBrokerClient(c.BrokerURL, send, c.Type, c.Relay.Pattern)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
@@ -49,6 +51,7 @@ func New(cfg Config) (*Proxy, error) {
 		log:    c.Logger,
 		api:    webrtc.NewAPI(webrtc.WithSettingEngine(se)),
 		broker: b,
+		send:   send,
 		tokens: newTokens(c.Capacity),
 	}
 	p.natType.Store(nat.Unknown)
@@ -309,7 +312,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	rwc, err := dc.Detach()
+	rwc, err := detachChannel(dc)
 	if err != nil {
 		return fmt.Errorf("detach data channel: %w", err)
 	}

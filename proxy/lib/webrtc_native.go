@@ -3,7 +3,9 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 
@@ -55,4 +57,16 @@ func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 		c.ConfigureWebRTC(&se)
 	}
 	return se, nil
+}
+
+// poster sends broker and NAT-probe requests with net/http.
+func (c *Config) poster() poster {
+	return func(ctx context.Context, u string, body []byte) ([]byte, error) {
+		return post(ctx, c.HTTPClient, u, body)
+	}
+}
+
+// detachChannel returns the data channel as a byte stream.
+func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
+	return dc.Detach()
 }

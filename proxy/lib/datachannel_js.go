@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall/js"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// maxQueued bounds the bytes received from the client and not yet taken by
+// the relay. Browsers cannot pause a data channel's message events, so the
+// queue is the only place incoming data can wait; in practice the relay
+// side (a WebSocket whose send never blocks) drains it at once, and a queue
+// this long means something is stuck.
+const maxQueued = 16 << 20
+
+// errQueueOverflow ends a connection whose receive queue overflowed.
+var errQueueOverflow = errors.New("data channel receive queue overflow")
+
+// jsChannel is a browser RTCDataChannel as a byte stream. pion's own js
+// Detach hands each message to a new goroutine that blocks on an unbuffered
+// channel: message order is then up to the scheduler, the goroutines leak
+// when the reader stops, and Read never reports the channel's close. This
+// one queues messages in arrival order from a handler that never blocks,
+// and turns the close and error events into io.EOF and an error.
+type jsChannel struct {
+	dc *webrtc.DataChannel
+	v  js.Value
+
+	onMessage, onClose, onError js.Func
+
+	mu      sync.Mutex // guards the fields below
+	queue   [][]byte   // messages not yet read, oldest first
+	queued  int        // bytes in queue
+	end     error      // io.EOF after the close event, or the error; nil while open
+	closed  bool       // Close was called
+	wake    chan struct{}
+	release sync.Once
+}
+
+// detachChannel returns the data channel as a byte stream.
+func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
+	c := &jsChannel{dc: dc, v: dc.JSValue(), wake: make(chan struct{}, 1)}
+	// Chromium delivers ArrayBuffers by default, but Blob is the historical
+	// default elsewhere, and reading a Blob is asynchronous.
+	c.v.Set("binaryType", "arraybuffer")
+	c.onMessage = js.FuncOf(func(_ js.Value, args []js.Value) any {
+		c.push(arg0(args).Get("data"))
+		return nil
+	})
+	c.onClose = js.FuncOf(func(js.Value, []js.Value) any {
+		c.finish(io.EOF)
+		return nil
+	})
+	c.onError = js.FuncOf(func(_ js.Value, args []js.Value) any {
+		err := errors.New("data channel error")
+		if e := arg0(args).Get("error"); e.Type() == js.TypeObject {
+			err = fmt.Errorf("data channel error: %w", jsError(e))
+		}
+		c.finish(err)
+		return nil
+	})
+	c.v.Set("onmessage", c.onMessage)
+	c.v.Set("onclose", c.onClose)
+	c.v.Set("onerror", c.onError)
+	if s := c.v.Get("readyState").String(); s == "closing" || s == "closed" {
+		c.finish(io.EOF)
+	}
+	return c, nil
+}
+
+// push queues one message. It runs inside a JavaScript event handler and
+// must not block.
+func (c *jsChannel) push(data js.Value) {
+	var b []byte
+	switch {
+	case data.Type() == js.TypeString:
+		b = []byte(data.String())
+	case data.InstanceOf(js.Global().Get("ArrayBuffer")):
+		u8 := js.Global().Get("Uint8Array").New(data)
+		b = make([]byte, u8.Get("byteLength").Int())
+		js.CopyBytesToGo(b, u8)
+	default:
+		c.finish(errors.New("data channel: unexpected message type"))
+		return
+	}
+	if len(b) == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.end == nil && !c.closed {
+		if c.queued+len(b) > maxQueued {
+			c.end = errQueueOverflow
+			c.queue, c.queued = nil, 0
+		} else {
+			c.queue = append(c.queue, b)
+			c.queued += len(b)
+		}
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *jsChannel) finish(err error) {
+	c.mu.Lock()
+	if c.end == nil {
+		c.end = err
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *jsChannel) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Read returns queued bytes; message boundaries are not kept. After the
+// channel closed it returns what is left, then io.EOF.
+func (c *jsChannel) Read(p []byte) (int, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return 0, io.ErrClosedPipe
+		}
+		if len(c.queue) > 0 && c.end != errQueueOverflow {
+			n := copy(p, c.queue[0])
+			if n == len(c.queue[0]) {
+				c.queue[0] = nil
+				c.queue = c.queue[1:]
+			} else {
+				c.queue[0] = c.queue[0][n:]
+			}
+			c.queued -= n
+			c.mu.Unlock()
+			return n, nil
+		}
+		if c.end != nil {
+			err := c.end
+			c.mu.Unlock()
+			return 0, err
+		}
+		c.mu.Unlock()
+		<-c.wake
+	}
+}
+
+// Write sends p as one message. The caller keeps messages within the
+// browser's limit and watches BufferedAmount; Chromium throws "send queue
+// is full" instead of blocking.
+func (c *jsChannel) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	end, closed := c.end, c.closed
+	c.mu.Unlock()
+	if closed {
+		return 0, io.ErrClosedPipe
+	}
+	if end != nil {
+		return 0, fmt.Errorf("data channel closed: %w", end)
+	}
+	if err := c.dc.Send(p); err != nil {
+		return 0, fmt.Errorf("data channel send: %w", err)
+	}
+	return len(p), nil
+}
+
+// Close closes the channel and releases the event handlers. It is
+// idempotent.
+func (c *jsChannel) Close() error {
+	var err error
+	c.release.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.queue, c.queued = nil, 0
+		c.mu.Unlock()
+		c.signal()
+		// Unhook before releasing: JavaScript dispatches events one at a
+		// time on this thread, so none can reach a released function.
+		c.v.Set("onmessage", js.Null())
+		c.v.Set("onclose", js.Null())
+		c.v.Set("onerror", js.Null())
+		c.onMessage.Release()
+		c.onClose.Release()
+		c.onError.Release()
+		err = c.dc.Close()
+	})
+	return err
+}

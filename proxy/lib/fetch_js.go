@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall/js"
+
+	"github.com/snowflake-go/snowflake/common/messages"
+)
+
+// poster sends broker and NAT-probe requests with the browser's fetch.
+// Going through net/http would also work (its js transport calls fetch
+// too), but linking net/http's client roughly doubles the WebAssembly
+// binary; Config.HTTPClient is therefore ignored in the browser.
+func (c *Config) poster() poster {
+	return fetchPost
+}
+
+// fetchPost POSTs body to u and returns at most messages.MaxBodySize bytes
+// of a 200 response. No Content-Type header is sent, so a cross-origin POST
+// stays a CORS "simple request" without a preflight.
+func fetchPost(ctx context.Context, u string, body []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	abort := js.Global().Get("AbortController").New()
+	arr := js.Global().Get("Uint8Array").New(len(body))
+	js.CopyBytesToJS(arr, body)
+	opts := js.Global().Get("Object").New()
+	opts.Set("method", "POST")
+	opts.Set("body", arr)
+	opts.Set("signal", abort.Get("signal"))
+	opts.Set("cache", "no-store")
+	opts.Set("credentials", "omit")
+	opts.Set("referrerPolicy", "no-referrer")
+	cancel := func() { abort.Call("abort") }
+
+	resp, err := await(ctx, js.Global().Call("fetch", u, opts), cancel)
+	if err != nil {
+		return nil, err
+	}
+	if status := resp.Get("status").Int(); status != 200 {
+		// Let the browser drop the body; the connection is its business.
+		cancel()
+		return nil, fmt.Errorf("HTTP status %d", status)
+	}
+	reader := resp.Get("body").Call("getReader")
+	out := make([]byte, 0, 4096)
+	for {
+		chunk, err := await(ctx, reader.Call("read"), cancel)
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		if chunk.Get("done").Bool() {
+			return out, nil
+		}
+		v := chunk.Get("value")
+		n := v.Get("byteLength").Int()
+		if len(out)+n > messages.MaxBodySize {
+			cancel()
+			return nil, fmt.Errorf("response larger than %d bytes", messages.MaxBodySize)
+		}
+		out = append(out, make([]byte, n)...)
+		js.CopyBytesToGo(out[len(out)-n:], v)
+	}
+}
+
+// await waits for a JavaScript promise. When ctx ends first it calls cancel
+// (which must make the promise settle, as aborting a fetch does) and still
+// waits for the promise, so that the callbacks are never released while
+// JavaScript may call them.
+func await(ctx context.Context, promise js.Value, cancel func()) (js.Value, error) {
+	type result struct {
+		v   js.Value
+		err error
+	}
+	ch := make(chan result, 1)
+	onOK := js.FuncOf(func(_ js.Value, args []js.Value) any {
+		ch <- result{v: arg0(args)}
+		return nil
+	})
+	onErr := js.FuncOf(func(_ js.Value, args []js.Value) any {
+		ch <- result{err: jsError(arg0(args))}
+		return nil
+	})
+	defer onOK.Release()
+	defer onErr.Release()
+	promise.Call("then", onOK, onErr)
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		cancel()
+		<-ch
+		return js.Undefined(), ctx.Err()
+	}
+}
+
+func arg0(args []js.Value) js.Value {
+	if len(args) == 0 {
+		return js.Undefined()
+	}
+	return args[0]
+}
+
+// jsError turns a rejection value into a Go error.
+func jsError(v js.Value) error {
+	if v.Type() == js.TypeObject {
+		if m := v.Get("message"); m.Type() == js.TypeString {
+			return errors.New(m.String())
+		}
+	}
+	return fmt.Errorf("javascript error: %s", v.String())
+}
