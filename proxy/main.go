@@ -217,6 +217,8 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Serve
 
 	mux := http.NewServeMux()
 	mux.Handle("/internal/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// The status page (doc/proxy.md) shares the metrics address.
+	mux.Handle("/", p.StatusPage())
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
