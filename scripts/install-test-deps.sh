@@ -4,7 +4,7 @@
 # idempotent and prints nothing when everything is already installed.
 set -eu
 
-packages="tor tor-geoipdb snowflake-client snowflake-proxy nginx-light iproute2 util-linux ca-certificates nftables"
+packages="tor tor-geoipdb snowflake-client snowflake-proxy nginx-light iproute2 util-linux ca-certificates nftables docker-compose prometheus systemd"
 
 missing=""
 for p in $packages; do
