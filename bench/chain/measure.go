@@ -1,0 +1,81 @@
+package chain
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"time"
+)
+
+// Dialer opens a stream through a client.
+type Dialer interface {
+	Dial(ctx context.Context) (net.Conn, error)
+}
+
+// EchoOnce opens a stream, sends one byte to the sink's echo service and
+// waits for it to come back. The duration covers the whole rendezvous when
+// the client has no session yet.
+func EchoOnce(ctx context.Context, d Dialer) (time.Duration, error) {
+	start := time.Now()
+	conn, err := d.Dial(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, err := conn.Write([]byte{OpEcho, 'x'}); err != nil {
+		return 0, fmt.Errorf("chain: echo: %w", err)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return 0, fmt.Errorf("chain: echo: %w", err)
+	}
+	return time.Since(start), nil
+}
+
+// RTT measures n sequential 1-byte echo round trips on one stream and
+// returns their sorted durations.
+func RTT(ctx context.Context, d Dialer, n int) ([]time.Duration, error) {
+	conn, err := d.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, err := conn.Write([]byte{OpEcho}); err != nil {
+		return nil, fmt.Errorf("chain: rtt: %w", err)
+	}
+	out := make([]time.Duration, 0, n)
+	var b [1]byte
+	for i := range n {
+		t := time.Now()
+		if _, err := conn.Write([]byte{byte(i)}); err != nil {
+			return nil, fmt.Errorf("chain: rtt: %w", err)
+		}
+		if _, err := io.ReadFull(conn, b[:]); err != nil {
+			return nil, fmt.Errorf("chain: rtt: %w", err)
+		}
+		if b[0] != byte(i) {
+			return nil, fmt.Errorf("chain: rtt: echoed %d, sent %d", b[0], byte(i))
+		}
+		out = append(out, time.Since(t))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+// Percentile returns the p-th percentile (0..100) of sorted durations.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p / 100 * float64(len(sorted)-1))
+	return sorted[i]
+}
