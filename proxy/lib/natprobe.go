@@ -47,7 +47,11 @@ func (p *Proxy) probeNAT(ctx context.Context) (nat.Type, error) {
 	case <-ctx.Done():
 		return nat.Unknown, ctx.Err()
 	}
-	env, err := messages.SessionDescription{Type: messages.SDPTypeOffer, SDP: pc.LocalDescription().SDP}.Encode()
+	offerSDP := pc.LocalDescription().SDP
+	if !p.cfg.KeepLocalAddresses {
+		offerSDP = StripLocalCandidates(offerSDP)
+	}
+	env, err := messages.SessionDescription{Type: messages.SDPTypeOffer, SDP: offerSDP}.Encode()
 	if err != nil {
 		return nat.Unknown, fmt.Errorf("nat probe: %w", err)
 	}

@@ -288,7 +288,11 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	env, err := messages.SessionDescription{Type: messages.SDPTypeAnswer, SDP: pc.LocalDescription().SDP}.Encode()
+	answerSDP := pc.LocalDescription().SDP
+	if !p.cfg.KeepLocalAddresses {
+		answerSDP = StripLocalCandidates(answerSDP)
+	}
+	env, err := messages.SessionDescription{Type: messages.SDPTypeAnswer, SDP: answerSDP}.Encode()
 	if err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}

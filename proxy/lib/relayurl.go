@@ -150,3 +150,40 @@ func parseRelay(s string) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// StripLocalCandidates removes from an SDP the a=candidate lines whose
+// address is not public (wire-protocol §3.5 lists the ranges), so that a
+// proxy does not reveal its LAN or loopback addresses. Candidates with host
+// names (mDNS) are removed too. Server-reflexive candidates carry the local
+// address only in raddr, which is rewritten to 0.0.0.0 like browsers do.
+func StripLocalCandidates(sdp string) string {
+	var b strings.Builder
+	b.Grow(len(sdp))
+	for line := range strings.Lines(sdp) {
+		body := strings.TrimRight(line, "\r\n")
+		if rest, ok := strings.CutPrefix(body, "a=candidate:"); ok {
+			f := strings.Fields(rest)
+			if len(f) < 5 {
+				continue
+			}
+			ip, err := netip.ParseAddr(f[4])
+			if err != nil || !IsPublic(ip) {
+				continue
+			}
+			for i := 5; i+1 < len(f); i++ {
+				if f[i] == "raddr" {
+					f[i+1] = "0.0.0.0"
+				}
+				if f[i] == "rport" {
+					f[i+1] = "0"
+				}
+			}
+			b.WriteString("a=candidate:")
+			b.WriteString(strings.Join(f, " "))
+			b.WriteString(line[len(body):])
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -144,6 +145,46 @@ func FuzzRelayCheck(f *testing.F) {
 		}
 		if ip, err := netip.ParseAddr(u.Hostname()); err == nil && !IsPublic(ip) {
 			t.Fatalf("accepted private %v", ip)
+		}
+	})
+}
+
+func TestStripLocalCandidates(t *testing.T) {
+	in := "v=0\r\n" +
+		"a=candidate:1 1 udp 2130706431 192.168.1.5 50000 typ host\r\n" +
+		"a=candidate:2 1 udp 2130706431 127.0.0.1 50001 typ host\r\n" +
+		"a=candidate:3 1 udp 2130706431 abcd.local 50002 typ host\r\n" +
+		"a=candidate:4 1 udp 1694498815 203.0.113.7 50003 typ srflx raddr 192.168.1.5 rport 50000\r\n" +
+		"a=candidate:5 1 udp 2130706431 2001:db8::1 50004 typ host generation 0\r\n" +
+		"a=candidate:6 1 udp\r\n" +
+		"a=end-of-candidates\r\n"
+	want := "v=0\r\n" +
+		"a=candidate:4 1 udp 1694498815 203.0.113.7 50003 typ srflx raddr 0.0.0.0 rport 0\r\n" +
+		"a=candidate:5 1 udp 2130706431 2001:db8::1 50004 typ host generation 0\r\n" +
+		"a=end-of-candidates\r\n"
+	if got := StripLocalCandidates(in); got != want {
+		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+// FuzzStripLocalCandidates: the output never has a non-public candidate
+// and is never longer than the input.
+func FuzzStripLocalCandidates(f *testing.F) {
+	f.Add("a=candidate:1 1 udp 1 10.0.0.1 1 typ host\r\na=candidate:2 1 udp 1 203.0.113.1 2 typ srflx raddr 10.0.0.1 rport 1\n")
+	f.Add("a=candidate:\n\n\r")
+	f.Fuzz(func(t *testing.T, sdp string) {
+		out := StripLocalCandidates(sdp)
+		if len(out) > len(sdp)+16*strings.Count(sdp, "raddr") {
+			t.Fatalf("output grew: %q -> %q", sdp, out)
+		}
+		for line := range strings.Lines(out) {
+			if rest, ok := strings.CutPrefix(line, "a=candidate:"); ok {
+				f := strings.Fields(rest)
+				ip, err := netip.ParseAddr(f[4])
+				if err != nil || !IsPublic(ip) {
+					t.Fatalf("kept %q", line)
+				}
+			}
 		}
 	})
 }

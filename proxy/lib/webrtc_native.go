@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 
 	"github.com/pion/ice/v4"
@@ -33,14 +32,12 @@ func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 	// Zero checksum (RFC 9653) is used only if the peer announces it;
 	// DTLS already protects integrity, so CRC32c is wasted work.
 	se.EnableSCTPZeroChecksum(true)
-	if c.KeepLocalAddresses {
-		se.SetIncludeLoopbackCandidate(true)
-	} else {
-		se.SetIPFilter(func(ip net.IP) bool {
-			a, ok := netip.AddrFromSlice(ip)
-			return ok && IsPublic(a)
-		})
-	}
+	// Local addresses are hidden by removing them from the answer
+	// (StripLocalCandidates), not by pion's IP filter: with a filter, pion
+	// gathers server-reflexive candidates only on the addresses that pass
+	// it, so a proxy whose only interface is behind a home NAT would offer
+	// no candidate at all.
+	se.SetIncludeLoopbackCandidate(c.KeepLocalAddresses)
 	if c.OutboundAddress != "" {
 		ip, err := netip.ParseAddr(c.OutboundAddress)
 		if err != nil {

@@ -1,0 +1,119 @@
+// Command probetest is the Snowflake NAT probe service: proxies send it a
+// WebRTC offer at start-up and learn from whether the connection opens
+// whether their NAT is restricted. Deploy it behind a symmetric NAT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/snowflake-go/snowflake/common/scrub"
+	probetest "github.com/snowflake-go/snowflake/probetest/lib"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "probetest:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("probetest", flag.ExitOnError)
+	var (
+		addr          = fs.String("addr", ":8443", "listen address")
+		acmeHostnames = fs.String("acme-hostnames", "", "comma-separated host names for Let's Encrypt certificates")
+		acmeEmail     = fs.String("acme-email", "", "contact email for Let's Encrypt")
+		acmeCache     = fs.String("acme-cert-cache", "acme-cert-cache", "directory of the certificate cache")
+		certFile      = fs.String("cert", "", "TLS certificate file (instead of ACME)")
+		keyFile       = fs.String("key", "", "TLS key file")
+		disableTLS    = fs.Bool("disable-tls", false, "serve plain HTTP (behind a TLS-terminating front, or for tests)")
+		stun          = fs.String("stun", "stun:stun.l.google.com:19302", "comma-separated STUN server URLs")
+		keepLocal     = fs.Bool("keep-local-addresses", false, "keep local and loopback candidates in answers (tests)")
+		logFile       = fs.String("log", "", "log file (appended; default stderr)")
+		unsafeLogging = fs.Bool("unsafe-logging", false, "keep IP addresses in logs")
+	)
+	fs.Parse(os.Args[1:])
+
+	var out io.Writer = os.Stderr
+	if *logFile != "" {
+		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("open log: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	logger := slog.New(scrub.NewHandler(slog.NewTextHandler(out, nil), *unsafeLogging))
+
+	cfg := probetest.Config{KeepLocalAddresses: *keepLocal, Logger: logger}
+	for s := range strings.SplitSeq(*stun, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.STUNURLs = append(cfg.STUNURLs, s)
+		}
+	}
+	s, err := probetest.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	srv := &http.Server{
+		Handler: s.Handler(),
+		// A probe request waits for ICE gathering (up to 10 s).
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	switch {
+	case *disableTLS:
+		logger.Info("listening", "addr", ln.Addr().String(), "tls", false)
+		go func() { errc <- srv.Serve(ln) }()
+	case *certFile != "" || *keyFile != "":
+		logger.Info("listening", "addr", ln.Addr().String(), "tls", true)
+		go func() { errc <- srv.ServeTLS(ln, *certFile, *keyFile) }()
+	case *acmeHostnames != "":
+		m := &autocert.Manager{
+			Prompt:     autocert.AcceptTOS,
+			HostPolicy: autocert.HostWhitelist(strings.Split(*acmeHostnames, ",")...),
+			Email:      *acmeEmail,
+			Cache:      autocert.DirCache(*acmeCache),
+		}
+		srv.TLSConfig = m.TLSConfig()
+		logger.Info("listening", "addr", ln.Addr().String(), "tls", "acme")
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	default:
+		ln.Close()
+		return errors.New("need -acme-hostnames, -cert/-key, or -disable-tls")
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
