@@ -66,7 +66,7 @@ func main() {
 	fs.StringVar(&o.logFile, "log", "", "log file (default: standard error)")
 	fs.BoolVar(&o.unsafeLogging, "unsafe-logging", false, "keep IP addresses in the log (do not use in production)")
 	showVersion := fs.Bool("version", false, "display version info and quit")
-	fs.IntVar(&o.numTurbotunnel, "num-turbotunnel", 0, "number of KCP state machines to shard sessions over (default: number of CPUs; ServerTransportOptions num-turbotunnel overrides)")
+	fs.IntVar(&o.numTurbotunnel, "num-turbotunnel", 0, "number of KCP state machines to shard sessions over (default: number of usable CPUs; ServerTransportOptions num-turbotunnel overrides)")
 	fs.StringVar(&o.listen, "listen", "", "standalone mode: WebSocket listen address host:port (requires -orport)")
 	fs.StringVar(&o.orport, "orport", "", "standalone mode: tor ORPort address host:port each stream is connected to")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "optional host:port serving Prometheus metrics at /metrics")

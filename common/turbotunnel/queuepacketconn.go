@@ -98,6 +98,32 @@ func (c *QueuePacketConn) QueueIncoming(p []byte, addr net.Addr) bool {
 	}
 }
 
+// QueueIncomingWait is QueueIncoming, except that when the receive queue is
+// full it waits for room until done is closed (then drops p and reports
+// false). A transport reader that waits instead of dropping pushes back on
+// its sender, which helps when many clients burst at once: a dropped packet
+// costs KCP a retransmission timeout, a delayed one only its queueing time.
+func (c *QueuePacketConn) QueueIncomingWait(p []byte, addr net.Addr, done <-chan struct{}) bool {
+	if len(p) > MaxPacketSize {
+		return false
+	}
+	buf := c.pool.get(len(p))
+	copy(buf, p)
+	select {
+	case c.recv <- taggedPacket{buf, addr}:
+		return true
+	default:
+	}
+	select {
+	case c.recv <- taggedPacket{buf, addr}:
+		return true
+	case <-c.closed:
+	case <-done:
+	}
+	c.pool.put(buf)
+	return false
+}
+
 // Attach returns the outgoing queue of addr, for a transport that carries
 // addr's traffic to drain. The queue does not expire until release is
 // called. Several transports may attach to one address; each packet goes to

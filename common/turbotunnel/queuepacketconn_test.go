@@ -219,3 +219,46 @@ func BenchmarkQueuePacketConn(b *testing.B) {
 		c.Release(<-q)
 	}
 }
+
+// TestQueueIncomingWait: a full receive queue makes the caller wait for
+// room instead of dropping, until done is closed.
+func TestQueueIncomingWait(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, time.Minute)
+	defer c.Close()
+	for range QueueSize {
+		if !c.QueueIncoming([]byte("x"), ClientID{1}) {
+			t.Fatal("queue full too early")
+		}
+	}
+	queued := make(chan bool, 1)
+	go func() { queued <- c.QueueIncomingWait([]byte("waited"), ClientID{2}, nil) }()
+	select {
+	case <-queued:
+		t.Fatal("QueueIncomingWait returned while the queue was full")
+	case <-time.After(50 * time.Millisecond):
+	}
+	buf := make([]byte, 10)
+	c.ReadFrom(buf) // makes room
+	if !<-queued {
+		t.Fatal("QueueIncomingWait dropped after room was made")
+	}
+	// With the queue full again, closing done gives up.
+	done := make(chan struct{})
+	go func() { time.Sleep(30 * time.Millisecond); close(done) }()
+	if c.QueueIncomingWait([]byte("x"), ClientID{3}, done) {
+		t.Fatal("QueueIncomingWait queued into a full queue")
+	}
+	// Everything queued comes out in order, the waited packet last.
+	var last string
+	var n int
+	for range QueueSize {
+		m, _, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, n = string(buf[:m]), n+1
+	}
+	if last != "waited" || n != QueueSize {
+		t.Fatalf("last packet %q after %d", last, n)
+	}
+}

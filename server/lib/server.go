@@ -10,7 +10,7 @@
 //	  -> one stream = one connection from Config.DialOR (tor's ExtORPort)
 //
 // Sessions are sharded over several independent KCP state machines
-// (Config.NumTurbotunnel, default one per CPU), so one busy lock does not
+// (Config.NumTurbotunnel, default one per usable CPU), so one busy lock does not
 // serialise every client. A client's ClientID always maps to the same shard,
 // whichever proxy it arrives through.
 package server
@@ -52,7 +52,8 @@ type Config struct {
 	DialOR func(ctx context.Context, clientAddr string) (net.Conn, error)
 
 	// NumTurbotunnel is the number of independent KCP state machines that
-	// sessions are sharded over. 0 means runtime.NumCPU().
+	// sessions are sharded over. 0 means one per usable CPU
+	// (runtime.GOMAXPROCS, which follows CPU affinity and quotas).
 	NumTurbotunnel int
 
 	// MaxConns bounds concurrent WebSocket connections; more are refused
@@ -122,7 +123,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	c.NumTurbotunnel = orDefault(c.NumTurbotunnel, runtime.NumCPU())
+	c.NumTurbotunnel = orDefault(c.NumTurbotunnel, runtime.GOMAXPROCS(0))
 	c.MaxConns = orDefault(c.MaxConns, DefaultMaxConns)
 	c.PreambleTimeout = orDefault(c.PreambleTimeout, DefaultPreambleTimeout)
 	c.IdleTimeout = orDefault(c.IdleTimeout, DefaultIdleTimeout)
@@ -144,6 +145,8 @@ type Server struct {
 	addrs  *addrMap
 	stats  *counters
 	sem    chan struct{} // one token per open WebSocket
+	// copyBuffers holds *[largeCopyBuffer]byte for streams in bulk transfer.
+	copyBuffers sync.Pool
 
 	ctx    context.Context // canceled by Close: ends every connection
 	cancel context.CancelFunc
@@ -170,6 +173,7 @@ func New(cfg Config) (*Server, error) {
 		ctx:    ctx,
 		cancel: cancel,
 	}
+	s.copyBuffers.New = func() any { return new([largeCopyBuffer]byte) }
 	for i := range cfg.NumTurbotunnel {
 		sh, err := newShard(s, i)
 		if err != nil {

@@ -397,8 +397,8 @@ func TestConfigValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.NumShards() != runtime.NumCPU() {
-		t.Errorf("default shards = %d, want %d", s.NumShards(), runtime.NumCPU())
+	if s.NumShards() != runtime.GOMAXPROCS(0) {
+		t.Errorf("default shards = %d, want %d", s.NumShards(), runtime.GOMAXPROCS(0))
 	}
 	s.Close()
 }

@@ -131,10 +131,56 @@ func (s *Server) handleStream(st *smux.Stream, id turbotunnel.ClientID, addr str
 		or.Close()
 		st.Close()
 	}()
-	io.Copy(countingWriter{st, &s.stats.bytesDown}, or)
+	s.copyFromOR(countingWriter{st, &s.stats.bytesDown}, or)
 	or.Close()
 	st.Close()
 	wg.Wait()
+}
+
+const (
+	// smallCopyBuffer is what an idle stream holds while waiting for tor.
+	smallCopyBuffer = 2048
+	// largeCopyBuffer is borrowed from a pool while tor sends in bulk.
+	largeCopyBuffer = 32 * 1024
+)
+
+// copyFromOR copies from tor to the client. An idle stream blocks in Read
+// with only a small buffer; a large pooled buffer is borrowed only while
+// reads keep filling the small one. With thousands of mostly idle streams
+// this saves 30 KB each over io.Copy's buffer.
+func (s *Server) copyFromOR(dst io.Writer, src io.Reader) {
+	small := make([]byte, smallCopyBuffer)
+	for {
+		n, err := src.Read(small)
+		if n > 0 {
+			if _, werr := dst.Write(small[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+		if n < len(small) {
+			continue
+		}
+		// Bulk transfer: read with the large buffer until a read comes
+		// back short, which means tor has paused.
+		bp := s.copyBuffers.Get().(*[largeCopyBuffer]byte)
+		for n == len(small) || n == largeCopyBuffer {
+			n, err = src.Read(bp[:])
+			if n > 0 {
+				if _, werr := dst.Write(bp[:n]); werr != nil {
+					s.copyBuffers.Put(bp)
+					return
+				}
+			}
+			if err != nil {
+				s.copyBuffers.Put(bp)
+				return
+			}
+		}
+		s.copyBuffers.Put(bp)
+	}
 }
 
 // countingWriter adds the bytes written through it to a counter.

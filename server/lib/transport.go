@@ -171,7 +171,7 @@ func (s *Server) readLoop(conn net.Conn, id turbotunnel.ClientID, sh *shard) err
 			s.stats.errors[errOversize].Add(1)
 			continue
 		}
-		if !sh.pconn.QueueIncoming(buf[:n], id) {
+		if !sh.pconn.QueueIncomingWait(buf[:n], id, s.ctx.Done()) {
 			s.stats.errors[errQueueFull].Add(1)
 		}
 	}

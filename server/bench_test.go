@@ -1,0 +1,213 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/snowflake-go/snowflake/common/turbotunnel"
+	"github.com/snowflake-go/snowflake/internal/testenv"
+)
+
+// The server benchmarks run the real snowflake-server binary (standalone
+// mode) and drive it from this process with real turbotunnel clients over
+// loopback WebSockets. Figures are for the server process alone: CPU time
+// and RSS are read from /proc/<pid>.
+//
+//	go test -run '^$' -bench BenchmarkServer -benchtime 3x ./server/
+//
+// Each iteration uploads benchTotal bytes spread evenly over the sessions;
+// the ORPort is a sink in this process.
+
+const benchTotal = 64 << 20
+
+// sinkOR is a plain ORPort that discards what it reads and counts it.
+type sinkOR struct {
+	ln    net.Listener
+	bytes atomic.Int64
+	conns atomic.Int64
+}
+
+func startSink(b testing.TB) *sinkOR {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &sinkOR{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.conns.Add(1)
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 32*1024)
+				for {
+					n, err := c.Read(buf)
+					s.bytes.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	b.Cleanup(func() { ln.Close() })
+	return s
+}
+
+// procStats reads CPU seconds (user+system) and RSS bytes of a process.
+func procStats(b testing.TB, pid int) (cpu float64, rss int64) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is parenthesised.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	cpu = (utime + stime) / 100 // USER_HZ is 100 on Linux
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			rss = kb * 1024
+		}
+	}
+	return cpu, rss
+}
+
+type benchServer struct {
+	p    *testenv.Process
+	url  string
+	sink *sinkOR
+}
+
+func startBenchServer(b *testing.B, procs int) *benchServer {
+	sink := startSink(b)
+	port := testenv.FreePort(b)
+	var env []string
+	if procs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(procs))
+	}
+	p := testenv.Start(b, "snowflake-server", env, testenv.Binary(b, "./server"),
+		"-disable-tls", "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-orport", sink.ln.Addr().String(),
+		"-stats-interval", "0")
+	p.WaitFor(b, "listening", 60*time.Second)
+	return &benchServer{p: p, url: fmt.Sprintf("ws://127.0.0.1:%d/", port), sink: sink}
+}
+
+// openSessions starts n client sessions with one stream each, and waits
+// until the server has connected every stream to the ORPort.
+func openSessions(b *testing.B, bs *benchServer, n int) ([]*turbotunnel.Session, []net.Conn) {
+	sessions := make([]*turbotunnel.Session, n)
+	streams := make([]net.Conn, n)
+	before := bs.sink.conns.Load()
+	for i := range n {
+		d := &wsDialer{url: bs.url}
+		sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := sess.OpenStream()
+		if err != nil {
+			b.Fatal(err)
+		}
+		// smux opens the stream at the server only when data flows.
+		if _, err := st.Write([]byte{0}); err != nil {
+			b.Fatal(err)
+		}
+		sessions[i], streams[i] = sess, st
+	}
+	b.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, s := range sessions {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.Close() }()
+		}
+		wg.Wait()
+	})
+	deadline := time.Now().Add(5 * time.Minute)
+	for bs.sink.conns.Load()-before < int64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d streams reached the ORPort", bs.sink.conns.Load()-before, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return sessions, streams
+}
+
+func BenchmarkServerThroughput(b *testing.B) {
+	for _, procs := range []int{1, 2} {
+		for _, n := range []int{1, 100, 1000} {
+			b.Run(fmt.Sprintf("procs=%d/sessions=%d", procs, n), func(b *testing.B) {
+				bs := startBenchServer(b, procs)
+				_, streams := openSessions(b, bs, n)
+				per := benchTotal / n
+				chunk := make([]byte, 16*1024)
+				b.SetBytes(benchTotal)
+				cpu0, _ := procStats(b, bs.p.Cmd.Process.Pid)
+				start := time.Now()
+				b.ResetTimer()
+				for b.Loop() {
+					target := bs.sink.bytes.Load() + int64(per*n)
+					var wg sync.WaitGroup
+					for _, st := range streams {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for left := per; left > 0; {
+								m := min(left, len(chunk))
+								if _, err := st.Write(chunk[:m]); err != nil {
+									b.Error(err)
+									return
+								}
+								left -= m
+							}
+						}()
+					}
+					wg.Wait()
+					for bs.sink.bytes.Load() < target {
+						time.Sleep(time.Millisecond)
+					}
+				}
+				b.StopTimer()
+				elapsed := time.Since(start)
+				cpu1, _ := procStats(b, bs.p.Cmd.Process.Pid)
+				gb := float64(b.N) * benchTotal / 1e9
+				b.ReportMetric((cpu1-cpu0)/gb, "server-cpu-s/GB")
+				b.ReportMetric(float64(b.N)*benchTotal/1e6/elapsed.Seconds(), "agg-MB/s")
+			})
+		}
+	}
+}
+
+// BenchmarkServerIdleRSS measures the server's resident memory per idle
+// session (one open stream, no traffic). It includes the KCP and smux state
+// of each session, the WebSocket, and the ORPort connection.
+func BenchmarkServerIdleRSS(b *testing.B) {
+	const n = 1000
+	for b.Loop() {
+		bs := startBenchServer(b, 0)
+		// Warm up the runtime and pools with a few sessions first.
+		openSessions(b, bs, 10)
+		time.Sleep(500 * time.Millisecond)
+		_, rss0 := procStats(b, bs.p.Cmd.Process.Pid)
+		openSessions(b, bs, n)
+		time.Sleep(2 * time.Second)
+		_, rss1 := procStats(b, bs.p.Cmd.Process.Pid)
+		b.ReportMetric(float64(rss1-rss0)/n/1024, "KB-RSS/idle-session")
+		b.ReportMetric(float64(rss1)/1e6, "MB-RSS-total")
+	}
+}
