@@ -157,6 +157,9 @@ func (c Config) withDefaults() Config {
 		if s.QueueMaxAge == 0 {
 			s.QueueMaxAge = DefaultSQSQueueMaxAge
 		}
+		if s.ReceiveWait == 0 {
+			s.ReceiveWait = DefaultSQSReceiveWait
+		}
 		c.SQS = &s
 	}
 	return c

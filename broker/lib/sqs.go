@@ -24,8 +24,9 @@ const (
 	// than this is useless anyway.
 	sqsRetention = "300"
 	// sqsReceiveMax and sqsReceiveWait shape the broker's long poll.
-	sqsReceiveMax  = 10
-	sqsReceiveWait = 15
+	sqsReceiveMax = 10
+	// DefaultSQSReceiveWait is the broker's long-poll duration.
+	DefaultSQSReceiveWait = 15 * time.Second
 	// sqsMaxInFlight bounds concurrently handled messages (each holds a
 	// goroutine for up to the client timeout).
 	sqsMaxInFlight = 1000
@@ -55,6 +56,10 @@ type SQSConfig struct {
 	CleanupInterval time.Duration
 	// QueueMaxAge is the age after which a client queue is deleted.
 	QueueMaxAge time.Duration
+	// ReceiveWait is the long-poll duration of each receive (whole
+	// seconds, at most 20). Some local SQS emulators hold a receive for
+	// the full duration even when a message arrives, so tests shorten it.
+	ReceiveWait time.Duration
 }
 
 func (c *SQSConfig) validate() error {
@@ -64,7 +69,7 @@ func (c *SQSConfig) validate() error {
 	if len(c.Clients) == 0 {
 		return errors.New("SQS has no clients")
 	}
-	if c.CleanupInterval < 0 || c.QueueMaxAge < 0 {
+	if c.CleanupInterval < 0 || c.QueueMaxAge < 0 || c.ReceiveWait < 0 || c.ReceiveWait > 20*time.Second {
 		return errors.New("negative SQS duration")
 	}
 	return nil
@@ -135,7 +140,7 @@ func (l *sqsListener) run(ctx context.Context) error {
 		res, err := l.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:              aws.String(l.queueURL),
 			MaxNumberOfMessages:   sqsReceiveMax,
-			WaitTimeSeconds:       sqsReceiveWait,
+			WaitTimeSeconds:       int32(l.cfg.ReceiveWait / time.Second),
 			MessageAttributeNames: []string{"All"},
 		})
 		if ctx.Err() != nil {

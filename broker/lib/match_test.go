@@ -1,0 +1,330 @@
+package broker
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snowflake-go/snowflake/common/amp"
+	"github.com/snowflake-go/snowflake/common/messages"
+	"github.com/snowflake-go/snowflake/common/nat"
+)
+
+// TestRendezvous runs a full exchange over HTTP: proxy poll, client poll,
+// answer, and checks every field that crosses the broker.
+func TestRendezvous(t *testing.T) {
+	b, srv := newTestBroker(t, func(c *Config) { c.ProxyPollTimeout = 5 * time.Second; c.ClientTimeout = 5 * time.Second })
+	proxy := startProxyPoll(t, srv, "sid-1", nat.Unrestricted, 8)
+	waitWaiting(t, b, 1)
+
+	client := make(chan httpResult, 1)
+	go func() { client <- post(t, srv.URL+"/client", clientPollBody(t, nat.Restricted)) }()
+
+	pr := <-proxy
+	if pr == nil {
+		t.Fatal("proxy poll failed")
+	}
+	want := messages.ProxyPollResponse{Status: messages.StatusClientMatch, Offer: testOffer, NAT: nat.Restricted,
+		NextPoll: 20000, RelayURL: DefaultBridgeURL}
+	if *pr != want {
+		t.Fatalf("proxy got %+v, want %+v", pr, want)
+	}
+	ans, _ := (&messages.AnswerRequest{Sid: "sid-1", Answer: testAnswer}).Encode()
+	if r := post(t, srv.URL+"/answer", string(ans)); r.body != `{"Status":"success"}` {
+		t.Fatalf("answer: %d %s", r.status, r.body)
+	}
+	cr := <-client
+	resp, err := messages.DecodeClientPollResponse([]byte(cr.body))
+	if err != nil || resp.Answer != testAnswer {
+		t.Fatalf("client got %d %s (%v)", cr.status, cr.body, err)
+	}
+	// The match is forgotten once the client has its answer.
+	if r := post(t, srv.URL+"/answer", string(ans)); r.body != `{"Status":"client gone"}` {
+		t.Fatalf("second answer: %s", r.body)
+	}
+}
+
+func TestClientTimeout(t *testing.T) {
+	b, srv := newTestBroker(t, func(c *Config) { c.ProxyPollTimeout = 5 * time.Second })
+	proxy := startProxyPoll(t, srv, "sid-t", nat.Unrestricted, 0)
+	waitWaiting(t, b, 1)
+	start := time.Now()
+	r := post(t, srv.URL+"/client", clientPollBody(t, nat.Unknown))
+	if r.body != `{"error":"timed out waiting for answer!"}` {
+		t.Fatalf("client got %s", r.body)
+	}
+	if d := time.Since(start); d < testClientTimeout || d > testClientTimeout+2*time.Second {
+		t.Fatalf("timed out after %v, want about %v", d, testClientTimeout)
+	}
+	if pr := <-proxy; pr == nil || pr.Status != messages.StatusClientMatch {
+		t.Fatalf("proxy got %+v", pr)
+	}
+	// The late answer finds nobody.
+	ans, _ := (&messages.AnswerRequest{Sid: "sid-t", Answer: testAnswer}).Encode()
+	if r := post(t, srv.URL+"/answer", string(ans)); r.body != `{"Status":"client gone"}` {
+		t.Fatalf("late answer: %s", r.body)
+	}
+}
+
+// TestPoolRules checks the NAT pool rules and least-loaded ordering against
+// the engine directly.
+func TestPoolRules(t *testing.T) {
+	type proxy struct {
+		sid     string
+		natType nat.Type
+		clients int
+	}
+	tests := []struct {
+		name    string
+		proxies []proxy
+		client  nat.Type
+		want    string // Sid taken, "" for none
+	}{
+		{"restricted client needs unrestricted proxy", []proxy{{"r", nat.Restricted, 0}}, nat.Restricted, ""},
+		{"unknown client needs unrestricted proxy", []proxy{{"u", nat.Unknown, 0}}, nat.Unknown, ""},
+		{"unknown client gets unrestricted", []proxy{{"r", nat.Restricted, 0}, {"U", nat.Unrestricted, 0}}, nat.Unknown, "U"},
+		{"unrestricted client prefers restricted pool", []proxy{{"U", nat.Unrestricted, 0}, {"r", nat.Restricted, 16}}, nat.Unrestricted, "r"},
+		{"unknown proxies are in the restricted pool", []proxy{{"U", nat.Unrestricted, 0}, {"k", nat.Unknown, 0}}, nat.Unrestricted, "k"},
+		{"unrestricted client falls back", []proxy{{"U", nat.Unrestricted, 0}}, nat.Unrestricted, "U"},
+		{"least loaded first", []proxy{{"a", nat.Unrestricted, 16}, {"b", nat.Unrestricted, 8}, {"c", nat.Unrestricted, 24}}, nat.Restricted, "b"},
+		{"ties: first come", []proxy{{"a", nat.Unrestricted, 8}, {"b", nat.Unrestricted, 8}}, nat.Restricted, "a"},
+		{"empty", nil, nat.Unrestricted, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPools()
+			for _, px := range tt.proxies {
+				if !p.add(&waiter{sid: px.sid, proxyType: "standalone", natType: px.natType, clients: px.clients, ch: make(chan offer, 1)}, 0) {
+					t.Fatal("add refused")
+				}
+			}
+			w, m := p.take(tt.client, offer{sdp: "o"})
+			got := ""
+			if w != nil {
+				got = w.sid
+				if o := <-w.ch; o.sdp != "o" {
+					t.Fatalf("offer %+v", o)
+				}
+				if _, ok := p.answer(w.sid, "a"); !ok {
+					t.Fatal("match not registered")
+				}
+				if a := <-m.answer; a != "a" {
+					t.Fatalf("answer %q", a)
+				}
+			}
+			if got != tt.want {
+				t.Fatalf("took %q, want %q", got, tt.want)
+			}
+			if n := p.waiting(); n != len(tt.proxies)-len(tt.want) {
+				t.Fatalf("%d left waiting", n)
+			}
+		})
+	}
+}
+
+func TestHeapOrderRandomised(t *testing.T) {
+	// Compare the heap against a naive minimum search.
+	p := newPools()
+	loads := []int{40, 8, 0, 16, 0, 32, 8, 24, 56, 0, 48, 8}
+	for i, c := range loads {
+		p.add(&waiter{sid: string(rune('a' + i)), natType: nat.Unrestricted, clients: c, ch: make(chan offer, 1)}, 0)
+	}
+	remaining := append([]int(nil), loads...)
+	for range loads {
+		w, _ := p.take(nat.Restricted, offer{sdp: "x"})
+		minIdx := 0
+		for i, c := range remaining {
+			if c >= 0 && (remaining[minIdx] < 0 || c < remaining[minIdx]) {
+				minIdx = i
+			}
+		}
+		if w.clients != remaining[minIdx] || w.sid != string(rune('a'+minIdx)) {
+			t.Fatalf("took %s(%d), want %c(%d)", w.sid, w.clients, 'a'+minIdx, remaining[minIdx])
+		}
+		remaining[minIdx] = -1
+	}
+}
+
+func TestMaxWaitingProxies(t *testing.T) {
+	b, srv := newTestBroker(t, func(c *Config) { c.MaxWaitingProxies = 1; c.ProxyPollTimeout = 5 * time.Second })
+	p1 := startProxyPoll(t, srv, "a", nat.Unrestricted, 0)
+	waitWaiting(t, b, 1)
+	start := time.Now()
+	r := post(t, srv.URL+"/proxy", proxyPollBody(t, "b", nat.Unrestricted, 0, "snowflake.torproject.net$"))
+	if !strings.Contains(r.body, `"Status":"no match"`) || time.Since(start) > 2*time.Second {
+		t.Fatalf("over-limit poll: %s after %v", r.body, time.Since(start))
+	}
+	b.Close()
+	if pr := <-p1; pr == nil || pr.Status != messages.StatusNoMatch {
+		t.Fatalf("held poll after Close: %+v", pr)
+	}
+}
+
+// TestProxyDisconnect checks that a proxy that goes away while held is
+// removed from the pool.
+func TestProxyDisconnect(t *testing.T) {
+	b, srv := newTestBroker(t, func(c *Config) { c.ProxyPollTimeout = 5 * time.Second })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/proxy",
+			strings.NewReader(proxyPollBody(t, "gone", nat.Unrestricted, 0, "snowflake.torproject.net$")))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitWaiting(t, b, 1)
+	cancel()
+	<-done
+	waitWaiting(t, b, 0)
+	if r := post(t, srv.URL+"/client", clientPollBody(t, nat.Unrestricted)); r.body != `{"error":"no snowflake proxies currently available"}` {
+		t.Fatalf("client got %s", r.body)
+	}
+}
+
+func TestLegacyClient(t *testing.T) {
+	b, srv := newTestBroker(t, func(c *Config) { c.ProxyPollTimeout = 5 * time.Second })
+	// No proxy: 503.
+	if r := post(t, srv.URL+"/client", testOffer); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("no proxy: %d %s", r.status, r.body)
+	}
+	// Bad NAT header: 400.
+	if r := do(t, http.MethodPost, srv.URL+"/client", []byte(testOffer), map[string]string{"Snowflake-NAT-Type": "cone"}); r.status != 400 {
+		t.Fatalf("bad NAT: %d", r.status)
+	}
+	// Matched but unanswered: 504.
+	p := startProxyPoll(t, srv, "l1", nat.Unrestricted, 0)
+	waitWaiting(t, b, 1)
+	if r := post(t, srv.URL+"/client", testOffer); r.status != http.StatusGatewayTimeout {
+		t.Fatalf("timeout: %d %s", r.status, r.body)
+	}
+	<-p
+	// Matched and answered: 200 with the raw answer. The NAT header puts
+	// the client in the restricted pool's favour.
+	p = startProxyPoll(t, srv, "l2", nat.Restricted, 0)
+	waitWaiting(t, b, 1)
+	res := make(chan httpResult, 1)
+	go func() {
+		res <- do(t, http.MethodPost, srv.URL+"/client", []byte(testOffer), map[string]string{"Snowflake-NAT-Type": "unrestricted"})
+	}()
+	pr := <-p
+	if pr == nil || pr.Offer != testOffer || pr.NAT != nat.Unrestricted {
+		t.Fatalf("proxy got %+v", pr)
+	}
+	ans, _ := (&messages.AnswerRequest{Sid: "l2", Answer: testAnswer}).Encode()
+	post(t, srv.URL+"/answer", string(ans))
+	if r := <-res; r.status != 200 || r.body != testAnswer {
+		t.Fatalf("legacy answer: %d %s", r.status, r.body)
+	}
+}
+
+// TestAMP encodes a client poll into an AMP path as a client does, has a
+// proxy answer it, and de-armors the HTML response.
+func TestAMP(t *testing.T) {
+	b, srv := newTestBroker(t, func(c *Config) { c.ProxyPollTimeout = 5 * time.Second; c.ClientTimeout = 5 * time.Second })
+	p := startProxyPoll(t, srv, "amp-1", nat.Unrestricted, 0)
+	waitWaiting(t, b, 1)
+	res := make(chan httpResult, 1)
+	path := "/amp/client/" + amp.EncodePath([]byte(clientPollBody(t, nat.Unknown)))
+	go func() { res <- do(t, http.MethodGet, srv.URL+path, nil, nil) }()
+	pr := <-p
+	if pr == nil || pr.Offer != testOffer {
+		t.Fatalf("proxy got %+v", pr)
+	}
+	ans, _ := (&messages.AnswerRequest{Sid: "amp-1", Answer: testAnswer}).Encode()
+	post(t, srv.URL+"/answer", string(ans))
+	r := <-res
+	if r.status != 200 || r.header.Get("Content-Type") != "text/html" || r.header.Get("Cache-Control") != "max-age=15" {
+		t.Fatalf("AMP response %d %v", r.status, r.header)
+	}
+	if !strings.HasPrefix(r.body, "<!doctype html>") {
+		t.Fatalf("not an HTML document: %.80q", r.body)
+	}
+	payload, err := amp.DecodeArmor(strings.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := messages.DecodeClientPollResponse(payload)
+	if err != nil || resp.Answer != testAnswer {
+		t.Fatalf("de-armored %s (%v)", payload, err)
+	}
+}
+
+func TestAMPErrors(t *testing.T) {
+	_, srv := newTestBroker(t, nil)
+	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	tests := []struct {
+		path, want string
+	}{
+		{"/amp/client/", `{"error":"cannot decode URL path"}`},
+		{"/amp/client/1abc/" + enc("1.0\n{}"), `{"error":"cannot decode URL path"}`},
+		{"/amp/client/0abc/" + enc("x") + "=", `{"error":"cannot decode URL path"}`},
+		{"/amp/client/0abc", `{"error":"cannot decode URL path"}`},
+		{"/amp/client/0abc/" + enc("2.0\n{}"), `{"error":"unsupported message version"}`},
+		{"/amp/client/0a/b/c/" + enc(clientPollBody(t, nat.Unknown)), `{"error":"no snowflake proxies currently available"}`},
+	}
+	for _, tt := range tests {
+		r := do(t, http.MethodGet, srv.URL+tt.path, nil, nil)
+		if r.status != 200 {
+			t.Errorf("%s: status %d", tt.path, r.status)
+			continue
+		}
+		payload, err := amp.DecodeArmor(strings.NewReader(r.body))
+		if err != nil || string(payload) != tt.want {
+			t.Errorf("%s: %s (%v), want %s", tt.path, payload, err, tt.want)
+		}
+	}
+}
+
+// TestConcurrentMatching runs many proxies and clients at once under the
+// race detector: every client that got an answer got its own proxy's.
+func TestConcurrentMatching(t *testing.T) {
+	b, err := New(Config{AllowedRelayPattern: "x$", ProxyPollTimeout: 2 * time.Second, ClientTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const n = 200
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sid := "p" + string(rune(0x100+i))
+			res := b.proxyPoll(ctx, &messages.ProxyPollRequest{Sid: sid, Version: "1.3", NAT: nat.Unrestricted, AcceptedRelayPattern: "x$"}, netip.Addr{})
+			if res.resp.Status == messages.StatusClientMatch {
+				b.answer(sid, "answer-for:"+res.resp.Offer)
+			}
+		}()
+	}
+	waitWaiting(t, b, n)
+	var mu sync.Mutex
+	matched := 0
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := "offer-" + string(rune(0x100+i))
+			resp := b.ClientPoll(ctx, &messages.ClientPollRequest{Offer: o, NAT: nat.Unknown, Fingerprint: messages.DefaultBridgeFingerprint}, MethodHTTP, netip.Addr{})
+			if resp.Answer != "answer-for:"+o {
+				t.Errorf("client %d got %+v", i, resp)
+				return
+			}
+			mu.Lock()
+			matched++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if matched != n || b.Waiting() != 0 {
+		t.Fatalf("matched %d of %d, %d still waiting", matched, n, b.Waiting())
+	}
+}
