@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -27,12 +28,17 @@ import (
 
 const benchTotal = 64 << 20
 
-// sinkOR is a plain ORPort that discards what it reads and counts it.
+// sinkOR is a plain ORPort that discards what it reads and counts it. For
+// download benchmarks, every byte downloadCmd it reads makes it send
+// downPer bytes back (upload data is all zeros, so never a command).
 type sinkOR struct {
-	ln    net.Listener
-	bytes atomic.Int64
-	conns atomic.Int64
+	ln      net.Listener
+	bytes   atomic.Int64
+	conns   atomic.Int64
+	downPer atomic.Int64
 }
+
+const downloadCmd = 0xdd
 
 func startSink(b testing.TB) *sinkOR {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -50,11 +56,24 @@ func startSink(b testing.TB) *sinkOR {
 			go func() {
 				defer c.Close()
 				buf := make([]byte, 32*1024)
+				down := make([]byte, 32*1024)
 				for {
 					n, err := c.Read(buf)
 					s.bytes.Add(int64(n))
 					if err != nil {
 						return
+					}
+					for _, cmd := range buf[:n] {
+						if cmd != downloadCmd {
+							continue
+						}
+						for left := int(s.downPer.Load()); left > 0; {
+							m, err := c.Write(down[:min(left, len(down))])
+							if err != nil {
+								return
+							}
+							left -= m
+						}
 					}
 				}
 			}()
@@ -181,6 +200,49 @@ func BenchmarkServerThroughput(b *testing.B) {
 					for bs.sink.bytes.Load() < target {
 						time.Sleep(time.Millisecond)
 					}
+				}
+				b.StopTimer()
+				elapsed := time.Since(start)
+				cpu1, _ := procStats(b, bs.p.Cmd.Process.Pid)
+				gb := float64(b.N) * benchTotal / 1e9
+				b.ReportMetric((cpu1-cpu0)/gb, "server-cpu-s/GB")
+				b.ReportMetric(float64(b.N)*benchTotal/1e6/elapsed.Seconds(), "agg-MB/s")
+			})
+		}
+	}
+}
+
+// BenchmarkServerDownload is BenchmarkServerThroughput in the direction
+// Tor traffic mostly goes: from the ORPort to the clients.
+func BenchmarkServerDownload(b *testing.B) {
+	for _, procs := range []int{1, 2} {
+		for _, n := range []int{1, 100, 1000} {
+			b.Run(fmt.Sprintf("procs=%d/sessions=%d", procs, n), func(b *testing.B) {
+				bs := startBenchServer(b, procs)
+				_, streams := openSessions(b, bs, n)
+				per := benchTotal / n
+				bs.sink.downPer.Store(int64(per))
+				b.SetBytes(benchTotal)
+				cpu0, _ := procStats(b, bs.p.Cmd.Process.Pid)
+				start := time.Now()
+				b.ResetTimer()
+				for b.Loop() {
+					var wg sync.WaitGroup
+					for _, st := range streams {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							if _, err := st.Write([]byte{downloadCmd}); err != nil {
+								b.Error(err)
+								return
+							}
+							st.SetReadDeadline(time.Now().Add(5 * time.Minute))
+							if _, err := io.CopyN(io.Discard, st, int64(per)); err != nil {
+								b.Error(err)
+							}
+						}()
+					}
+					wg.Wait()
 				}
 				b.StopTimer()
 				elapsed := time.Since(start)
