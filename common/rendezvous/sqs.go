@@ -19,14 +19,20 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// SQS timing of the wire protocol (§2.5): the broker needs a moment to
-// create the response queue, and answers within its 5 s client timeout.
+// SQS timing. The broker creates the response queue when it picks the
+// request up and answers within its 5 s client timeout. Upstream clients
+// try GetQueueUrl 5 times and then long-poll 20 s; here both waits are cut
+// into short steps over a similar budget, because an SQS implementation
+// whose long poll does not wake on arrival (local test servers) would
+// otherwise hold the answer until the proxy's 20 s data-channel deadline
+// has passed. Against real SQS the result is the same; only the number of
+// (cheap) API calls differs.
 const (
 	sqsFirstWait      = 1 * time.Second
-	sqsQueueURLTries  = 5
+	sqsQueueURLTries  = 20
 	sqsQueueURLPause  = 1 * time.Second
-	sqsReceiveTries   = 5
-	sqsReceiveWaitSec = 20
+	sqsReceiveTries   = 25
+	sqsReceiveWaitSec = 1
 )
 
 // SQSResponseQueuePrefix is followed by the ClientID in the name of the
@@ -163,9 +169,6 @@ func (s *SQS) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) 
 				return nil, ErrBodyTooLarge
 			}
 			return []byte(body), nil
-		}
-		if err := s.pause(ctx, time.Second+time.Duration(i)*time.Second/2); err != nil {
-			return nil, fmt.Errorf("rendezvous: sqs: %w", err)
 		}
 	}
 	return nil, errors.New("rendezvous: sqs: no response from the broker")
