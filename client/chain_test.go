@@ -12,8 +12,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,13 +82,13 @@ func (s *source) addr() string { return s.ln.Addr().String() }
 // chain holds the shared part of a test network: STUN, bridge server and
 // broker.
 type chain struct {
-	t      *testing.T
-	dir    string
-	stun   *stunserver.Server
-	src    *source
-	server *testenv.Process
-	broker *testenv.Process
-	relay  string // ws://127.0.0.1:S/
+	t         *testing.T
+	dir       string
+	stun      *stunserver.Server
+	src       *source
+	server    *testenv.Process
+	broker    *testenv.Process
+	relay     string // ws://127.0.0.1:S/
 	brokerURL string
 }
 
