@@ -41,7 +41,7 @@ test: test-deps npm-deps vet
 	$(GO) test $(TESTFLAGS) ./...
 
 demo: build
-	@./scripts/demo.sh
+	@BIN=$(BIN) GO=$(GO) ./scripts/demo.sh
 
 bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./common/...
@@ -62,3 +62,9 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# The browser proxy (proxy-wasm): WebAssembly binary, web page and MV3
+# extension, in out/proxy-wasm/{page,extension}.
+.PHONY: wasm
+wasm:
+	@./proxy-wasm/build.sh out/proxy-wasm

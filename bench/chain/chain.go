@@ -55,6 +55,12 @@ type Config struct {
 	ServerMetrics bool
 	// ORPort is where the server connects streams; empty starts a Sink.
 	ORPort string
+	// RelayURL, if set, names a bridge server started elsewhere (for
+	// example by tor as a managed transport); no server or sink is started.
+	RelayURL string
+	// Fingerprint is the bridge's fingerprint in the broker's bridge list
+	// (default BridgeFingerprint).
+	Fingerprint string
 }
 
 // Chain is a running STUN server, sink, bridge server and broker, plus the
@@ -91,6 +97,16 @@ func Start(ctx context.Context, cfg Config) (c *Chain, err error) {
 	if c.STUN, err = stunserver.Listen("127.0.0.1", "127.0.0.2"); err != nil {
 		return nil, fmt.Errorf("chain: stun: %w", err)
 	}
+	if cfg.Fingerprint == "" {
+		cfg.Fingerprint = BridgeFingerprint
+	}
+	if cfg.RelayURL != "" {
+		c.ServerWS = cfg.RelayURL
+		if err := c.startBroker(ctx); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	orport := cfg.ORPort
 	if orport == "" {
 		if c.Sink, err = StartSink(); err != nil {
@@ -116,26 +132,37 @@ func Start(ctx context.Context, cfg Config) (c *Chain, err error) {
 	if err := c.StartServer(ctx); err != nil {
 		return nil, err
 	}
-
-	bl := filepath.Join(cfg.Dir, "bridge-list.json")
-	line := fmt.Sprintf(`{"displayName":"loopback","webSocketAddress":%q,"fingerprint":%q}`+"\n", c.ServerWS, BridgeFingerprint)
-	if err := os.WriteFile(bl, []byte(line), 0o644); err != nil {
-		return nil, fmt.Errorf("chain: bridge list: %w", err)
-	}
-	bport, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	c.BrokerURL = fmt.Sprintf("http://127.0.0.1:%d/", bport)
-	bargs := append([]string{"-addr", fmt.Sprintf("127.0.0.1:%d", bport), "-disable-tls",
-		"-bridge-list-path", bl, "-allowed-relay-pattern", "127.0.0.1$", "-disable-geoip"}, cfg.BrokerArgs...)
-	if c.Broker, err = c.start("broker", nil, cfg.Broker, bargs...); err != nil {
-		return nil, err
-	}
-	if _, err := c.Broker.WaitFor(ctx, "listening"); err != nil {
+	if err := c.startBroker(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+func (c *Chain) startBroker(ctx context.Context) error {
+	cfg := c.cfg
+	bl := filepath.Join(cfg.Dir, "bridge-list.json")
+	line := fmt.Sprintf(`{"displayName":"loopback","webSocketAddress":%q,"fingerprint":%q}`+"\n", c.ServerWS, cfg.Fingerprint)
+	if err := os.WriteFile(bl, []byte(line), 0o644); err != nil {
+		return fmt.Errorf("chain: bridge list: %w", err)
+	}
+	// The broker advises proxies to wait 20 s between polls that found no
+	// client; on loopback that only slows tests and demos down.
+	pi := filepath.Join(cfg.Dir, "poll-interval.json")
+	if err := os.WriteFile(pi, []byte(`{"unrestricted_poll_interval":2000,"restricted_poll_interval":2000}`), 0o644); err != nil {
+		return fmt.Errorf("chain: poll interval file: %w", err)
+	}
+	bport, err := FreePort()
+	if err != nil {
+		return err
+	}
+	c.BrokerURL = fmt.Sprintf("http://127.0.0.1:%d/", bport)
+	bargs := append([]string{"-addr", fmt.Sprintf("127.0.0.1:%d", bport), "-disable-tls",
+		"-bridge-list-path", bl, "-allowed-relay-pattern", "127.0.0.1$", "-disable-geoip", "-poll-interval-filepath", pi}, cfg.BrokerArgs...)
+	if c.Broker, err = c.start("broker", nil, cfg.Broker, bargs...); err != nil {
+		return err
+	}
+	_, err = c.Broker.WaitFor(ctx, "listening")
+	return err
 }
 
 // StartServer (re)starts the bridge server with the chain's arguments, for

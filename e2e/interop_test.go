@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/snowflake-go/snowflake/bench/chain"
+	"github.com/snowflake-go/snowflake/internal/testenv"
+)
+
+// TestInteropMatrix moves 20 MB through every pairing of {our client,
+// Debian's snowflake-client 2.5.1} with {our proxy, Debian's
+// snowflake-proxy 2.5.1}, always through our broker and server. The Debian
+// binaries fall back to public hosts, so the test runs in a network
+// namespace that has only loopback.
+func TestInteropMatrix(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	upClient := testenv.LookPath(t, "snowflake-client")
+	upProxy := testenv.LookPath(t, "snowflake-proxy")
+	bin := buildAll(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	// One server and broker for the whole matrix, started before any
+	// proxy: the 2.5.1 proxy checks the relay only at start-up.
+	c := startChain(t, ctx, bin, chain.Config{})
+
+	type side struct {
+		path   string
+		flavor chain.Flavor
+	}
+	clients := []side{{bin.client, chain.Ours}, {upClient, chain.Upstream}}
+	proxies := []side{{bin.proxy, chain.Ours}, {upProxy, chain.Upstream}}
+	const size = 20 << 20
+	seed := uint64(1)
+	for _, cs := range clients {
+		for _, ps := range proxies {
+			seed++
+			name := fmt.Sprintf("client=%s/proxy=%s", cs.flavor, ps.flavor)
+			t.Run(name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+				defer cancel()
+				p, err := c.StartProxy(ctx, chain.ProxyConfig{Path: ps.path, Flavor: ps.flavor, Capacity: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Only this pairing's proxy may serve the client.
+				defer p.Stop(5 * time.Second)
+				if err := c.WaitProxies(ctx, 1); err != nil {
+					t.Fatalf("%v\n%s", err, p.Tail(30))
+				}
+				cl, err := c.StartClient(ctx, chain.ClientConfig{Path: cs.path, Flavor: cs.flavor})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cl.Stop(5 * time.Second)
+				rv, err := chain.EchoOnce(ctx, cl)
+				if err != nil {
+					t.Fatalf("first round trip: %v\nclient:\n%s\nproxy:\n%s", err, cl.Tail(40), p.Tail(40))
+				}
+				t.Logf("rendezvous and first round trip: %v", rv.Round(time.Millisecond))
+				download(t, ctx, cl, seed, size)
+			})
+		}
+	}
+}
