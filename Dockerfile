@@ -7,6 +7,7 @@
 #   docker build --target bridge -t snowflake-bridge .   (tor + snowflake-server)
 #   docker build --target server -t snowflake-server .   (standalone server)
 #   docker build --target client -t snowflake-client .
+#   docker build --target probetest -t probetest .
 #
 # Binaries are static (CGO_ENABLED=0) and every image runs as a non-root
 # user. internal/opscheck checks that each ENTRYPOINT names a binary this
@@ -69,6 +70,14 @@ CMD ["-listen", "0.0.0.0:8080", "-orport", "tor:9001", "-disable-tls"]
 FROM runtime AS client
 COPY --from=build /out/snowflake-client /usr/local/bin/snowflake-client
 ENTRYPOINT ["/usr/local/bin/snowflake-client"]
+
+# The NAT probe service; deploy it behind a symmetric NAT (doc/protocol.md).
+FROM runtime AS probetest
+COPY --from=build /out/probetest /usr/local/bin/probetest
+VOLUME ["/var/lib/snowflake"]
+EXPOSE 8443
+ENTRYPOINT ["/usr/local/bin/probetest"]
+CMD ["-acme-cert-cache", "/var/lib/snowflake/acme-cert-cache"]
 
 # The bridge: tor as a bridge relay that runs snowflake-server as its managed
 # transport (wire-protocol §5.6). tor runs as debian-tor, never root.

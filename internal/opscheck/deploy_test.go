@@ -70,7 +70,7 @@ func parseDockerfile(t *testing.T, text string) map[string]*stage {
 
 // finalStages are the Dockerfile targets that docker-compose.yml and the
 // docs build; each must exist and run as non-root.
-var finalStages = []string{"proxy", "broker", "server", "client", "bridge"}
+var finalStages = []string{"proxy", "broker", "server", "client", "probetest", "bridge"}
 
 func TestDockerfile(t *testing.T) {
 	stages := parseDockerfile(t, repoFile(t, "Dockerfile"))
