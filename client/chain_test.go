@@ -114,10 +114,18 @@ func startChain(t *testing.T, size int64, brokerArgs ...string) *chain {
 	if err := os.WriteFile(bridges, []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Proxies follow the broker's NextPoll advice (20 s by default) after
+	// a poll that found no client; keep them polling every second so a
+	// client that loses its proxy finds another at once.
+	intervals := filepath.Join(c.dir, "poll-intervals.json")
+	if err := os.WriteFile(intervals, []byte(`{"unrestricted_poll_interval":1000,"restricted_poll_interval":1000}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	bport := testenv.FreePort(t)
 	c.brokerURL = fmt.Sprintf("http://127.0.0.1:%d/", bport)
 	args := append([]string{"-addr", fmt.Sprintf("127.0.0.1:%d", bport), "-disable-tls",
-		"-bridge-list-path", bridges, "-allowed-relay-pattern", "127.0.0.1$", "-disable-geoip"}, brokerArgs...)
+		"-bridge-list-path", bridges, "-allowed-relay-pattern", "127.0.0.1$", "-disable-geoip",
+		"-poll-interval-filepath", intervals}, brokerArgs...)
 	c.broker = testenv.Start(t, "broker", nil, testenv.Binary(t, "./broker"), args...)
 	c.broker.WaitFor(t, "listening", 60*time.Second)
 	return c

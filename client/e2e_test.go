@@ -58,6 +58,12 @@ func TestProxyChurn(t *testing.T) {
 	c.waitProxies(5)
 	_, socks := c.startClient("client", testenv.Binary(t, "./client"), c.clientArgs("client")...)
 	conn := socksDial(t, socks, "")
+	defer func() {
+		if testing.Verbose() {
+			b, _ := os.ReadFile(filepath.Join(c.dir, "client.log"))
+			t.Logf("client log:\n%s", b)
+		}
+	}()
 
 	var got atomic.Int64
 	kills := make(chan string, 3)
@@ -75,7 +81,12 @@ func TestProxyChurn(t *testing.T) {
 			}
 			proxies[name].Kill()
 			delete(proxies, name)
+			at, killedAt := got.Load(), time.Now()
 			kills <- name
+			for got.Load() == at {
+				time.Sleep(10 * time.Millisecond)
+			}
+			t.Logf("killed %s at %d MB; bytes flowed again after %v", name, at/mb, time.Since(killedAt).Round(time.Millisecond))
 			// Wait for the session to move before looking again.
 			for servingProxy(proxies) == "" {
 				time.Sleep(50 * time.Millisecond)
