@@ -157,7 +157,7 @@ func (t *Transport) newPeer(ctx context.Context) (*dataconn.Conn, error) {
 	start := time.Now()
 	respBody, err := t.method.Exchange(ctx, reqBody)
 	if err != nil {
-		return nil, fmt.Errorf("client: rendezvous: %w", err)
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	resp, err := messages.DecodeClientPollResponse(respBody)
 	if err != nil {
