@@ -55,7 +55,8 @@ func IsolateNetwork(t *testing.T) bool {
 		args = append(args, a)
 	}
 	cmd := exec.Command(unshare, args...)
-	cmd.Env = append(os.Environ(), netnsMarker+"=1")
+	// Binaries built before this call are reused by the child.
+	cmd.Env = append(os.Environ(), netnsMarker+"=1", binariesEnv+"="+builtBinaries())
 	out, err := cmd.CombinedOutput()
 	t.Logf("isolated run of %s:\n%s", t.Name(), out)
 	if err != nil {

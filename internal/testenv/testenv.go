@@ -85,6 +85,10 @@ func Binary(t testing.TB, pkg string) string {
 	if p, ok := buildCache[pkg]; ok {
 		return p
 	}
+	if p, ok := inheritedBinary(pkg); ok {
+		buildCache[pkg] = p
+		return p
+	}
 	if buildDir == "" {
 		dir, err := os.MkdirTemp("", "snowflake-testbin-")
 		if err != nil {
@@ -108,6 +112,34 @@ func Binary(t testing.TB, pkg string) string {
 	}
 	buildCache[pkg] = out
 	return out
+}
+
+// binariesEnv carries the binaries a test process has built to the child
+// test process that [IsolateNetwork] starts, as lines "pkg=path", so that
+// the child does not build them again (race-enabled links take seconds).
+const binariesEnv = "SNOWFLAKE_TEST_BINARIES"
+
+// inheritedBinary returns the path of pkg's binary built by the parent test
+// process, if it was passed down and still exists.
+func inheritedBinary(pkg string) (string, bool) {
+	for line := range strings.SplitSeq(os.Getenv(binariesEnv), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && k == pkg && isExecutable(v) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// builtBinaries returns the binariesEnv value for the binaries built so far.
+func builtBinaries() string {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	var b strings.Builder
+	for pkg, path := range buildCache {
+		fmt.Fprintf(&b, "%s=%s\n", pkg, path)
+	}
+	return b.String()
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Use it
