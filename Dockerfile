@@ -36,7 +36,7 @@ FROM debian:${DEBIAN_RELEASE}-slim AS geoip
 RUN apt-get update && apt-get install -y --no-install-recommends tor-geoipdb ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
-# Minimal runtime: busybox provides wget and nc for health checks; the Go
+# Minimal runtime: busybox provides wget and grep for health checks; the Go
 # binaries need nothing else but CA certificates.
 FROM busybox:1.36-musl AS runtime
 COPY --from=geoip /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
@@ -51,7 +51,9 @@ FROM runtime AS proxy
 COPY --from=geoip /usr/share/tor/geoip /usr/share/tor/geoip6 /usr/share/tor/
 COPY --from=build /out/snowflake-proxy /usr/local/bin/snowflake-proxy
 ENTRYPOINT ["/usr/local/bin/snowflake-proxy"]
-CMD ["-metrics", "-metrics-address", "0.0.0.0", "-summary-interval", "1h"]
+# Metrics and status page on loopback: with --network host (recommended),
+# 0.0.0.0 would publish them on every host interface.
+CMD ["-metrics", "-metrics-address", "127.0.0.1", "-summary-interval", "1h"]
 
 FROM runtime AS broker
 COPY --from=geoip /usr/share/tor/geoip /usr/share/tor/geoip6 /usr/share/tor/

@@ -25,6 +25,15 @@ import (
 // configuration, alert rules and Grafana dashboard against those metrics.
 // It also checks the proxy's status page, served on the metrics address.
 func TestMetrics(t *testing.T) {
+	// Build before isolating, so that the child process reuses the
+	// binaries the other tests of this package already built.
+	if !testenv.InIsolatedNetwork() {
+		for _, pkg := range []string{"./server", "./broker", "./proxy"} {
+			if r, _ := roleByName("snowflake-" + pkg[2:]); r.present(t) {
+				testenv.Binary(t, pkg)
+			}
+		}
+	}
 	// Our binaries are given only loopback addresses, but a namespace makes
 	// sure a forgotten default (public STUN, broker, NAT probe) cannot leak.
 	if testenv.IsolateNetwork(t) {
