@@ -45,7 +45,7 @@ func TestStatusPage(t *testing.T) {
 		path, ctype, contains string
 	}{
 		{"/", "text/html", `<script src="status.js">`},
-		{"/status.css", "text/css", "--down"},
+		{"/status.css", "text/css", "grid-template-columns"},
 		{"/status.js", "text/javascript", `fetch("status.json"`},
 	} {
 		t.Run(tc.path, func(t *testing.T) {

@@ -1,14 +1,13 @@
-// Polls status.json every 2 s and keeps 5 minutes of throughput samples for
-// the plot. Values are written with textContent only, never as HTML.
+// Polls status.json once a second and shows the proxy's state, NAT type,
+// clients now and in total, bytes relayed, and a plot of throughput over
+// the last minute, like the browser proxy's page. All text goes through
+// textContent, never markup.
 "use strict";
 (function () {
-  const period = 2000;
-  const keep = 150; // samples: 150 x 2 s = 5 min
+  const seconds = 60;
   const samples = [];
   let last = null;
-
-  const el = (id) => document.getElementById(id);
-  const set = (id, text) => { el(id).textContent = text; };
+  const $ = (id) => document.getElementById(id);
 
   function bytes(n) {
     const units = ["B", "KB", "MB", "GB", "TB", "PB"];
@@ -21,70 +20,62 @@
     const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
     if (d > 0) return d + "d " + h + "h";
     if (h > 0) return h + "h " + m + "m";
-    return m + "m " + (s % 60) + "s";
+    if (m > 0) return m + "m " + (s % 60) + "s";
+    return s + "s";
   }
 
   function draw() {
-    const c = el("plot"), g = c.getContext("2d");
-    const w = c.width, h = c.height, pad = 28;
+    const c = $("plot"), g = c.getContext("2d");
+    const w = c.width, h = c.height;
     g.clearRect(0, 0, w, h);
-    let max = 1;
-    for (const s of samples) max = Math.max(max, s.up, s.down);
-    g.fillStyle = "#b9a7d6";
-    g.font = "12px system-ui, sans-serif";
-    g.fillText(bytes(max) + "/s", 6, 14);
-    const line = (key, color) => {
-      g.strokeStyle = color;
-      g.lineWidth = 2;
-      g.beginPath();
-      samples.forEach((s, i) => {
-        const x = pad + (w - 2 * pad) * (i + keep - samples.length) / (keep - 1);
-        const y = h - pad - (h - 2 * pad) * s[key] / max;
-        if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
-      });
-      g.stroke();
-    };
-    line("down", "#6ee7b7");
-    line("up", "#ffb74d");
+    const max = Math.max(1, ...samples);
+    g.strokeStyle = "#7d4698";
+    g.lineWidth = 2;
+    g.beginPath();
+    samples.forEach((v, i) => {
+      const x = w * (i + seconds - samples.length) / (seconds - 1);
+      const y = h - 2 - (h - 4) * v / max;
+      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+    });
+    g.stroke();
+    g.fillStyle = "#555";
+    g.font = "11px sans-serif";
+    g.fillText("peak " + bytes(max) + "/s", 4, 12);
   }
 
   function show(st) {
-    set("active", st.active);
-    set("capacity", st.capacity > 0 ? "of " + st.capacity : "no limit");
-    set("connections", st.connections);
-    set("failed", st.failed > 0 ? st.failed + " failed" : "");
-    set("down", bytes(st.bytes_down));
-    set("up", bytes(st.bytes_up));
-    set("nat", st.nat);
-    set("polls", st.polls + " polls, " + st.poll_errors + " failed");
-    set("uptime", duration(st.uptime_seconds));
-    const now = Date.now();
-    if (last !== null) {
-      const dt = Math.max((now - last.t) / 1000, 0.001);
-      // A restarted proxy resets its counters; never plot negative rates.
-      samples.push({
-        up: Math.max(0, st.bytes_up - last.up) / dt,
-        down: Math.max(0, st.bytes_down - last.down) / dt,
-      });
-      if (samples.length > keep) samples.shift();
-      draw();
+    const total = st.bytes_up + st.bytes_down;
+    $("state").textContent = "on";
+    $("nat").textContent = st.nat;
+    $("active").textContent = st.capacity > 0 ? st.active + " of " + st.capacity : String(st.active);
+    $("total").textContent = st.failed > 0 ? st.connections + " (" + st.failed + " failed)" : String(st.connections);
+    $("bytes").textContent = bytes(total) + " (" + bytes(st.bytes_down) + " to clients, " + bytes(st.bytes_up) + " from clients)";
+    $("polls").textContent = st.polls + (st.poll_errors > 0 ? " (" + st.poll_errors + " failed)" : "");
+    $("uptime").textContent = duration(st.uptime_seconds);
+    const now = performance.now();
+    let rate = 0;
+    // A restarted proxy resets its counters; never plot a negative rate.
+    if (last !== null && now > last.t && total >= last.total) {
+      rate = (total - last.total) * 1000 / (now - last.t);
     }
-    last = { t: now, up: st.bytes_up, down: st.bytes_down };
+    last = { t: now, total: total };
+    $("rate").textContent = bytes(rate) + "/s";
+    samples.push(rate);
+    if (samples.length > seconds) samples.shift();
+    draw();
   }
 
   async function tick() {
-    const state = el("state");
     try {
       const r = await fetch("status.json", { cache: "no-store" });
       if (!r.ok) throw new Error("HTTP " + r.status);
       show(await r.json());
-      state.textContent = "running";
-      state.className = "state ok";
+      $("error").textContent = "";
     } catch (e) {
-      state.textContent = "cannot reach the proxy (" + e.message + ")";
-      state.className = "state err";
+      $("state").textContent = "unreachable";
+      $("error").textContent = "cannot reach the proxy: " + e.message;
     }
-    setTimeout(tick, period);
+    setTimeout(tick, 1000);
   }
   tick();
 })();
