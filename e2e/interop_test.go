@@ -16,12 +16,13 @@ import (
 // binaries fall back to public hosts, so the test runs in a network
 // namespace that has only loopback.
 func TestInteropMatrix(t *testing.T) {
+	// Built before isolating, so that the child test process reuses them.
+	bin := buildAll(t)
 	if testenv.IsolateNetwork(t) {
 		return
 	}
 	upClient := testenv.LookPath(t, "snowflake-client")
 	upProxy := testenv.LookPath(t, "snowflake-proxy")
-	bin := buildAll(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// One server and broker for the whole matrix, started before any

@@ -41,12 +41,13 @@ type torNode struct {
 // bootstrap to 100% and fetch a file from a local HTTP server through the
 // exit, intact.
 func TestTorNetwork(t *testing.T) {
+	// Built before isolating, so that the child test process reuses them.
+	bin := buildAll(t)
 	if testenv.IsolateNetwork(t) {
 		return
 	}
 	torBin := testenv.LookPath(t, "tor")
 	gencert := testenv.LookPath(t, "tor-gencert")
-	bin := buildAll(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// tor splits ClientTransportPlugin lines on spaces: the paths must have
@@ -130,6 +131,7 @@ __OwningControllerProcess %d
 		}
 		torrc := common + fmt.Sprintf(`DataDirectory %s
 Nickname %s
+SocksPort 0
 ORPort 127.0.0.1:%d
 DirPort 127.0.0.1:%d
 Address 127.0.0.1
@@ -162,6 +164,7 @@ ServerDNSAllowBrokenConfig 1
 	bridgeTorrc := func() string {
 		return common + fmt.Sprintf(`DataDirectory %s
 Nickname bridge
+SocksPort 0
 ORPort 127.0.0.1:%d
 Address 127.0.0.1
 AssumeReachable 1
@@ -292,7 +295,12 @@ func genAuthority(t *testing.T, gencert string, n *torNode) {
 // listFingerprint creates the relay keys of n and returns its fingerprint.
 func listFingerprint(t *testing.T, torBin string, n *torNode) string {
 	t.Helper()
-	cmd := exec.Command(torBin, "--list-fingerprint", "--quiet", "-f", "/dev/null", "--defaults-torrc", "/dev/null",
+	// tor refuses /dev/null as a configuration file; use an empty one.
+	empty := filepath.Join(n.dir, "empty.torrc")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(torBin, "--list-fingerprint", "--quiet", "-f", empty, "--defaults-torrc", empty,
 		"--DataDirectory", n.dir, "--ORPort", fmt.Sprintf("127.0.0.1:%d", n.orPort), "--Nickname", n.name)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -315,7 +323,11 @@ func startTor(t *testing.T, torBin, base, name, torrc string) *chain.Proc {
 	if err := os.WriteFile(path, []byte(torrc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := chain.StartProc(base, "tor-"+name, nil, torBin, "-f", path, "--defaults-torrc", "/dev/null")
+	empty := filepath.Join(base, "empty.torrc")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := chain.StartProc(base, "tor-"+name, nil, torBin, "-f", path, "--defaults-torrc", empty)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,8 +345,15 @@ func startTor(t *testing.T, torBin, base, name, torrc string) *chain.Proc {
 func waitConsensus(t *testing.T, ctx context.Context, auths []*torNode) {
 	t.Helper()
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
 	for {
 		for _, a := range auths {
+			select {
+			case <-a.proc.Done():
+				t.Fatalf("tor %s exited: %v\n%s", a.name, a.proc.Err(), a.proc.Tail(20))
+			default:
+			}
 			f, err := os.Open(filepath.Join(a.dir, "cached-consensus"))
 			if err != nil {
 				continue
