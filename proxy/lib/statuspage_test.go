@@ -104,3 +104,22 @@ func TestStatusPage(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkStatusJSON measures one refresh of the status page (it polls
+// status.json every second per open page).
+func BenchmarkStatusJSON(b *testing.B) {
+	p, err := New(Config{BrokerURL: "http://127.0.0.1:1/", RelayURL: "ws://127.0.0.1:1/"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := p.StatusPage()
+	req := httptest.NewRequest(http.MethodGet, "/status.json", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+	}
+}
