@@ -115,16 +115,12 @@ type benchServer struct {
 
 func startBenchServer(b *testing.B, procs int) *benchServer {
 	sink := startSink(b)
-	port := testenv.FreePort(b)
 	var env []string
 	if procs > 0 {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(procs))
 	}
-	p := testenv.Start(b, "snowflake-server", env, testenv.Binary(b, "./server"),
-		"-disable-tls", "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-orport", sink.ln.Addr().String(),
-		"-stats-interval", "0")
-	p.WaitFor(b, "listening", 60*time.Second)
-	return &benchServer{p: p, url: fmt.Sprintf("ws://127.0.0.1:%d/", port), sink: sink}
+	p, addr := startStandalone(b, env, sink.ln.Addr().String(), "-stats-interval", "0")
+	return &benchServer{p: p, url: "ws://" + addr + "/", sink: sink}
 }
 
 // openSessions starts n client sessions with one stream each, and waits

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,8 @@ type QueuePacketConn struct {
 	recv    chan taggedPacket
 	pool    packetPool
 	rd      deadline
+
+	droppedOut atomic.Uint64 // packets WriteTo dropped on full queues
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -136,6 +139,10 @@ func (c *QueuePacketConn) Attach(addr net.Addr) (queue <-chan []byte, release fu
 // The caller must not use p afterwards. Calling it is optional.
 func (c *QueuePacketConn) Release(p []byte) { c.pool.put(p) }
 
+// DroppedOutgoing returns the number of packets WriteTo dropped because an
+// outgoing queue was full.
+func (c *QueuePacketConn) DroppedOutgoing() uint64 { return c.droppedOut.Load() }
+
 // Clients returns the number of addresses with an outgoing queue.
 func (c *QueuePacketConn) Clients() int { return c.clients.len() }
 
@@ -174,6 +181,7 @@ func (c *QueuePacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	copy(buf, p)
 	if !c.clients.send(addr, buf) {
 		c.pool.put(buf)
+		c.droppedOut.Add(1)
 	}
 	return len(p), nil
 }

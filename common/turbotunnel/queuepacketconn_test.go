@@ -76,6 +76,9 @@ func TestQueuePacketConnOutgoing(t *testing.T) {
 	if len(q) != QueueSize {
 		t.Fatalf("queue holds %d packets, want %d", len(q), QueueSize)
 	}
+	if d := c.DroppedOutgoing(); d != QueueSize {
+		t.Fatalf("DroppedOutgoing = %d, want %d", d, QueueSize)
+	}
 	if _, err := c.WriteTo(make([]byte, MaxPacketSize+1), a); err == nil {
 		t.Error("oversize WriteTo succeeded")
 	}

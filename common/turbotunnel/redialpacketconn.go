@@ -30,8 +30,10 @@ const (
 // then packets framed with package encapsulation, several per Write when
 // they are queued together; it reads framed packets back. When the current
 // transport fails, it dials another (same ClientID) and carries on, so KCP
-// above never notices more than packet loss. Packets are queued meanwhile,
-// up to QueueSize each way; beyond that they are dropped.
+// above never notices more than packet loss. Outgoing packets are queued
+// meanwhile, up to QueueSize; beyond that they are dropped. Incoming packets
+// wait in a queue of QueueSize for KCP to read them; when it is full the
+// transport is not read, which slows the sender instead of losing packets.
 //
 // ReadFrom reports [ServerAddr] as the source; WriteTo ignores its address.
 // After Close, ReadFrom and WriteTo return net.ErrClosed.
@@ -146,10 +148,14 @@ func (c *RedialPacketConn) readLoop(conn net.Conn) error {
 		}
 		p := c.pool.get(n)
 		copy(p, buf[:n])
+		// Wait for KCP rather than drop: KCP is the only consumer, and
+		// while this reader waits, flow control slows the sender (the
+		// server) down, whereas a drop costs a retransmission timeout.
 		select {
 		case c.recv <- p:
-		default:
-			c.pool.put(p) // KCP is not keeping up; drop like a router would
+		case <-c.ctx.Done():
+			c.pool.put(p)
+			return net.ErrClosed
 		}
 	}
 }

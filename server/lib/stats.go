@@ -12,24 +12,26 @@ import (
 type errReason int
 
 const (
-	errUpgrade   errReason = iota // the request was not a valid WebSocket upgrade
-	errPreamble                   // the stream did not start with token + ClientID
-	errFrame                      // an encapsulation prefix was malformed
-	errOversize                   // a data chunk was longer than a KCP packet
-	errQueueFull                  // a packet was dropped because KCP was behind
-	errWrite                      // a WebSocket write failed or timed out
-	errORDial                     // connecting a stream to tor failed
+	errUpgrade       errReason = iota // the request was not a valid WebSocket upgrade
+	errPreamble                       // the stream did not start with token + ClientID
+	errFrame                          // an encapsulation prefix was malformed
+	errOversize                       // a data chunk was longer than a KCP packet
+	errQueueFull                      // a packet was dropped because KCP was behind
+	errSendQueueFull                  // a packet to a client was dropped: its WebSocket was behind
+	errWrite                          // a WebSocket write failed or timed out
+	errORDial                         // connecting a stream to tor failed
 	numErrReasons
 )
 
 var errReasonNames = [numErrReasons]string{
-	errUpgrade:   "upgrade",
-	errPreamble:  "preamble",
-	errFrame:     "frame",
-	errOversize:  "oversize",
-	errQueueFull: "queue_full",
-	errWrite:     "write",
-	errORDial:    "or_dial",
+	errUpgrade:       "upgrade",
+	errPreamble:      "preamble",
+	errFrame:         "frame",
+	errOversize:      "oversize",
+	errQueueFull:     "queue_full",
+	errSendQueueFull: "send_queue_full",
+	errWrite:         "write",
+	errORDial:        "or_dial",
 }
 
 func (r errReason) String() string { return errReasonNames[r] }
@@ -51,7 +53,7 @@ type Stats struct {
 	// BytesUp counts bytes from clients to tor; BytesDown the reverse.
 	BytesUp, BytesDown int64
 	// Errors counts errors by reason: upgrade, preamble, frame, oversize,
-	// queue_full, write, or_dial.
+	// queue_full, send_queue_full, write, or_dial.
 	Errors map[string]int64
 }
 
@@ -72,6 +74,9 @@ func (s *Server) Stats() Stats {
 	}
 	for r := range numErrReasons {
 		st.Errors[r.String()] = c.errors[r].Load()
+	}
+	for _, sh := range s.shards {
+		st.Errors[errSendQueueFull.String()] += int64(sh.pconn.DroppedOutgoing())
 	}
 	return st
 }
