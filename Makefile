@@ -45,7 +45,7 @@ demo: build
 
 bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./common/...
-	@if [ -d bench ] && [ -f bench/main.go ]; then $(GO) run ./bench; fi
+	$(GO) run ./bench -bin $(BIN)
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

@@ -84,11 +84,14 @@ type Chain struct {
 
 // Start starts the server and the broker (and the STUN server and sink) and
 // waits until both are listening.
-func Start(ctx context.Context, cfg Config) (c *Chain, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Chain, err error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chain: %w", err)
 	}
-	c = &Chain{cfg: cfg, counter: map[string]int{}}
+	if cfg.Fingerprint == "" {
+		cfg.Fingerprint = BridgeFingerprint
+	}
+	c := &Chain{cfg: cfg, counter: map[string]int{}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -96,9 +99,6 @@ func Start(ctx context.Context, cfg Config) (c *Chain, err error) {
 	}()
 	if c.STUN, err = stunserver.Listen("127.0.0.1", "127.0.0.2"); err != nil {
 		return nil, fmt.Errorf("chain: stun: %w", err)
-	}
-	if cfg.Fingerprint == "" {
-		cfg.Fingerprint = BridgeFingerprint
 	}
 	if cfg.RelayURL != "" {
 		c.ServerWS = cfg.RelayURL

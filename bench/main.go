@@ -1,0 +1,145 @@
+// Command bench is the side-by-side chain harness behind `make bench`. It
+// starts whole Snowflake chains on loopback from given binaries (our
+// broker and server always; our client and proxy, then Debian's 2.5.1
+// snowflake-client and snowflake-proxy) and measures rendezvous time, RTT
+// p50/p99, single-stream bulk throughput, CPU seconds per 100 MB and peak
+// RSS per component, and 1/10/50 concurrent clients (ramp time, aggregate
+// throughput). It prints one table per chain and the ratios between them.
+//
+// Debian's binaries fall back to public hosts, so the harness re-executes
+// itself in a new network namespace with only loopback (needs root and
+// unshare) before starting anything.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// netnsMarker tells the re-executed harness that it runs isolated.
+const netnsMarker = "SNOWFLAKE_BENCH_NETNS"
+
+type options struct {
+	bin            string
+	upClient       string
+	upProxy        string
+	sizeMB         int
+	rttSamples     int
+	clients        []int
+	upstreamCounts []int
+	window         time.Duration
+	rampTimeout    time.Duration
+	skipUpstream   bool
+	dir            string
+}
+
+func main() {
+	var o options
+	var clients, upClients string
+	flag.StringVar(&o.bin, "bin", "bin", "directory with our snowflake-server, -broker, -proxy and -client")
+	flag.StringVar(&o.upClient, "upstream-client", "/usr/bin/snowflake-client", "Debian's snowflake-client")
+	flag.StringVar(&o.upProxy, "upstream-proxy", "/usr/bin/snowflake-proxy", "Debian's snowflake-proxy")
+	flag.IntVar(&o.sizeMB, "size", 100, "single-stream bulk download size in MB")
+	flag.IntVar(&o.rttSamples, "rtt-samples", 300, "echo round trips for the RTT percentiles")
+	flag.StringVar(&clients, "clients", "1,10,50", "concurrent client counts (our chain)")
+	flag.StringVar(&upClients, "upstream-clients", "1,10", "concurrent client counts for the Debian chain (its proxy admits one client per 5 s poll, so 50 would take minutes)")
+	flag.DurationVar(&o.window, "window", 8*time.Second, "measurement window for aggregate throughput")
+	flag.DurationVar(&o.rampTimeout, "ramp-timeout", 90*time.Second, "give up waiting for concurrent clients to connect after this long")
+	flag.BoolVar(&o.skipUpstream, "skip-upstream", false, "measure only our binaries")
+	flag.StringVar(&o.dir, "dir", "", "working directory for logs (default: temporary, removed afterwards)")
+	flag.Parse()
+	var err error
+	if o.clients, err = parseCounts(clients); err != nil {
+		fatal(err)
+	}
+	if o.upstreamCounts, err = parseCounts(upClients); err != nil {
+		fatal(err)
+	}
+	if os.Getenv(netnsMarker) != "1" {
+		// Resolve paths before the re-exec so that relative -bin works.
+		if err := isolate(); err != nil {
+			fatal(err)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+	os.Exit(1)
+}
+
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 500 {
+			return nil, fmt.Errorf("bad client count %q (1..500)", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// isolate re-runs this program inside a new network namespace that has only
+// the loopback interface, and exits with its status.
+func isolate() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root to create a network namespace (Debian's binaries must not reach the network)")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return fmt.Errorf("ip: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	wd, _ := os.Getwd()
+	args := []string{"--net", "--", "sh", "-c", ip + ` link set lo up && exec "$0" "$@"`, self}
+	args = append(args, os.Args[1:]...)
+	cmd := exec.Command(unshare, args...)
+	cmd.Dir = wd
+	cmd.Env = append(os.Environ(), netnsMarker+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			os.Exit(ee.ExitCode())
+		}
+		return err
+	}
+	return nil
+}
+
+func abs(dir, name string) (string, error) {
+	p, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%w (run `make build`)", err)
+	}
+	return p, nil
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Whole-chain targets (see issue 7): twice upstream 2.13's bulk rate, half
+// its CPU per 100 MB, 50 clients connected within 5 s.
+const (
+	targetBulkMBps   = 36.0
+	targetCPUPer100  = 3.7
+	targetRamp50     = 5 * time.Second
+	targetConcClient = 50
+)
+
+func report(w io.Writer, o options, rs []*result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "\nSnowflake chain benchmark (loopback, %d MB bulk, %d RTT samples; our broker and server in every chain)\n\n", o.sizeMB, o.rttSamples)
+	header := "metric\t"
+	for _, r := range rs {
+		header += r.name + "\t"
+	}
+	if len(rs) == 2 {
+		header += "ratio\t"
+	}
+	fmt.Fprintln(tw, header)
+	row := func(name string, f func(r *result) (float64, bool), unit string) {
+		line := name + "\t"
+		var vals []float64
+		for _, r := range rs {
+			v, ok := f(r)
+			if !ok || r.err != nil && v == 0 {
+				line += "-\t"
+				vals = append(vals, 0)
+				continue
+			}
+			line += fmt.Sprintf("%.3g %s\t", v, unit)
+			vals = append(vals, v)
+		}
+		if len(rs) == 2 {
+			if vals[1] != 0 {
+				line += fmt.Sprintf("%.2fx\t", vals[0]/vals[1])
+			} else {
+				line += "-\t"
+			}
+		}
+		fmt.Fprintln(tw, line)
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	row("rendezvous (median of 3)", func(r *result) (float64, bool) { return ms(r.rendezvous), r.rendezvous > 0 }, "ms")
+	row("RTT p50", func(r *result) (float64, bool) { return ms(r.rttP50), r.rttP50 > 0 }, "ms")
+	row("RTT p99", func(r *result) (float64, bool) { return ms(r.rttP99), r.rttP99 > 0 }, "ms")
+	row("bulk single stream", func(r *result) (float64, bool) { return r.bulkMBps, r.bulkMBps > 0 }, "MB/s")
+	for _, comp := range []string{"client", "proxy", "server"} {
+		row("CPU per 100 MB, "+comp, func(r *result) (float64, bool) { v, ok := r.cpuPer100[comp]; return v, ok }, "s")
+	}
+	row("CPU per 100 MB, sum", func(r *result) (float64, bool) { return cpuSum(r), len(r.cpuPer100) > 0 }, "s")
+	for _, comp := range []string{"client", "proxy", "server", "broker"} {
+		row("peak RSS, "+comp, func(r *result) (float64, bool) { v, ok := r.peakRSS[comp]; return float64(v) / 1e6, ok }, "MB")
+	}
+	counts := map[int]bool{}
+	for _, r := range rs {
+		for _, c := range r.conc {
+			counts[c.n] = true
+		}
+	}
+	for _, n := range sortedKeys(counts) {
+		find := func(r *result) (concResult, bool) {
+			for _, c := range r.conc {
+				if c.n == n {
+					return c, true
+				}
+			}
+			return concResult{}, false
+		}
+		row(fmt.Sprintf("%d clients: connected", n), func(r *result) (float64, bool) { c, ok := find(r); return float64(c.connected), ok }, "")
+		row(fmt.Sprintf("%d clients: ramp", n), func(r *result) (float64, bool) { c, ok := find(r); return c.ramp.Seconds(), ok }, "s")
+		row(fmt.Sprintf("%d clients: aggregate", n), func(r *result) (float64, bool) { c, ok := find(r); return c.aggMBps, ok }, "MB/s")
+	}
+	tw.Flush()
+
+	// Targets, for our chain.
+	ours := rs[0]
+	fmt.Fprintln(w, "\ntargets (our chain):")
+	check := func(name string, ok bool, detail string) {
+		mark := "MET "
+		if !ok {
+			mark = "MISS"
+		}
+		fmt.Fprintf(w, "  [%s] %s: %s\n", mark, name, detail)
+	}
+	check("bulk >= 36 MB/s", ours.bulkMBps >= targetBulkMBps, fmt.Sprintf("%.1f MB/s", ours.bulkMBps))
+	check("CPU per 100 MB (client+proxy+server) <= 3.7 s", len(ours.cpuPer100) > 0 && cpuSum(ours) <= targetCPUPer100, fmt.Sprintf("%.2f s", cpuSum(ours)))
+	var c10, c50 *concResult
+	for i := range ours.conc {
+		switch ours.conc[i].n {
+		case 10:
+			c10 = &ours.conc[i]
+		case targetConcClient:
+			c50 = &ours.conc[i]
+		}
+	}
+	if c50 != nil {
+		check("50 clients all connected within 5 s", c50.connected == 50 && c50.ramp <= targetRamp50,
+			fmt.Sprintf("%d connected, last after %.2f s", c50.connected, c50.ramp.Seconds()))
+		if c10 != nil {
+			check("aggregate with 50 clients >= with 10", c50.aggMBps >= c10.aggMBps,
+				fmt.Sprintf("%.1f vs %.1f MB/s", c50.aggMBps, c10.aggMBps))
+		}
+	}
+	for _, r := range rs {
+		if r.err != nil {
+			fmt.Fprintf(w, "\n%s: incomplete: %s\n", r.name, strings.SplitN(r.err.Error(), "\n", 2)[0])
+		}
+	}
+}
+
+func cpuSum(r *result) float64 {
+	var s float64
+	for _, v := range r.cpuPer100 {
+		s += v
+	}
+	return s
+}
+
+func sortedKeys(m map[int]bool) []int {
+	var out []int
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}

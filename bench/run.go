@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/snowflake-go/snowflake/bench/chain"
+)
+
+// concResult is one concurrent-clients measurement.
+type concResult struct {
+	n         int
+	connected int
+	ramp      time.Duration // until the last client received its first byte
+	aggMBps   float64
+}
+
+// result holds the figures of one chain.
+type result struct {
+	name       string
+	rendezvous time.Duration
+	rttP50     time.Duration
+	rttP99     time.Duration
+	bulkMBps   float64
+	cpuPer100  map[string]float64 // component -> CPU seconds per 100 MB
+	peakRSS    map[string]int64   // component -> bytes
+	conc       []concResult
+	err        error
+}
+
+type flavorSpec struct {
+	name          string
+	client, proxy string
+	flavor        chain.Flavor
+	counts        []int
+}
+
+func run(ctx context.Context, o options) error {
+	var paths [4]string
+	for i, n := range []string{"snowflake-server", "snowflake-broker", "snowflake-proxy", "snowflake-client"} {
+		p, err := abs(o.bin, n)
+		if err != nil {
+			return err
+		}
+		paths[i] = p
+	}
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "snowflake-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.dir = d
+	}
+	specs := []flavorSpec{{name: "ours", client: paths[3], proxy: paths[2], flavor: chain.Ours, counts: o.clients}}
+	if !o.skipUpstream {
+		specs = append(specs, flavorSpec{name: "debian-2.5.1", client: o.upClient, proxy: o.upProxy, flavor: chain.Upstream, counts: o.upstreamCounts})
+	}
+	var results []*result
+	for _, s := range specs {
+		fmt.Fprintf(os.Stderr, "bench: measuring %s client+proxy (our broker and server)\n", s.name)
+		r := measure(ctx, o, paths[0], paths[1], s)
+		if r.err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s.name, r.err)
+		}
+		results = append(results, r)
+	}
+	report(os.Stdout, o, results)
+	for _, r := range results {
+		if r.err != nil {
+			return fmt.Errorf("%s: %w", r.name, r.err)
+		}
+	}
+	return nil
+}
+
+func measure(ctx context.Context, o options, server, broker string, s flavorSpec) *result {
+	r := &result{name: s.name, cpuPer100: map[string]float64{}, peakRSS: map[string]int64{}}
+	r.err = measureInto(ctx, o, server, broker, s, r)
+	return r
+}
+
+func measureInto(ctx context.Context, o options, server, broker string, s flavorSpec, r *result) error {
+	dir := filepath.Join(o.dir, s.name)
+	c, err := chain.Start(ctx, chain.Config{Dir: dir, Server: server, Broker: broker})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fail := func(err error, procs ...*chain.Proc) error {
+		var b strings.Builder
+		b.WriteString(err.Error())
+		for _, p := range procs {
+			fmt.Fprintf(&b, "\n--- %s ---\n%s", p.Name, p.Tail(15))
+		}
+		return errors.New(b.String())
+	}
+	proxy, err := c.StartProxy(ctx, chain.ProxyConfig{Path: s.proxy, Flavor: s.flavor})
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = c.WaitProxies(wctx, 1)
+	cancel()
+	if err != nil {
+		return fail(err, proxy)
+	}
+	cl, err := c.StartClient(ctx, chain.ClientConfig{Path: s.client, Flavor: s.flavor})
+	if err != nil {
+		return err
+	}
+
+	// Rendezvous: median of three fresh sessions.
+	var rv []time.Duration
+	for range 3 {
+		ectx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		d, err := chain.EchoOnce(ectx, cl)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("rendezvous: %w", err), cl.Proc, proxy)
+		}
+		rv = append(rv, d)
+	}
+	sort.Slice(rv, func(i, j int) bool { return rv[i] < rv[j] })
+	r.rendezvous = rv[1]
+	fmt.Fprintf(os.Stderr, "bench: %s: rendezvous %v\n", s.name, rv)
+
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	rtts, err := chain.RTT(rctx, cl, o.rttSamples)
+	cancel()
+	if err != nil {
+		return fail(fmt.Errorf("rtt: %w", err), cl.Proc, proxy)
+	}
+	r.rttP50, r.rttP99 = chain.Percentile(rtts, 50), chain.Percentile(rtts, 99)
+
+	// Single-stream bulk with CPU accounting. The stream is opened (and the
+	// session rendezvoused) before the CPU counters are read.
+	size := uint64(o.sizeMB) * 1_000_000
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	conn, err := cl.Dial(bctx)
+	if err != nil {
+		return fail(err, cl.Proc)
+	}
+	if _, err := chain.Download(bctx, conn, 1, 0, 1, sha256.New(), nil); err != nil {
+		conn.Close()
+		return fail(fmt.Errorf("bulk warm-up: %w", err), cl.Proc, proxy)
+	}
+	conn.Close()
+	conn, err = cl.Dial(bctx)
+	if err != nil {
+		return fail(err, cl.Proc)
+	}
+	comps := map[string]*chain.Proc{"client": cl.Proc, "proxy": proxy, "server": c.Server}
+	before := map[string]chain.Usage{}
+	for n, p := range comps {
+		before[n], _ = p.Usage()
+	}
+	h := sha256.New()
+	start := time.Now()
+	_, err = chain.Download(bctx, conn, 42, 0, size, h, nil)
+	el := time.Since(start)
+	conn.Close()
+	if err != nil {
+		return fail(fmt.Errorf("bulk: %w", err), cl.Proc, proxy, c.Server)
+	}
+	if want := (chain.Pattern{Seed: 42}).SHA256(size); string(h.Sum(nil)) != string(want[:]) {
+		return fmt.Errorf("bulk: SHA-256 mismatch")
+	}
+	r.bulkMBps = float64(size) / 1e6 / el.Seconds()
+	for n, p := range comps {
+		after, err := p.Usage()
+		if err != nil {
+			return err
+		}
+		r.cpuPer100[n] = (after.CPU - before[n].CPU).Seconds() * 100e6 / float64(size)
+	}
+	fmt.Fprintf(os.Stderr, "bench: %s: bulk %.1f MB/s\n", s.name, r.bulkMBps)
+	cl.Stop(5 * time.Second)
+
+	for _, n := range s.counts {
+		cr, err := concurrent(ctx, o, c, s, n)
+		if err != nil {
+			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v, %.1f MB/s aggregate\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.aggMBps)
+		r.conc = append(r.conc, cr)
+	}
+
+	for _, p := range []struct {
+		name string
+		p    *chain.Proc
+	}{{"client", cl.Proc}, {"proxy", proxy}, {"server", c.Server}, {"broker", c.Broker}} {
+		u, err := p.p.Usage()
+		if err == nil {
+			r.peakRSS[p.name] = u.PeakRSS
+		}
+	}
+	return nil
+}
+
+// concurrent starts n clients at once, each downloading an endless stream;
+// it measures the time until every client has received its first byte, then
+// the aggregate throughput over o.window.
+func concurrent(ctx context.Context, o options, c *chain.Chain, s flavorSpec, n int) (concResult, error) {
+	cr := concResult{n: n}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	clients := make([]*chain.Client, n)
+	var startErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl, err := c.StartClient(ctx, chain.ClientConfig{Path: s.client, Flavor: s.flavor})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && startErr == nil {
+				startErr = err
+			}
+			clients[i] = cl
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		var wg sync.WaitGroup
+		for _, cl := range clients {
+			if cl != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); cl.Stop(5 * time.Second) }()
+			}
+		}
+		wg.Wait()
+	}()
+	if startErr != nil {
+		return cr, startErr
+	}
+	var total atomic.Uint64
+	var connected atomic.Int64
+	allIn := make(chan struct{})
+	var lastMu sync.Mutex
+	var last time.Time
+	rampCtx, rampCancel := context.WithTimeout(ctx, o.rampTimeout)
+	defer rampCancel()
+	for _, cl := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := cl.Dial(rampCtx)
+			if err != nil {
+				return
+			}
+			first := true
+			chain.Download(ctx, conn, 7, 0, chain.MaxDownload, nopHash{}, func(k int) {
+				if first {
+					first = false
+					lastMu.Lock()
+					last = time.Now()
+					lastMu.Unlock()
+					if connected.Add(1) == int64(n) {
+						close(allIn)
+					}
+				}
+				total.Add(uint64(k))
+			})
+			conn.Close()
+		}()
+	}
+	select {
+	case <-allIn:
+	case <-rampCtx.Done():
+	}
+	cr.connected = int(connected.Load())
+	lastMu.Lock()
+	if !last.IsZero() {
+		cr.ramp = last.Sub(start)
+	}
+	lastMu.Unlock()
+	if cr.connected == 0 {
+		cancel()
+		wg.Wait()
+		return cr, fmt.Errorf("no client connected within %v", o.rampTimeout)
+	}
+	b0 := total.Load()
+	t0 := time.Now()
+	select {
+	case <-time.After(o.window):
+	case <-ctx.Done():
+	}
+	cr.aggMBps = float64(total.Load()-b0) / 1e6 / time.Since(t0).Seconds()
+	cancel()
+	wg.Wait()
+	return cr, nil
+}
+
+// nopHash discards what it is given; concurrent downloads are not checked
+// (the bulk download is), so their hashing would only add CPU noise.
+type nopHash struct{}
+
+func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
+func (nopHash) Sum(b []byte) []byte         { return b }
+func (nopHash) Reset()                      {}
+func (nopHash) Size() int                   { return 0 }
+func (nopHash) BlockSize() int              { return 1 }
