@@ -96,8 +96,12 @@ func TestDockerfile(t *testing.T) {
 		})
 	}
 	// Every binary the build stage names must be a real main package, so
-	// the loop does not silently skip a renamed one.
+	// the loop does not silently skip a renamed one; and binaries must be
+	// static, since the runtime images have no C library to speak of.
 	build := repoFile(t, "Dockerfile")
+	if !strings.Contains(build, "CGO_ENABLED=0 go build") {
+		t.Error("Dockerfile does not build static binaries (CGO_ENABLED=0)")
+	}
 	for _, r := range roles {
 		if !strings.Contains(build, r.name+":"+strings.TrimPrefix(r.pkg, "./")) {
 			t.Errorf("Dockerfile build stage does not build %s from %s", r.name, r.pkg)
