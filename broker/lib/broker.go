@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +62,10 @@ func New(cfg Config) (*Broker, error) {
 
 // Close ends all held polls and stops Run. It is idempotent.
 func (b *Broker) Close() error {
-	b.closeOnce.Do(func() { close(b.closed) })
+	b.closeOnce.Do(func() {
+		close(b.closed)
+		b.releaseParked()
+	})
 	return nil
 }
 
@@ -135,12 +140,20 @@ func (b *Broker) ClientPoll(ctx context.Context, req *messages.ClientPollRequest
 	if !ok {
 		return &messages.ClientPollResponse{Error: messages.ErrStrUnknownBridge}
 	}
-	w, m := b.pools.take(req.NAT, offer{sdp: req.Offer, natType: req.NAT, relayURL: bridge.WebSocketAddress})
+	w, m := b.pools.take(req.NAT)
 	if w == nil {
 		b.metrics.clientPolled(addr, method, req.NAT, clientDenied)
 		return &messages.ClientPollResponse{Error: messages.ErrStrNoProxies}
 	}
 	defer b.pools.finish(w.sid, m)
+	o := offer{sdp: req.Offer, natType: req.NAT, relayURL: bridge.WebSocketAddress}
+	if w.conn != nil {
+		w.timer.Stop()
+		b.metrics.proxyPollEnded(w.proxyType, w.natType, true)
+		b.writeParked(w, b.matchResponse(w, o))
+	} else {
+		w.ch <- o // never blocks: capacity 1, and only the taker sends
+	}
 	timer := time.NewTimer(b.cfg.ClientTimeout)
 	defer timer.Stop()
 	select {
@@ -155,15 +168,18 @@ func (b *Broker) ClientPoll(ctx context.Context, req *messages.ClientPollRequest
 	return &messages.ClientPollResponse{Error: messages.ErrStrTimedOut}
 }
 
-// proxyPollResult is the outcome of a held proxy poll.
-type proxyPollResult struct {
-	resp     messages.ProxyPollResponse
-	accepted bool // false if refused for the relay pattern
+func (b *Broker) matchResponse(w *waiter, o offer) *messages.ProxyPollResponse {
+	return &messages.ProxyPollResponse{Status: messages.StatusClientMatch, Offer: o.sdp, NAT: o.natType,
+		NextPoll: b.nextPoll(w.natType), RelayURL: o.relayURL}
 }
 
-// proxyPoll runs the proxy-poll logic: check the relay pattern, then hold
-// the poll until a client takes the proxy or the hold expires.
-func (b *Broker) proxyPoll(ctx context.Context, req *messages.ProxyPollRequest, addr netip.Addr) proxyPollResult {
+func (b *Broker) noMatchResponse(natType nat.Type) *messages.ProxyPollResponse {
+	return &messages.ProxyPollResponse{Status: messages.StatusNoMatch, NextPoll: b.nextPoll(natType)}
+}
+
+// admitProxy applies the relay-pattern rule (§2.9) and counts the poll. It
+// returns the response to send at once if the proxy is refused, else nil.
+func (b *Broker) admitProxy(req *messages.ProxyPollRequest, addr netip.Addr) *messages.ProxyPollResponse {
 	proxyType := messages.NormalizeProxyType(req.Type)
 	pattern, hadPattern := req.AcceptedRelayPattern, !req.NoRelayPattern
 	if !hadPattern {
@@ -171,17 +187,42 @@ func (b *Broker) proxyPoll(ctx context.Context, req *messages.ProxyPollRequest, 
 	}
 	if (!hadPattern && b.cfg.LegacyRelayPattern == "") || !relaypattern.IsSubset(pattern, b.cfg.AllowedRelayPattern) {
 		b.metrics.proxyPolled(addr, proxyType, req.NAT, hadPattern, true)
-		return proxyPollResult{resp: messages.ProxyPollResponse{
-			Status: messages.StatusIncorrectRelayPattern, NextPoll: RejectedNextPoll.Milliseconds()}}
+		return &messages.ProxyPollResponse{Status: messages.StatusIncorrectRelayPattern, NextPoll: RejectedNextPoll.Milliseconds()}
 	}
 	b.metrics.proxyPolled(addr, proxyType, req.NAT, hadPattern, false)
-	noMatch := proxyPollResult{accepted: true, resp: messages.ProxyPollResponse{
-		Status: messages.StatusNoMatch, NextPoll: b.nextPoll(req.NAT)}}
+	return nil
+}
 
-	w := &waiter{sid: req.Sid, proxyType: proxyType, natType: req.NAT, clients: req.Clients, ch: make(chan offer, 1)}
-	if !b.pools.add(w, b.cfg.MaxWaitingProxies) {
-		b.metrics.proxyPollEnded(proxyType, req.NAT, false)
-		return noMatch
+func (b *Broker) isClosed() bool {
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func newWaiter(req *messages.ProxyPollRequest) *waiter {
+	return &waiter{sid: req.Sid, proxyType: messages.NormalizeProxyType(req.Type), natType: req.NAT, clients: req.Clients}
+}
+
+// proxyPoll runs the whole proxy-poll logic in the calling goroutine:
+// admit, then hold the poll until a client takes the proxy or the hold
+// ends. It serves connections that cannot be parked (HTTP/2).
+func (b *Broker) proxyPoll(ctx context.Context, req *messages.ProxyPollRequest, addr netip.Addr) *messages.ProxyPollResponse {
+	if r := b.admitProxy(req, addr); r != nil {
+		return r
+	}
+	return b.holdProxyPoll(ctx, req)
+}
+
+// holdProxyPoll holds an admitted poll in the calling goroutine.
+func (b *Broker) holdProxyPoll(ctx context.Context, req *messages.ProxyPollRequest) *messages.ProxyPollResponse {
+	w := newWaiter(req)
+	w.ch = make(chan offer, 1)
+	if b.isClosed() || !b.pools.add(w, b.cfg.MaxWaitingProxies) {
+		b.metrics.proxyPollEnded(w.proxyType, w.natType, false)
+		return b.noMatchResponse(w.natType)
 	}
 	timer := time.NewTimer(b.cfg.ProxyPollTimeout)
 	defer timer.Stop()
@@ -194,17 +235,77 @@ func (b *Broker) proxyPoll(ctx context.Context, req *messages.ProxyPollRequest, 
 	}
 	if o.sdp == "" {
 		if b.pools.withdraw(w) {
-			b.metrics.proxyPollEnded(proxyType, req.NAT, false)
-			return noMatch
+			b.metrics.proxyPollEnded(w.proxyType, w.natType, false)
+			return b.noMatchResponse(w.natType)
 		}
-		// A client took this proxy just as the hold ended: the offer is
-		// already on its way.
+		// A client took this proxy just as the hold ended: its offer is
+		// on the way.
 		o = <-w.ch
 	}
-	b.metrics.proxyPollEnded(proxyType, req.NAT, true)
-	return proxyPollResult{accepted: true, resp: messages.ProxyPollResponse{
-		Status: messages.StatusClientMatch, Offer: o.sdp, NAT: o.natType,
-		NextPoll: b.nextPoll(req.NAT), RelayURL: o.relayURL}}
+	b.metrics.proxyPollEnded(w.proxyType, w.natType, true)
+	return b.matchResponse(w, o)
+}
+
+// parkProxyPoll holds an admitted poll whose connection was hijacked from
+// net/http: no goroutine waits for it; a timer or a client answers it.
+func (b *Broker) parkProxyPoll(req *messages.ProxyPollRequest, conn net.Conn) {
+	// net/http may have left deadlines on the connection; the hold and
+	// writeParked set their own.
+	conn.SetDeadline(time.Time{})
+	w := newWaiter(req)
+	w.conn = conn
+	w.timer = time.AfterFunc(b.cfg.ProxyPollTimeout, func() { b.expireParked(w) })
+	if b.isClosed() || !b.pools.add(w, b.cfg.MaxWaitingProxies) {
+		w.timer.Stop()
+		b.metrics.proxyPollEnded(w.proxyType, w.natType, false)
+		b.writeParked(w, b.noMatchResponse(w.natType))
+	}
+}
+
+// expireParked answers a parked poll whose hold ended, unless a client
+// took it first.
+func (b *Broker) expireParked(w *waiter) {
+	if !b.pools.withdraw(w) {
+		return
+	}
+	b.metrics.proxyPollEnded(w.proxyType, w.natType, false)
+	b.writeParked(w, b.noMatchResponse(w.natType))
+}
+
+// parkedWriteTimeout bounds the write of a parked poll's response; it
+// is small, and a proxy that does not read it is gone.
+const parkedWriteTimeout = 5 * time.Second
+
+// writeParked writes a complete HTTP/1.1 response on a parked connection
+// and closes it. The connection is not kept alive: it has left net/http.
+func (b *Broker) writeParked(w *waiter, resp *messages.ProxyPollResponse) {
+	defer w.conn.Close()
+	body, err := resp.Encode()
+	if err != nil {
+		b.log.Error("encode proxy poll response", "err", err)
+		io.WriteString(w.conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		return
+	}
+	msg := make([]byte, 0, 256+len(body))
+	msg = append(msg, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"+
+		"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: Origin, X-Session-ID\r\n"+
+		"Connection: close\r\nContent-Length: "...)
+	msg = strconv.AppendInt(msg, int64(len(body)), 10)
+	msg = append(msg, "\r\n\r\n"...)
+	msg = append(msg, body...)
+	w.conn.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
+	if _, err := w.conn.Write(msg); err != nil {
+		b.log.Debug("write parked proxy response", "err", err)
+	}
+}
+
+// releaseParked answers every parked poll at Close.
+func (b *Broker) releaseParked() {
+	for _, w := range b.pools.drainParked() {
+		w.timer.Stop()
+		b.metrics.proxyPollEnded(w.proxyType, w.natType, false)
+		b.writeParked(w, b.noMatchResponse(w.natType))
+	}
 }
 
 // Answer delivers a proxy's answer for the poll with the given Sid. It

@@ -87,8 +87,23 @@ func (b *Broker) handleProxy(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	res := b.proxyPoll(r.Context(), req, clientAddr(r))
-	b.writeJSON(w, &res.resp)
+	addr := clientAddr(r)
+	// HTTP/1 connections are parked: taken from net/http so that a held
+	// poll costs no goroutine or buffers (see waiter). Others (HTTP/2)
+	// wait in this goroutine.
+	if r.ProtoMajor == 1 && !b.isClosed() {
+		if refusal := b.admitProxy(req, addr); refusal != nil {
+			b.writeJSON(w, refusal)
+			return
+		}
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			b.parkProxyPoll(req, conn)
+			return
+		}
+		b.writeJSON(w, b.holdProxyPoll(r.Context(), req))
+		return
+	}
+	b.writeJSON(w, b.proxyPoll(r.Context(), req, addr))
 }
 
 func (b *Broker) handleAnswer(w http.ResponseWriter, r *http.Request) {

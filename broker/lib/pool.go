@@ -2,7 +2,10 @@ package broker
 
 import (
 	"container/heap"
+	"net"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/snowflake-go/snowflake/common/nat"
 )
@@ -14,18 +17,27 @@ type offer struct {
 	relayURL string   // the requested bridge's WebSocket URL
 }
 
-// waiter is one proxy poll waiting for a client. It is created by the proxy
-// handler, pushed into a pool, and either popped by a client (which then
-// sends exactly one offer on ch) or removed by the proxy handler itself when
-// its hold expires.
+// waiter is one proxy poll waiting for a client. It is pushed into a pool
+// and leaves it exactly once: popped by a client (take), or withdrawn when
+// its hold expires or the broker closes. Whoever removes it answers the
+// proxy, in one of two ways:
+//
+//   - parked (conn != nil): the HTTP connection was taken over from
+//     net/http, no goroutine waits; the remover writes the response on conn
+//     and closes it. This keeps a held poll down to a socket, this struct
+//     and a timer.
+//   - blocking (ch != nil): the handler goroutine waits on ch; a client
+//     sends it exactly one offer after popping it.
 type waiter struct {
 	sid       string
 	proxyType string // normalised (see messages.NormalizeProxyType)
 	natType   nat.Type
 	clients   int
-	ch        chan offer // capacity 1; written once, under pools.mu
-	index     int        // position in its heap; -1 once out of it
-	seq       uint64     // arrival order, to break ties FIFO
+	ch        chan offer  // blocking mode: capacity 1, written once by the taker
+	conn      net.Conn    // parked mode: the hijacked connection
+	timer     *time.Timer // parked mode: ends the hold
+	index     int         // position in its heap; -1 once out of it
+	seq       uint64      // arrival order, to break ties FIFO
 }
 
 // waiterHeap is a min-heap on (clients, seq).
@@ -136,11 +148,11 @@ func (p *pools) withdraw(w *waiter) bool {
 	return true
 }
 
-// take pops the least-loaded proxy for a client of the given NAT type,
-// hands it o, and registers the match. Restricted and unknown clients need
+// take pops the least-loaded proxy for a client of the given NAT type and
+// registers the match; the caller then delivers o to the waiter. Restricted and unknown clients need
 // an unrestricted proxy. Unrestricted clients get a restricted proxy when
 // there is one, to save unrestricted proxies for the clients that need them.
-func (p *pools) take(clientNAT nat.Type, o offer) (*waiter, *match) {
+func (p *pools) take(clientNAT nat.Type) (*waiter, *match) {
 	order := []poolKind{poolUnrestricted}
 	if clientNAT == nat.Unrestricted {
 		order = []poolKind{poolRestricted, poolUnrestricted}
@@ -148,19 +160,49 @@ func (p *pools) take(clientNAT nat.Type, o offer) (*waiter, *match) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, k := range order {
-		if len(p.heaps[k]) == 0 {
+		w := p.popLiveLocked(k)
+		if w == nil {
 			continue
 		}
-		w := p.heaps[k][0]
-		p.removeLocked(w)
 		m := &match{proxyType: w.proxyType, answer: make(chan string, 1)}
 		// A Sid reused by a second concurrent poll replaces the older
 		// match; the older client times out.
 		p.matches[w.sid] = m
-		w.ch <- o // never blocks: capacity 1 and sent only here
 		return w, m
 	}
 	return nil, nil
+}
+
+// popLiveLocked pops the top waiter of a pool, discarding parked waiters
+// whose proxy has disconnected: matching a client with one would only make
+// the client time out.
+func (p *pools) popLiveLocked(k poolKind) *waiter {
+	for len(p.heaps[k]) > 0 {
+		w := p.heaps[k][0]
+		p.removeLocked(w)
+		if w.conn == nil || connAlive(w.conn) {
+			return w
+		}
+		w.timer.Stop()
+		w.conn.Close()
+	}
+	return nil
+}
+
+// drainParked removes every parked waiter (at Close) and returns them.
+func (p *pools) drainParked() []*waiter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*waiter
+	for k := range p.heaps {
+		for _, w := range slices.Clone(p.heaps[k]) {
+			if w.conn != nil {
+				p.removeLocked(w)
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }
 
 // finish forgets a match once its client poll has ended.

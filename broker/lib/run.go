@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme/autocert"
-	"golang.org/x/net/netutil"
 )
 
 // HTTP server limits. Proxies hold a request open for the poll hold and
@@ -79,7 +78,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		cancel()
 	}
 	serve := func(ln net.Listener, srv *http.Server, tlsConfig *tls.Config) {
-		ln = netutil.LimitListener(ln, b.cfg.MaxConnections)
+		ln = newLimitListener(ln, b.cfg.MaxConnections)
 		if tlsConfig != nil {
 			ln = tls.NewListener(ln, tlsConfig)
 		}

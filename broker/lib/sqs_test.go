@@ -115,7 +115,7 @@ func TestSQSRendezvous(t *testing.T) {
 	}
 
 	// A proxy waits; a client polls over SQS; the proxy answers.
-	proxyRes := make(chan proxyPollResult, 1)
+	proxyRes := make(chan *messages.ProxyPollResponse, 1)
 	go func() {
 		proxyRes <- b.proxyPoll(ctx, &messages.ProxyPollRequest{Sid: "sqs-sid", Version: "1.3", Type: "standalone",
 			NAT: nat.Unrestricted, AcceptedRelayPattern: "snowflake.torproject.net$"}, netip.Addr{})
@@ -124,8 +124,8 @@ func TestSQSRendezvous(t *testing.T) {
 	poll, _ := (&messages.ClientPollRequest{Offer: testOffer, NAT: nat.Unknown}).Encode()
 	sendPoll(ctx, t, client, queueURL, "0123456789abcdef", string(poll))
 	pr := <-proxyRes
-	if pr.resp.Status != messages.StatusClientMatch || pr.resp.Offer != testOffer {
-		t.Fatalf("proxy got %+v", pr.resp)
+	if pr.Status != messages.StatusClientMatch || pr.Offer != testOffer {
+		t.Fatalf("proxy got %+v", pr)
 	}
 	if !b.answer("sqs-sid", testAnswer) {
 		t.Fatal("answer found no client")

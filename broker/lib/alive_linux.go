@@ -1,0 +1,47 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"syscall"
+)
+
+// connAlive reports whether the peer of a parked connection may still be
+// there: a non-blocking MSG_PEEK read sees EOF or an error once it has
+// closed or reset the connection. Nobody reads a parked connection, so
+// this is the only way to notice a proxy that left before being matched.
+func connAlive(c net.Conn) bool {
+	for {
+		switch u := c.(type) {
+		case *tls.Conn:
+			c = u.NetConn()
+			continue
+		case interface{ Unwrap() net.Conn }:
+			c = u.Unwrap()
+			continue
+		}
+		break
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := true
+	var buf [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case err == nil && n == 0:
+			alive = false // orderly shutdown by the peer
+		case err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR):
+			alive = false
+		}
+		return true // never wait for readability
+	})
+	return alive && err == nil
+}
