@@ -352,3 +352,70 @@ func TestTor(t *testing.T) {
 	}
 	ws.CloseNow()
 }
+
+// TestManagedErrors: configurations tor may hand over that cannot work are
+// reported to tor (SMETHOD-ERROR) and make the server exit, not hang.
+func TestManagedErrors(t *testing.T) {
+	bin := testenv.Binary(t, "./server")
+	base := []string{
+		"TOR_PT_MANAGED_TRANSPORT_VER=1",
+		"TOR_PT_ORPORT=127.0.0.1:9",
+		"TOR_PT_STATE_LOCATION=" + t.TempDir(),
+	}
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"port 0", []string{"TOR_PT_SERVER_TRANSPORTS=snowflake", "TOR_PT_SERVER_BINDADDR=snowflake-127.0.0.1:0"},
+			[]string{"-disable-tls"}, "SMETHOD-ERROR snowflake"},
+		{"bad num-turbotunnel", []string{"TOR_PT_SERVER_TRANSPORTS=snowflake", "TOR_PT_SERVER_BINDADDR=snowflake-127.0.0.1:1",
+			"TOR_PT_SERVER_TRANSPORT_OPTIONS=snowflake:num-turbotunnel=zero"}, []string{"-disable-tls"}, "num-turbotunnel must be"},
+		{"bad orport-srcaddr", []string{"TOR_PT_SERVER_TRANSPORTS=snowflake", "TOR_PT_SERVER_BINDADDR=snowflake-127.0.0.1:1",
+			"TOR_PT_SERVER_TRANSPORT_OPTIONS=snowflake:orport-srcaddr=nonsense"}, []string{"-disable-tls"}, "orport-srcaddr"},
+		{"no tls config", []string{"TOR_PT_SERVER_TRANSPORTS=snowflake", "TOR_PT_SERVER_BINDADDR=snowflake-127.0.0.1:1"},
+			nil, "-acme-hostnames is required"},
+		{"missing environment", []string{"TOR_PT_SERVER_TRANSPORTS=snowflake"}, []string{"-disable-tls"}, "ENV-ERROR"},
+		{"bad cookie file", []string{"TOR_PT_SERVER_TRANSPORTS=snowflake", "TOR_PT_SERVER_BINDADDR=snowflake-127.0.0.1:1",
+			"TOR_PT_EXTENDED_SERVER_PORT=127.0.0.1:9", "TOR_PT_AUTH_COOKIE_FILE=/nonexistent/cookie"}, []string{"-disable-tls"}, "cookie"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := testenv.Start(t, "snowflake-server", append(append([]string{}, base...), tt.env...), bin, tt.args...)
+			select {
+			case <-p.Exited():
+			case <-time.After(30 * time.Second):
+				t.Fatalf("server still running:\n%s", p.Output())
+			}
+			if !strings.Contains(p.Output(), tt.want) {
+				t.Fatalf("output lacks %q:\n%s", tt.want, p.Output())
+			}
+			if p.Cmd.ProcessState.Success() {
+				t.Fatalf("server exited with success:\n%s", p.Output())
+			}
+		})
+	}
+}
+
+// TestExitOnStdinClose: with TOR_PT_EXIT_ON_STDIN_CLOSE=1 the server exits
+// when its standard input ends (here at once: it is /dev/null).
+func TestExitOnStdinClose(t *testing.T) {
+	ft := startFakeTor(t)
+	env := []string{
+		"TOR_PT_MANAGED_TRANSPORT_VER=1",
+		"TOR_PT_SERVER_TRANSPORTS=snowflake",
+		fmt.Sprintf("TOR_PT_SERVER_BINDADDR=snowflake-127.0.0.1:%d", testenv.FreePort(t)),
+		"TOR_PT_ORPORT=127.0.0.1:9",
+		"TOR_PT_EXTENDED_SERVER_PORT=" + ft.ln.Addr().String(),
+		"TOR_PT_AUTH_COOKIE_FILE=" + ft.cookiePath,
+		"TOR_PT_STATE_LOCATION=" + t.TempDir(),
+		"TOR_PT_EXIT_ON_STDIN_CLOSE=1",
+	}
+	p := testenv.Start(t, "snowflake-server", env, testenv.Binary(t, "./server"), "-disable-tls")
+	select {
+	case <-p.Exited():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not exit after stdin closed:\n%s", p.Output())
+	}
+}
