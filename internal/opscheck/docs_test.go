@@ -180,6 +180,27 @@ func TestEncapsulationPrefixes(t *testing.T) {
 	}
 }
 
+// helpDefault finds the default that flag.PrintDefaults appends to a
+// usage: (default "text") for strings, (default value) otherwise.
+var helpDefault = regexp.MustCompile(`\(default (?:"([^"]*)"|([^)]*))\)`)
+
+// defaultSpellings returns the ways a man page may write a default:
+// durations as Go prints them (1h0m0s) or without zero units (1h).
+func defaultSpellings(def string) []string {
+	out := []string{def}
+	if d, err := time.ParseDuration(def); err == nil && d > 0 {
+		short := d.String()
+		if strings.HasSuffix(short, "m0s") { // 1h0m0s -> 1h0m, 2m0s -> 2m
+			short = strings.TrimSuffix(short, "0s")
+		}
+		if strings.HasSuffix(short, "h0m") { // 1h0m -> 1h
+			short = strings.TrimSuffix(short, "0m")
+		}
+		out = append(out, short)
+	}
+	return out
+}
+
 var requiredManSections = []string{"NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SEE ALSO"}
 
 // TestManPages checks each man page against its binary's real flags, both
@@ -206,13 +227,33 @@ func TestManPages(t *testing.T) {
 			if strings.TrimSpace(out) != "" {
 				t.Errorf("groff warnings:\n%s", out)
 			}
-			documented, err := ManOptions(string(text))
+			entries, err := ManEntries(string(text))
 			if err != nil {
 				t.Fatal(err)
+			}
+			var documented []string
+			for _, e := range entries {
+				documented = append(documented, e.Flag)
 			}
 			flags, ok := flagsOf(t, r.name)
 			if !ok {
 				t.Skipf("%s is not in the tree yet; its page is not compared", r.pkg)
+			}
+			// A default the binary prints must be the one the page states.
+			for _, e := range entries {
+				f, ok := flags[e.Flag]
+				if !ok {
+					continue
+				}
+				m := helpDefault.FindStringSubmatch(f.Usage)
+				if m == nil {
+					continue
+				}
+				def := m[1] + m[2]
+				if def == "" || slices.ContainsFunc(defaultSpellings(def), func(d string) bool { return strings.Contains(e.Text, d) }) {
+					continue
+				}
+				t.Errorf("-%s defaults to %q, but %s says: %s", e.Flag, def, filepath.Base(page), e.Text)
 			}
 			for _, name := range Names(flags) {
 				if !slices.Contains(documented, name) {
@@ -373,5 +414,21 @@ func TestConfigExamples(t *testing.T) {
 	}
 	if found < 2 {
 		t.Errorf("found %d configuration examples in the guides, want the bridge list and poll interval examples", found)
+	}
+}
+
+func TestDefaultSpellings(t *testing.T) {
+	for in, want := range map[string][]string{
+		"1h0m0s":  {"1h0m0s", "1h"},
+		"24h0m0s": {"24h0m0s", "24h"},
+		"2m0s":    {"2m0s", "2m"},
+		"1m30s":   {"1m30s", "1m30s"},
+		"5s":      {"5s", "5s"},
+		"50000":   {"50000"},
+		":443":    {":443"},
+	} {
+		if got := defaultSpellings(in); !slices.Equal(got, want) {
+			t.Errorf("defaultSpellings(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -162,7 +162,27 @@ var roffPlain = strings.NewReplacer(`\-`, "-", `\fB`, "", `\fI`, "", `\fR`, "", 
 // ManOptions returns the flags documented in the OPTIONS section of a man
 // page written in the man(7) macros: the tag line after each .TP.
 func ManOptions(roff string) ([]string, error) {
-	var names []string
+	entries, err := ManEntries(roff)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Flag
+	}
+	return names, nil
+}
+
+// ManEntry is one option of a man page: the flag its tag names and the
+// text of the tag and paragraph, with roff requests and escapes removed.
+type ManEntry struct {
+	Flag, Text string
+}
+
+// ManEntries returns the entries of the OPTIONS section of a man page, in
+// order.
+func ManEntries(roff string) ([]ManEntry, error) {
+	var entries []ManEntry
 	inOptions, wantTag := false, false
 	for line := range strings.SplitSeq(roff, "\n") {
 		switch {
@@ -179,13 +199,32 @@ func ManOptions(roff string) ([]string, error) {
 			if m == nil {
 				return nil, fmt.Errorf("opscheck: OPTIONS tag %q names no flag", line)
 			}
-			names = append(names, m[1])
+			entries = append(entries, ManEntry{Flag: m[1], Text: manText(line)})
+		case len(entries) > 0:
+			e := &entries[len(entries)-1]
+			e.Text = strings.TrimSpace(e.Text + " " + manText(line))
 		}
 	}
-	if len(names) == 0 {
+	if len(entries) == 0 {
 		return nil, errors.New("opscheck: man page has no OPTIONS entries")
 	}
-	return names, nil
+	return entries, nil
+}
+
+// manText returns the words of a roff line: a leading font macro (.B, .BI,
+// .BR, ...) is dropped along with its quotes, other requests are dropped
+// whole, and escapes are removed.
+func manText(line string) string {
+	if strings.HasPrefix(line, ".") {
+		macro, rest, _ := strings.Cut(line, " ")
+		switch macro {
+		case ".B", ".I", ".BI", ".IB", ".BR", ".RB", ".IR", ".RI":
+			line = strings.ReplaceAll(rest, `"`, "")
+		default:
+			return ""
+		}
+	}
+	return strings.TrimSpace(roffPlain.Replace(line))
 }
 
 // ExpandEnv replaces ${NAME} and $NAME with vars[NAME]; unknown names are an

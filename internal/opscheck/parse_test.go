@@ -124,6 +124,18 @@ Log file.
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
+	entries, err := ManEntries(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEntries := []ManEntry{
+		{"addr", "-addr  address Listen address."},
+		{"disable-tls", "-disable-tls Plain HTTP."},
+		{"log", "-log file Log file."},
+	}
+	if !reflect.DeepEqual(entries, wantEntries) {
+		t.Errorf("entries %q, want %q", entries, wantEntries)
+	}
 	if _, err := ManOptions(".SH OPTIONS\n.TP\nplain text\n"); err == nil {
 		t.Error("tag without a flag: no error")
 	}
