@@ -173,7 +173,8 @@ func startChain(t *testing.T, kind proxyKind, stunURL string) *chain {
 	case ourProxy:
 		proxy = testenv.Start(t, "proxy", nil, testenv.Binary(t, "./proxy"), append(common,
 			"-allow-proxying-to-private-addresses", "-nat-probe-server", "", "-poll-interval", "2s",
-			"-summary-interval", "0s", "-unsafe-logging", "-geoipdb", "", "-geoip6db", "")...)
+			"-summary-interval", "0s", "-unsafe-logging", "-geoipdb", "", "-geoip6db", "",
+			"-cpuprofile", os.Getenv("SNOWFLAKE_PROXY_CPUPROFILE"))...)
 		proxy.WaitFor(t, "proxy started", 30*time.Second)
 	case debianProxy:
 		// No -summary-interval 0s: 2.5.1 then logs in a busy loop.
