@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -401,4 +402,65 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("default shards = %d, want %d", s.NumShards(), runtime.GOMAXPROCS(0))
 	}
 	s.Close()
+}
+
+// stallConn stops reading (without closing) once stalled is set, like a
+// proxy that hangs.
+type stallConn struct {
+	net.Conn
+	stalled *atomic.Bool
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func (c *stallConn) Read(p []byte) (int, error) {
+	if c.stalled.Load() {
+		<-c.closed
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *stallConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// TestStalledWebSocket: a WebSocket that stops reading is closed after the
+// write timeout; the client's session then continues over a new one.
+func TestStalledWebSocket(t *testing.T) {
+	ts := startServer(t, Config{WriteTimeout: 300 * time.Millisecond})
+	var stalled atomic.Bool
+	var dials atomic.Int32
+	dial := func(ctx context.Context) (net.Conn, error) {
+		c, err := ts.dialWS(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		if dials.Add(1) == 1 {
+			return &stallConn{Conn: c, stalled: &stalled, closed: make(chan struct{})}, nil
+		}
+		return c, nil
+	}
+	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), dial, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	echo(t, st, 64<<10)
+	stalled.Store(true)
+	// The echo of this transfer cannot be delivered until the server gives
+	// up on the stalled WebSocket and the client reconnects.
+	echo(t, st, 8<<20)
+	if ts.srv.Stats().Errors["write"] == 0 {
+		t.Error("no write error counted for the stalled WebSocket")
+	}
+	if dials.Load() < 2 {
+		t.Error("client did not reconnect")
+	}
 }

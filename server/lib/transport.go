@@ -137,13 +137,15 @@ func (s *Server) carry(conn net.Conn, addr string) error {
 	err = s.readLoop(idleConn{conn, s.cfg.IdleTimeout}, id, sh)
 	close(done)
 	conn.Close()
-	if werr := <-writeErr; werr != nil && s.ctx.Err() == nil {
-		return werr
+	werr := <-writeErr
+	switch {
+	case s.ctx.Err() != nil:
+		return nil // server shutting down
+	case werr != nil && errors.Is(err, net.ErrClosed):
+		return werr // the writer failed first and closed the conn
+	default:
+		return err
 	}
-	if s.ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
 // readLoop feeds the client's packets to its shard.
@@ -201,6 +203,17 @@ func (s *Server) writeLoop(conn net.Conn, sh *shard, queue <-chan []byte, done <
 		}
 		conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 		if err := bw.Flush(); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// A stalled peer; the timeout has closed the WebSocket.
+				s.stats.errors[errWrite].Add(1)
+				return fmt.Errorf("write: %w", err)
+			}
+			select {
+			case <-done:
+				return nil // the read side ended and closed conn under us
+			default:
+			}
 			s.stats.errors[errWrite].Add(1)
 			return fmt.Errorf("write: %w", err)
 		}
