@@ -283,9 +283,20 @@ func proxyLoop(ctx context.Context, host string, id int, c *counters) {
 			continue
 		}
 		ans, _ := (&messages.AnswerRequest{Sid: sid, Answer: benchAnswer}).Encode()
-		// The answer goes on its own connection, as the poll's was closed.
-		if err := postOnce(ctx, host, "/answer", ans); err != nil {
-			c.fail(err)
+		if conn == nil {
+			// The poll's connection was closed: use a new one.
+			if err := postOnce(ctx, host, "/answer", ans); err != nil {
+				c.fail(err)
+			}
+			continue
+		}
+		status, _, closed, err = roundTrip(conn, br, host, "/answer", ans)
+		if closed {
+			conn.Close()
+			conn = nil
+		}
+		if err != nil || status != 200 {
+			c.fail(fmt.Errorf("answer: status %d: %v", status, err))
 		}
 	}
 	if conn != nil {

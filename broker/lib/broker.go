@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -34,8 +35,16 @@ type Broker struct {
 	nextPollUnrestricted, nextPollRestricted atomic.Int64 // milliseconds
 
 	// closed is closed by Close; held polls end at once when it is.
-	closed    chan struct{}
-	closeOnce sync.Once
+	// closedCtx is cancelled at the same time.
+	closed      chan struct{}
+	closedCtx   context.Context
+	closeCancel context.CancelFunc
+	closeOnce   sync.Once
+
+	// mux is the HTTP API (see Handler).
+	mux http.Handler
+	// resumed are kept-alive connections of answered parked polls.
+	resumed resumedConns
 
 	// metricsFileMu serialises appends to the metrics log with reads of
 	// it by /metrics.
@@ -54,7 +63,9 @@ func New(cfg Config) (*Broker, error) {
 		pools:  newPools(),
 		closed: make(chan struct{}),
 	}
+	b.closedCtx, b.closeCancel = context.WithCancel(context.Background())
 	b.metrics = newMetrics(b.pools, time.Now())
+	b.mux = b.newMux()
 	b.metrics.geo.Store(cfg.GeoIP)
 	b.SetNextPoll(cfg.NextPollUnrestricted, cfg.NextPollRestricted)
 	return b, nil
@@ -64,7 +75,9 @@ func New(cfg Config) (*Broker, error) {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.closed)
+		b.closeCancel()
 		b.releaseParked()
+		b.closeResumed()
 	})
 	return nil
 }
@@ -248,12 +261,13 @@ func (b *Broker) holdProxyPoll(ctx context.Context, req *messages.ProxyPollReque
 
 // parkProxyPoll holds an admitted poll whose connection was hijacked from
 // net/http: no goroutine waits for it; a timer or a client answers it.
-func (b *Broker) parkProxyPoll(req *messages.ProxyPollRequest, conn net.Conn) {
+func (b *Broker) parkProxyPoll(req *messages.ProxyPollRequest, conn net.Conn, keepAlive bool) {
 	// net/http may have left deadlines on the connection; the hold and
 	// writeParked set their own.
 	conn.SetDeadline(time.Time{})
 	w := newWaiter(req)
 	w.conn = conn
+	w.keepAlive = keepAlive
 	w.timer = time.AfterFunc(b.cfg.ProxyPollTimeout, func() { b.expireParked(w) })
 	if b.isClosed() || !b.pools.add(w, b.cfg.MaxWaitingProxies) {
 		w.timer.Stop()
@@ -276,25 +290,35 @@ func (b *Broker) expireParked(w *waiter) {
 // is small, and a proxy that does not read it is gone.
 const parkedWriteTimeout = 5 * time.Second
 
-// writeParked writes a complete HTTP/1.1 response on a parked connection
-// and closes it. The connection is not kept alive: it has left net/http.
+// writeParked writes a complete HTTP/1.1 response on a parked connection,
+// then keeps the connection alive (see serveConn) or closes it.
 func (b *Broker) writeParked(w *waiter, resp *messages.ProxyPollResponse) {
-	defer w.conn.Close()
+	keep := w.keepAlive && !b.isClosed()
+	defer func() {
+		if !keep || !b.resume(w.conn) {
+			w.conn.Close()
+		}
+	}()
 	body, err := resp.Encode()
 	if err != nil {
 		b.log.Error("encode proxy poll response", "err", err)
+		keep = false
 		io.WriteString(w.conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 		return
 	}
 	msg := make([]byte, 0, 256+len(body))
 	msg = append(msg, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"+
-		"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: Origin, X-Session-ID\r\n"+
-		"Connection: close\r\nContent-Length: "...)
+		"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: Origin, X-Session-ID\r\n"...)
+	if !keep {
+		msg = append(msg, "Connection: close\r\n"...)
+	}
+	msg = append(msg, "Content-Length: "...)
 	msg = strconv.AppendInt(msg, int64(len(body)), 10)
 	msg = append(msg, "\r\n\r\n"...)
 	msg = append(msg, body...)
 	w.conn.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
 	if _, err := w.conn.Write(msg); err != nil {
+		keep = false
 		b.log.Debug("write parked proxy response", "err", err)
 	}
 }

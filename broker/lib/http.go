@@ -19,7 +19,9 @@ import (
 const ampPrefix = "/amp/client/"
 
 // Handler returns the broker's HTTP API.
-func (b *Broker) Handler() http.Handler {
+func (b *Broker) Handler() http.Handler { return b.mux }
+
+func (b *Broker) newMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/robots.txt", handleRobots)
 	mux.Handle("/proxy", b.snowflakeHandler(b.handleProxy))
@@ -96,8 +98,11 @@ func (b *Broker) handleProxy(w http.ResponseWriter, r *http.Request) {
 			b.writeJSON(w, refusal)
 			return
 		}
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			b.parkProxyPoll(req, conn)
+		if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
+			// Bytes already buffered past this request (pipelining)
+			// would be lost with the reader: then close afterwards.
+			keep := r.ProtoAtLeast(1, 1) && !r.Close && brw.Reader.Buffered() == 0
+			b.parkProxyPoll(req, conn, keep)
 			return
 		}
 		b.writeJSON(w, b.holdProxyPoll(r.Context(), req))

@@ -36,6 +36,7 @@ type waiter struct {
 	ch        chan offer  // blocking mode: capacity 1, written once by the taker
 	conn      net.Conn    // parked mode: the hijacked connection
 	timer     *time.Timer // parked mode: ends the hold
+	keepAlive bool        // parked mode: serve the connection on afterwards
 	index     int         // position in its heap; -1 once out of it
 	seq       uint64      // arrival order, to break ties FIFO
 }

@@ -1,0 +1,178 @@
+package broker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// A parked proxy poll's connection has left net/http. Once its response is
+// written the connection is kept alive here, so that proxies do not pay a
+// new TCP (and TLS) handshake per poll: a minimal HTTP/1.1 loop reads the
+// next requests and passes them to the broker's handler. A /proxy request
+// parks the connection again (the loop ends without a goroutine left
+// behind); anything else is answered in place.
+
+// resumedConns tracks connections served by the keep-alive loop so that
+// Close can end them and Run can wait for their goroutines.
+type resumedConns struct {
+	mu sync.Mutex
+	// conns and closed are guarded by mu.
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// resume serves further requests on conn in a new goroutine. It reports
+// false (and the caller must close conn) after Close.
+func (b *Broker) resume(conn net.Conn) bool {
+	rc := &b.resumed
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.closed {
+		return false
+	}
+	if rc.conns == nil {
+		rc.conns = map[net.Conn]struct{}{}
+	}
+	rc.conns[conn] = struct{}{}
+	rc.wg.Add(1)
+	go func() {
+		defer rc.wg.Done()
+		b.serveConn(conn)
+	}()
+	return true
+}
+
+func (b *Broker) forget(conn net.Conn) {
+	b.resumed.mu.Lock()
+	delete(b.resumed.conns, conn)
+	b.resumed.mu.Unlock()
+}
+
+// closeResumed ends every keep-alive loop and waits for them.
+func (b *Broker) closeResumed() {
+	rc := &b.resumed
+	rc.mu.Lock()
+	rc.closed = true
+	for c := range rc.conns {
+		c.Close()
+	}
+	rc.mu.Unlock()
+	rc.wg.Wait()
+}
+
+// keepAliveReadBuffer is small: requests here are proxy polls and answers.
+const keepAliveReadBuffer = 2048
+
+// serveConn is the keep-alive loop for one connection.
+func (b *Broker) serveConn(conn net.Conn) {
+	br := bufio.NewReaderSize(conn, keepAliveReadBuffer)
+	handed := false // conn parked again: no longer ours
+	defer func() {
+		if !handed {
+			b.forget(conn)
+			conn.Close()
+		}
+	}()
+	for {
+		// Idle wait for the next request, then the full read timeout.
+		conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		if _, err := br.Peek(1); err != nil {
+			return
+		}
+		conn.SetReadDeadline(time.Now().Add(readTimeout))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			io.WriteString(conn, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			return
+		}
+		req.RemoteAddr = conn.RemoteAddr().String()
+		ctx, cancel := context.WithCancel(context.Background())
+		stop := context.AfterFunc(b.closedCtx, cancel)
+		rw := &connResponseWriter{conn: conn, br: br, header: http.Header{}}
+		conn.SetWriteDeadline(time.Now().Add(max(b.cfg.ProxyPollTimeout, b.cfg.ClientTimeout) + writeMargin))
+		b.mux.ServeHTTP(rw, req.WithContext(ctx))
+		stop()
+		cancel()
+		if rw.hijacked {
+			// Parked (or otherwise taken over): the new owner closes it.
+			handed = true
+			b.forget(conn)
+			return
+		}
+		// Drain what the handler left unread so the next request parses.
+		io.Copy(io.Discard, io.LimitReader(req.Body, 1<<20))
+		req.Body.Close()
+		keep := !req.Close && req.ProtoAtLeast(1, 1) && !b.isClosed()
+		if err := rw.finish(req, keep); err != nil || !keep {
+			return
+		}
+	}
+}
+
+// connResponseWriter buffers a response on a kept-alive connection.
+type connResponseWriter struct {
+	conn     net.Conn
+	br       *bufio.Reader
+	header   http.Header
+	status   int
+	body     bytes.Buffer
+	hijacked bool
+}
+
+func (w *connResponseWriter) Header() http.Header { return w.header }
+
+func (w *connResponseWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *connResponseWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(p)
+}
+
+// Hijack hands the connection over, as net/http's does; the proxy handler
+// uses it to park the next poll.
+func (w *connResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, errors.New("broker: connection already hijacked")
+	}
+	w.hijacked = true
+	return w.conn, bufio.NewReadWriter(w.br, bufio.NewWriter(w.conn)), nil
+}
+
+func (w *connResponseWriter) finish(req *http.Request, keep bool) error {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "HTTP/1.1 %d %s\r\n", w.status, http.StatusText(w.status))
+	w.header.Del("Content-Length")
+	w.header.Del("Connection")
+	w.header.Del("Transfer-Encoding")
+	w.header.Write(&out)
+	out.WriteString("Content-Length: " + strconv.Itoa(w.body.Len()) + "\r\n")
+	if !keep {
+		out.WriteString("Connection: close\r\n")
+	}
+	out.WriteString("\r\n")
+	if req.Method != http.MethodHead {
+		out.Write(w.body.Bytes())
+	}
+	_, err := w.conn.Write(out.Bytes())
+	return err
+}

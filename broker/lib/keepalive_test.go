@@ -1,0 +1,119 @@
+package broker
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/snowflake-go/snowflake/common/messages"
+	"github.com/snowflake-go/snowflake/common/nat"
+)
+
+// TestKeepAliveAfterParking checks that a proxy's connection survives its
+// parked poll: every request of a proxy (expired poll, matched poll, answer,
+// and a GET) goes over one TCP connection.
+func TestKeepAliveAfterParking(t *testing.T) {
+	b, srv := newTestBroker(t, func(c *Config) { c.ClientTimeout = 5 * time.Second })
+	var dials atomic.Int32
+	tr := &http.Transport{
+		MaxConnsPerHost: 1,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	proxy := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	send := func(method, path, body string) string {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		resp, err := proxy.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("%s %s: %d close=%v %s", method, path, resp.StatusCode, resp.Close, out)
+		}
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("%s %s: no CORS header", method, path)
+		}
+		return string(out)
+	}
+	pollBody := proxyPollBody(t, "ka", nat.Unrestricted, 0, "snowflake.torproject.net$")
+
+	// 1. A poll that expires.
+	if out := send(http.MethodPost, "/proxy", pollBody); !strings.Contains(out, `"Status":"no match"`) {
+		t.Fatalf("first poll: %s", out)
+	}
+	// 2. A poll that is matched.
+	client := make(chan httpResult, 1)
+	go func() {
+		waitWaiting(t, b, 1)
+		client <- post(t, srv.URL+"/client", clientPollBody(t, nat.Unknown))
+	}()
+	out := send(http.MethodPost, "/proxy", pollBody)
+	pr, err := messages.DecodeProxyPollResponse([]byte(out))
+	if err != nil || pr.Status != messages.StatusClientMatch || pr.Offer != testOffer {
+		t.Fatalf("second poll: %s (%v)", out, err)
+	}
+	// 3. The answer, on the kept-alive connection.
+	ans, _ := (&messages.AnswerRequest{Sid: "ka", Answer: testAnswer}).Encode()
+	if out := send(http.MethodPost, "/answer", string(ans)); out != `{"Status":"success"}` {
+		t.Fatalf("answer: %s", out)
+	}
+	if r := <-client; !strings.Contains(r.body, `"answer"`) {
+		t.Fatalf("client: %s", r.body)
+	}
+	// 4. Anything else works on it too, including errors.
+	if out := send(http.MethodGet, "/debug", ""); !strings.HasPrefix(out, "current snowflakes available: 0") {
+		t.Fatalf("debug: %s", out)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/proxy", strings.NewReader(`{"Version":"1.3"}`))
+	resp, err := proxy.Do(req)
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("bad poll: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d connections dialled, want 1", n)
+	}
+	// Close ends the kept-alive connection.
+	b.Close()
+	if _, err := proxy.Post(srv.URL+"/debug", "", nil); err == nil && dials.Load() == 1 {
+		t.Fatal("connection still served after Close")
+	}
+}
+
+// TestKeepAliveBadRequest checks that garbage on a kept-alive connection
+// gets a 400 and a closed connection.
+func TestKeepAliveBadRequest(t *testing.T) {
+	_, srv := newTestBroker(t, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	body := proxyPollBody(t, "raw", nat.Unrestricted, 0, "snowflake.torproject.net$")
+	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "no match") || strings.Contains(string(buf[:n]), "Connection: close") {
+		t.Fatalf("first response: %q %v", buf[:n], err)
+	}
+	io.WriteString(conn, "NONSENSE\r\n\r\n")
+	all, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(all), "HTTP/1.1 400 ") {
+		t.Fatalf("garbage got %q", all)
+	}
+}
