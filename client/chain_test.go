@@ -30,8 +30,9 @@ import (
 
 const bridgeFingerprint = "2B280B23E1107BB62ABFC40DDCC8824814F80A72"
 
-// source is the stand-in for tor's ORPort: every connection receives size
-// bytes of a seeded pseudo-random stream.
+// source is the stand-in for tor's ORPort. A connection's first byte picks
+// the service: 'D' sends size bytes of a seeded pseudo-random stream, 'E'
+// echoes everything back (for round-trip times).
 type source struct {
 	ln   net.Listener
 	size int64
@@ -66,6 +67,14 @@ func startSource(t *testing.T, size int64) *source {
 			go func() {
 				defer s.wg.Done()
 				defer c.Close()
+				var cmd [1]byte
+				if _, err := io.ReadFull(c, cmd[:]); err != nil {
+					return
+				}
+				if cmd[0] == 'E' {
+					io.Copy(c, c)
+					return
+				}
 				io.CopyN(c, newStream(s.seed), size)
 				// Keep the connection open until the reader hangs
 				// up, so the tail is not cut by an early close.
@@ -199,6 +208,9 @@ func socksDial(t *testing.T, socksAddr, bridgeArgs string) net.Conn {
 func (c *chain) download(conn net.Conn, progress func(n int64)) time.Duration {
 	c.t.Helper()
 	defer conn.Close()
+	if _, err := conn.Write([]byte{'D'}); err != nil {
+		c.t.Fatalf("request: %v", err)
+	}
 	h := sha256.New()
 	br := bufio.NewReaderSize(conn, 64<<10)
 	if _, err := br.Peek(1); err != nil {
