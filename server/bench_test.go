@@ -203,6 +203,9 @@ func BenchmarkServerThroughput(b *testing.B) {
 				gb := float64(b.N) * benchTotal / 1e9
 				b.ReportMetric((cpu1-cpu0)/gb, "server-cpu-s/GB")
 				b.ReportMetric(float64(b.N)*benchTotal/1e6/elapsed.Seconds(), "agg-MB/s")
+				// How many cores the server kept busy on average: above 1
+				// means the shards really ran in parallel.
+				b.ReportMetric((cpu1-cpu0)/elapsed.Seconds(), "server-cores")
 			})
 		}
 	}
@@ -246,6 +249,9 @@ func BenchmarkServerDownload(b *testing.B) {
 				gb := float64(b.N) * benchTotal / 1e9
 				b.ReportMetric((cpu1-cpu0)/gb, "server-cpu-s/GB")
 				b.ReportMetric(float64(b.N)*benchTotal/1e6/elapsed.Seconds(), "agg-MB/s")
+				// How many cores the server kept busy on average: above 1
+				// means the shards really ran in parallel.
+				b.ReportMetric((cpu1-cpu0)/elapsed.Seconds(), "server-cores")
 			})
 		}
 	}
