@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -269,7 +270,7 @@ func TestStandalone(t *testing.T) {
 			go func() { defer c.Close(); io.Copy(c, c) }()
 		}
 	}()
-	p, addr := startStandalone(t, nil, orln.Addr().String(), "-stats-interval", "200ms")
+	p, addr := startStandalone(t, nil, orln.Addr().String(), "-stats-interval", "200ms", "-metrics-addr", "127.0.0.1:0")
 	d := &wsDialer{url: "ws://" + addr + "/any/path"}
 	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
 	if err != nil {
@@ -282,8 +283,29 @@ func TestStandalone(t *testing.T) {
 	}
 	transfer(t, st, 1<<20, nil)
 	st.Close()
-	// The periodic stats line reports the stream.
+	// The periodic stats line and the metrics report the stream.
 	p.WaitFor(t, "streams_total=1", 10*time.Second)
+	m := regexp.MustCompile(`metrics listening"? addr=(\S+)`).FindStringSubmatch(p.WaitFor(t, "metrics listening", 10*time.Second))
+	if m == nil {
+		t.Fatal("no metrics address logged")
+	}
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"snowflake_server_streams_total 1",
+		"snowflake_server_sessions_total 1",
+		"snowflake_server_websocket_connections_total 1",
+		`snowflake_server_bytes_total{direction="up"} 1.048576e+06`,
+		`snowflake_server_errors_total{reason="preamble"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
 }
 
 // startStandalone runs the server binary in standalone mode on a port of

@@ -179,6 +179,7 @@ func serveAll(ctx context.Context, o options, srv *server.Server, lns []net.List
 			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
 		go hs.Serve(mln)
 		defer hs.Close()
+		logger.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	if o.statsInterval > 0 {
 		go srv.LogStats(ctx, o.statsInterval)
