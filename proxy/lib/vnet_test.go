@@ -577,3 +577,93 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))
 	return len(p), nil
 }
+
+// A relay that goes silent, or sends a message over the read limit, ends
+// the client's connection: the data channel closes, the slot is returned.
+func TestRelayMisbehaves(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		relay func(ctx context.Context, c *websocket.Conn)
+		cause string
+	}{
+		{"silent", func(ctx context.Context, c *websocket.Conn) {
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					return
+				}
+			}
+		}, errIdle.Error()},
+		{"oversize message", func(ctx context.Context, c *websocket.Conn) {
+			c.Write(ctx, websocket.MessageBinary, make([]byte, wsReadLimit+1))
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					return
+				}
+			}
+		}, "read from relay"},
+		{"closes", func(ctx context.Context, c *websocket.Conn) {
+			c.Write(ctx, websocket.MessageBinary, []byte("bye"))
+			c.Close(websocket.StatusNormalClosure, "")
+		}, "closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkGoroutines(t)
+			tn := newTestNet(t, nil)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := websocket.Accept(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer c.CloseNow()
+				tc.relay(r.Context(), c)
+			}))
+			defer srv.Close()
+			var logs bytes.Buffer
+			var logMu sync.Mutex
+			b, brokerURL := newFakeBroker(t, time.Second, "ws"+srv.URL[len("http"):]+"/")
+			cfg := vnetConfig(tn.proxyNet, brokerURL, "")
+			cfg.IdleTimeout = time.Second
+			cfg.Capacity = 1
+			cfg.ConcurrentPolls = 1
+			cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+			p, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			startProxy(t, p)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, err := dialClient(ctx, t, tn.client, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.rw.Write([]byte("hello"))
+			// The client sees its channel end.
+			buf := make([]byte, 1<<16)
+			for {
+				if _, err := c.rw.Read(buf); err != nil {
+					break
+				}
+			}
+			waitFor(t, "slot returned", func() bool { return p.Stats().Active.Load() == 0 && p.tokens.count() <= 1 })
+			waitFor(t, "disconnect logged", func() bool {
+				logMu.Lock()
+				defer logMu.Unlock()
+				return bytes.Contains(logs.Bytes(), []byte("client disconnected")) &&
+					bytes.Contains(logs.Bytes(), []byte(tc.cause))
+			})
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
