@@ -33,7 +33,9 @@ func NewBatchWriterSize(w io.Writer, size int) *BatchWriter {
 	if size < 1 {
 		size = DefaultBatchSize
 	}
-	return &BatchWriter{w: w, max: size, buf: make([]byte, 0, size)}
+	// The buffer is allocated on first use: a server holds one BatchWriter
+	// per connection, and most connections are idle.
+	return &BatchWriter{w: w, max: size}
 }
 
 // WriteData adds p as one data chunk to the batch. When the batch would
@@ -47,6 +49,9 @@ func (b *BatchWriter) WriteData(p []byte) (int, error) {
 		if err := b.Flush(); err != nil {
 			return 0, err
 		}
+	}
+	if b.buf == nil {
+		b.buf = make([]byte, 0, max(b.max, PrefixLength(len(p))+len(p)))
 	}
 	b.buf, _ = AppendData(b.buf, p)
 	return len(p), nil
