@@ -136,14 +136,16 @@ func raiseFileLimit(n uint64) error {
 }
 
 // startBroker runs the broker binary on a free loopback port.
-func startBroker(ctx context.Context, bin string, maxConns int) (*exec.Cmd, string, error) {
+func startBroker(bin string, maxConns int) (*exec.Cmd, string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.CommandContext(ctx, bin, "-addr", addr, "-disable-tls", "-disable-geoip",
+	// Not CommandContext: the broker is stopped with SIGTERM (see run), so
+	// that it shuts down cleanly rather than being killed.
+	cmd := exec.Command(bin, "-addr", addr, "-disable-tls", "-disable-geoip",
 		"-allowed-relay-pattern", "snowflake.torproject.net$",
 		"-max-connections", strconv.Itoa(maxConns), "-max-waiting-proxies", strconv.Itoa(maxConns))
 	stderr, err := cmd.StderrPipe()
@@ -238,7 +240,7 @@ var benchOffer = func() string {
 
 // proxy is one simulated proxy: a loop of polls on one keep-alive
 // connection, answering every offer at once.
-func proxyLoop(ctx context.Context, host string, id int, c *counters) {
+func proxyLoop(ctx context.Context, host string, id int, c *counters, dialSem chan struct{}) {
 	var conn net.Conn
 	var br *bufio.Reader
 	// stopClose cancels the closing of conn at the end of ctx.
@@ -248,7 +250,11 @@ func proxyLoop(ctx context.Context, host string, id int, c *counters) {
 		if conn == nil {
 			d := net.Dialer{Timeout: 10 * time.Second}
 			var err error
+			// Bounded concurrent dials: thousands of simultaneous SYNs
+			// overflow the listen backlog and measure only SYN retries.
+			dialSem <- struct{}{}
 			conn, err = d.DialContext(ctx, "tcp", host)
+			<-dialSem
 			if err != nil {
 				c.fail(err)
 				time.Sleep(100 * time.Millisecond)
@@ -374,13 +380,20 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	defer cancel()
 	base, pid := cfg.url, cfg.pid
 	if base == "" {
-		cmd, u, err := startBroker(ctx, cfg.brokerBin, cfg.proxies+1000)
+		cmd, u, err := startBroker(cfg.brokerBin, cfg.proxies+1000)
 		if err != nil {
 			return nil, err
 		}
 		defer func() {
 			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
 		}()
 		base, pid = u, cmd.Process.Pid
 	}
@@ -397,11 +410,12 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	var wg sync.WaitGroup
 	cpu0 := cpuSeconds(pid)
 	start := time.Now()
+	dialSem := make(chan struct{}, 256)
 	for i := range cfg.proxies {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			proxyLoop(ctx, host, i, &c)
+			proxyLoop(ctx, host, i, &c, dialSem)
 		}()
 	}
 	defer func() {
