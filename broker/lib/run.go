@@ -194,5 +194,8 @@ func TLSFromFiles(certFile, keyFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: TLS key pair: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	// h2 as net/http's ListenAndServeTLS would offer it: Run serves
+	// HTTP/2 on a listener it wraps itself only when asked to.
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"}}, nil
 }
