@@ -108,6 +108,8 @@ func (tb *testbed) nftCounter(ns, table, name string) int {
 // rendezvous succeeds, and the client's bytes reach the bridge only through
 // the proxies.
 func TestCensorship(t *testing.T) {
+	// These tests mostly wait (votes, polls, retries): let them overlap.
+	t.Parallel()
 	bin := buildAll(t)
 	if testenv.IsolateNetwork(t) {
 		return

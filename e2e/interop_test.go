@@ -16,6 +16,8 @@ import (
 // binaries fall back to public hosts, so the test runs in a network
 // namespace that has only loopback.
 func TestInteropMatrix(t *testing.T) {
+	// These tests mostly wait (votes, polls, retries): let them overlap.
+	t.Parallel()
 	// Built before isolating, so that the child test process reuses them.
 	bin := buildAll(t)
 	if testenv.IsolateNetwork(t) {

@@ -41,6 +41,8 @@ type torNode struct {
 // bootstrap to 100% and fetch a file from a local HTTP server through the
 // exit, intact.
 func TestTorNetwork(t *testing.T) {
+	// These tests mostly wait (votes, polls, retries): let them overlap.
+	t.Parallel()
 	// Built before isolating, so that the child test process reuses them.
 	bin := buildAll(t)
 	if testenv.IsolateNetwork(t) {
