@@ -449,3 +449,9 @@ func ServingProxy(procs []*Proc) (*Proc, error) {
 	}
 	return nil, errNoServing
 }
+
+// StartOther starts another program as part of the chain (stopped by Close),
+// for example a misbehaving proxy in a fault test.
+func (c *Chain) StartOther(name, path string, args ...string) (*Proc, error) {
+	return c.start(name, nil, path, args...)
+}
