@@ -432,3 +432,38 @@ func TestDefaultSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestArchitecturePackages keeps doc/architecture.md's package table and
+// the module's packages in step, both ways.
+func TestArchitecturePackages(t *testing.T) {
+	root := testenv.ModuleRoot(t)
+	out := run(t, root, nil, "go", "list", "-e", "-f", "{{.ImportPath}}", "./...")
+	const module = "github.com/snowflake-go/snowflake/"
+	inTree := map[string]bool{}
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), module); ok {
+			inTree[p] = true
+		}
+	}
+	documented := map[string]bool{}
+	for _, rows := range MarkdownTables(repoFile(t, "doc/architecture.md")) {
+		for _, row := range rows {
+			if p, ok := CodeSpan(row[0]); ok {
+				documented[p] = true
+			}
+		}
+	}
+	if len(documented) < 10 {
+		t.Fatalf("doc/architecture.md lists only %d packages", len(documented))
+	}
+	for p := range inTree {
+		if !documented[p] {
+			t.Errorf("package %s is missing from doc/architecture.md", p)
+		}
+	}
+	for p := range documented {
+		if !inTree[p] {
+			t.Errorf("doc/architecture.md lists %s, which is not a package of this module", p)
+		}
+	}
+}
