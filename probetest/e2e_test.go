@@ -39,6 +39,7 @@ func TestProbeWithOurProxy(t *testing.T) {
 	defer broker.Close()
 	proxy := testenv.Start(t, "proxy", nil, testenv.Binary(t, "./proxy"),
 		"-broker", broker.URL+"/", "-stun", stun.URL(), "-keep-local-addresses",
+		"-relay", "ws://127.0.0.1:1/", "-allow-non-tls-relay", "-allowed-relay-hostname-pattern", "127.0.0.1$",
 		"-nat-probe-server", fmt.Sprintf("http://127.0.0.1:%d/probe", port),
 		"-summary-interval", "0s", "-geoipdb", "", "-geoip6db", "", "-unsafe-logging")
 	line := proxy.WaitFor(t, "NAT type", 60*time.Second)

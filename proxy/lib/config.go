@@ -80,6 +80,10 @@ type Config struct {
 	// Relay says which relay URLs from the broker are acceptable.
 	// Pattern defaults to DefaultRelayPattern.
 	Relay RelayPolicy
+	// SkipRelayCheck polls without first checking that the default relay
+	// is reachable (browser proxies, where the relay check is the page's
+	// business, and tests).
+	SkipRelayCheck bool
 	// KeepLocalAddresses keeps private and loopback ICE candidates.
 	KeepLocalAddresses bool
 	// OutboundAddress, if set, is announced as the host candidate address

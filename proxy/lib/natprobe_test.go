@@ -139,6 +139,7 @@ func TestNATProbe(t *testing.T) {
 				NATProbeURL:     probeSrv.URL + "/probe",
 				STUNURLs:        stunURLs,
 				ConcurrentPolls: 1,
+				SkipRelayCheck:  true,
 				ConfigureWebRTC: func(se *webrtc.SettingEngine) { se.SetNet(proxyNet) },
 			})
 			if err != nil {

@@ -25,6 +25,7 @@ type Proxy struct {
 	broker *brokerClient
 	send   poster // also used by the NAT probe
 	tokens *tokens
+	gate   *relayGate
 	stats  Stats
 
 	natType atomic.Value // nat.Type
@@ -53,6 +54,7 @@ func New(cfg Config) (*Proxy, error) {
 		broker: b,
 		send:   send,
 		tokens: newTokens(c.Capacity),
+		gate:   newRelayGate(),
 	}
 	p.natType.Store(nat.Unknown)
 	return p, nil
@@ -83,6 +85,15 @@ func (p *Proxy) Run(ctx context.Context) error {
 				p.retestNAT(ctx)
 			}()
 		}
+	}
+	if p.cfg.SkipRelayCheck {
+		p.gate.set(true)
+	} else {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.watchRelay(ctx)
+		}()
 	}
 	p.log.Info("proxy started", "broker", p.cfg.BrokerURL, "capacity", p.cfg.Capacity,
 		"concurrent_polls", p.cfg.ConcurrentPolls)
@@ -135,6 +146,9 @@ func (p *Proxy) retestNAT(ctx context.Context) {
 func (p *Proxy) poller(ctx context.Context) {
 	backoff := p.cfg.PollInterval
 	for {
+		if !p.gate.passed(ctx) {
+			return
+		}
 		if err := p.tokens.acquire(ctx); err != nil {
 			return
 		}

@@ -298,7 +298,10 @@ func vnetConfig(n *vnet.Net, brokerURL, relayURL string) Config {
 		BrokerURL:    brokerURL,
 		RelayURL:     relayURL,
 		PollInterval: MinPollInterval,
-		Relay:        RelayPolicy{Pattern: "127.0.0.1$", AllowNonTLS: true, AllowPrivate: true},
+		// The relay check is tested on its own; here the default relay
+		// may be a name that must never be looked up.
+		SkipRelayCheck: true,
+		Relay:          RelayPolicy{Pattern: "127.0.0.1$", AllowNonTLS: true, AllowPrivate: true},
 		ConfigureWebRTC: func(se *webrtc.SettingEngine) {
 			se.SetNet(n)
 		},
@@ -552,7 +555,7 @@ func TestBrokerFailures(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	p, err := New(Config{BrokerURL: srv.URL + "/", PollInterval: MinPollInterval, ConcurrentPolls: 1})
+	p, err := New(Config{BrokerURL: srv.URL + "/", PollInterval: MinPollInterval, ConcurrentPolls: 1, SkipRelayCheck: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,4 +669,35 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// The proxy polls only while its default relay is reachable.
+func TestRelayGate(t *testing.T) {
+	checkGoroutines(t)
+	_, relayURL := newEchoRelay(t)
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := "ws" + down.URL[len("http"):] + "/"
+	down.Close() // nothing listens there now
+	for _, tc := range []struct {
+		name  string
+		relay string
+		polls bool
+	}{{"reachable", relayURL, true}, {"unreachable", downURL, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, brokerURL := newFakeBroker(t, 200*time.Millisecond, "")
+			p, err := New(Config{BrokerURL: brokerURL, RelayURL: tc.relay, PollInterval: MinPollInterval, ConcurrentPolls: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			p.Run(ctx)
+			b.mu.Lock()
+			n := len(b.polls)
+			b.mu.Unlock()
+			if (n > 0) != tc.polls {
+				t.Errorf("%d polls with relay %s", n, tc.name)
+			}
+		})
+	}
 }
