@@ -161,7 +161,7 @@ func run() error {
 
 	if *metrics {
 		addr := net.JoinHostPort(*metricsAddress, strconv.Itoa(*metricsPort))
-		srv, err := serveMetrics(addr, p, logger)
+		srv, _, err := serveMetrics(addr, p, logger)
 		if err != nil {
 			return err
 		}
@@ -218,14 +218,15 @@ func summaries(ctx context.Context, p *proxy.Proxy, every time.Duration, logger 
 	}
 }
 
-// serveMetrics serves Prometheus metrics (namespace "snowflake", like
-// upstream) on their own mux with timeouts.
-func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Server, error) {
+// serveMetrics serves Prometheus metrics at /internal/metrics with
+// upstream's names (tor_snowflake_proxy_*) on its own mux with timeouts,
+// and returns the server and its address.
+func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Server, string, error) {
 	reg := prometheus.NewRegistry()
 	st := p.Stats()
 	counter := func(name, help string, f func() int64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "snowflake", Name: name, Help: help,
+			Namespace: "tor", Subsystem: "snowflake_proxy", Name: name, Help: help,
 		}, func() float64 { return float64(f()) }))
 	}
 	counter("connections_total", "client connections relayed", st.Connections.Load)
@@ -236,7 +237,7 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Serve
 	counter("traffic_inbound_bytes_total", "bytes from clients to the relay", st.BytesUp.Load)
 	counter("traffic_outbound_bytes_total", "bytes from the relay to clients", st.BytesDown.Load)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "snowflake", Name: "active_connections", Help: "clients being relayed",
+		Namespace: "tor", Subsystem: "snowflake_proxy", Name: "active_connections", Help: "clients being relayed",
 	}, func() float64 { return float64(st.Active.Load()) }))
 
 	mux := http.NewServeMux()
@@ -245,7 +246,7 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Serve
 	mux.Handle("/", p.StatusPage())
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, "", fmt.Errorf("metrics: %w", err)
 	}
 	srv := &http.Server{
 		Handler:           mux,
@@ -261,5 +262,5 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Serve
 		}
 	}()
 	logger.Info("metrics listening", "addr", ln.Addr().String())
-	return srv, nil
+	return srv, ln.Addr().String(), nil
 }

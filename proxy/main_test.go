@@ -1,0 +1,67 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	proxy "github.com/snowflake-go/snowflake/proxy/lib"
+)
+
+func TestParsePortRange(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		lo, hi uint16
+		ok     bool
+	}{
+		{"10000:20000", 10000, 20000, true},
+		{"5000:5000", 5000, 5000, true},
+		{"1:65535", 1, 65535, true},
+		{"0:100", 0, 0, false},
+		{"200:100", 0, 0, false},
+		{"100", 0, 0, false},
+		{"a:b", 0, 0, false},
+		{"1:65536", 0, 0, false},
+		{"", 0, 0, false},
+	} {
+		lo, hi, err := parsePortRange(tc.in)
+		if (err == nil) != tc.ok || lo != tc.lo || hi != tc.hi {
+			t.Errorf("parsePortRange(%q) = %d, %d, %v", tc.in, lo, hi, err)
+		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	p, err := proxy.New(proxy.Config{BrokerURL: "http://127.0.0.1:1/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stats().BytesUp.Add(1234)
+	srv, addr, err := serveMetrics("127.0.0.1:0", p, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	resp, err := http.Get("http://" + addr + "/internal/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		"tor_snowflake_proxy_traffic_inbound_bytes_total 1234",
+		"tor_snowflake_proxy_connections_total 0",
+		"tor_snowflake_proxy_active_connections 0",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q:\n%s", want, b)
+		}
+	}
+	if r, err := http.Get("http://" + addr + "/other"); err != nil || r.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown path: %v %v", r, err)
+	} else {
+		r.Body.Close()
+	}
+}
