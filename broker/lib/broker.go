@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -67,6 +68,15 @@ func New(cfg Config) (*Broker, error) {
 	b.metrics = newMetrics(b.pools, time.Now())
 	b.mux = b.newMux()
 	b.metrics.geo.Store(cfg.GeoIP)
+	for _, br := range cfg.Bridges {
+		// Proxies drop offers for relays outside their pattern, and the
+		// broker admits only proxies whose pattern covers its own; a
+		// bridge outside the broker's pattern is therefore unusable.
+		if u, err := url.Parse(br.WebSocketAddress); err == nil && !relaypattern.Match(cfg.AllowedRelayPattern, u.Hostname()) {
+			b.log.Warn("bridge relay is outside -allowed-relay-pattern; proxies will drop its clients",
+				"bridge", br.DisplayName, "relay", br.WebSocketAddress, "pattern", cfg.AllowedRelayPattern)
+		}
+	}
 	b.SetNextPoll(cfg.NextPollUnrestricted, cfg.NextPollRestricted)
 	return b, nil
 }
