@@ -70,6 +70,7 @@ func resumingDownload(ctx context.Context, cl *chain.Client, seed, size uint64, 
 // recover: the download completes, on the same stream or on new ones that
 // resume where the old one stopped, with the right SHA-256.
 func TestServerRestart(t *testing.T) {
+	t.Parallel()
 	bin := buildAll(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -91,7 +92,7 @@ func TestServerRestart(t *testing.T) {
 	restarted := make(chan error, 1)
 	var once atomic.Bool
 	h := sha256.New()
-	retries, err := resumingDownload(ctx, cl, seed, size, h, 15*time.Second, 4, func(got uint64) {
+	retries, err := resumingDownload(ctx, cl, seed, size, h, 8*time.Second, 4, func(got uint64) {
 		if got >= size/3 && once.CompareAndSwap(false, true) {
 			go func() {
 				c.Server.Kill()
@@ -116,6 +117,7 @@ func TestServerRestart(t *testing.T) {
 // TestBrokerRestart restarts the broker between two rendezvous: proxies
 // must come back to it and a new rendezvous must succeed.
 func TestBrokerRestart(t *testing.T) {
+	t.Parallel()
 	bin := buildAll(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -154,6 +156,7 @@ func TestBrokerRestart(t *testing.T) {
 // proxy must drop it and the server must close its WebSocket, as their
 // metrics show.
 func TestClientDisappears(t *testing.T) {
+	t.Parallel()
 	bin := buildAll(t)
 	// ICE declares a silent peer failed after about 30 s; allow twice that
 	// after the kill.
@@ -233,6 +236,7 @@ func TestClientDisappears(t *testing.T) {
 // client must drop them and keep its session: the download completes on
 // its one stream, intact.
 func TestGarbageProxy(t *testing.T) {
+	t.Parallel()
 	bin := buildAll(t)
 	bad := testenv.Binary(t, "./e2e/internal/badproxy")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
