@@ -701,3 +701,35 @@ func TestRelayGate(t *testing.T) {
 		})
 	}
 }
+
+// The relay is down when a client arrives: the client's channel is closed
+// and the slot comes back.
+func TestRelayDown(t *testing.T) {
+	checkGoroutines(t)
+	tn := newTestNet(t, nil)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneURL := "ws" + gone.URL[len("http"):] + "/"
+	gone.Close()
+	b, brokerURL := newFakeBroker(t, time.Second, goneURL)
+	cfg := vnetConfig(tn.proxyNet, brokerURL, "")
+	cfg.Capacity = 1
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startProxy(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := dialClient(ctx, t, tn.client, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 100)
+	if _, err := c.rw.Read(buf); err == nil {
+		t.Fatal("read succeeded with the relay down")
+	}
+	waitFor(t, "failure counted and slot returned", func() bool {
+		return p.Stats().Failed.Load() == 1 && p.tokens.count() <= 1 && p.Stats().Active.Load() == 0
+	})
+}
