@@ -161,14 +161,19 @@ func run() error {
 
 	if *metrics {
 		addr := net.JoinHostPort(*metricsAddress, strconv.Itoa(*metricsPort))
-		srv, _, err := serveMetrics(addr, p, logger)
+		stopMetrics, _, err := serveMetrics(addr, p, logger)
 		if err != nil {
 			return err
 		}
-		defer srv.Close()
+		defer stopMetrics()
 	}
 	if *summaryInterval > 0 && !*disableStats {
-		go summaries(ctx, p, *summaryInterval, logger)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			summaries(ctx, p, *summaryInterval, logger)
+		}()
+		defer func() { <-done }()
 	}
 	return p.Run(ctx)
 }
@@ -220,8 +225,8 @@ func summaries(ctx context.Context, p *proxy.Proxy, every time.Duration, logger 
 
 // serveMetrics serves Prometheus metrics at /internal/metrics with
 // upstream's names (tor_snowflake_proxy_*) on its own mux with timeouts,
-// and returns the server and its address.
-func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Server, string, error) {
+// and returns a function that stops it (and waits), and its address.
+func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (func(), string, error) {
 	reg := prometheus.NewRegistry()
 	st := p.Stats()
 	counter := func(name, help string, f func() int64) {
@@ -256,11 +261,19 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (*http.Serve
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("metrics server", "err", err)
 		}
 	}()
 	logger.Info("metrics listening", "addr", ln.Addr().String())
-	return srv, ln.Addr().String(), nil
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	}
+	return stop, ln.Addr().String(), nil
 }

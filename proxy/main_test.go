@@ -39,11 +39,11 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Stats().BytesUp.Add(1234)
-	srv, addr, err := serveMetrics("127.0.0.1:0", p, slog.New(slog.DiscardHandler))
+	stop, addr, err := serveMetrics("127.0.0.1:0", p, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	defer stop()
 	resp, err := http.Get("http://" + addr + "/internal/metrics")
 	if err != nil {
 		t.Fatal(err)
