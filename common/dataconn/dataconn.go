@@ -108,6 +108,11 @@ func (c *Conn) checkIdle() {
 func (c *Conn) Read(p []byte) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	select {
+	case <-c.done:
+		return 0, c.closedErr()
+	default:
+	}
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
@@ -137,15 +142,18 @@ func (c *Conn) afterRead(n int, err error) (int, error) {
 	if err != nil {
 		select {
 		case <-c.done:
-			if c.err != nil {
-				err = c.err
-			} else {
-				err = net.ErrClosed
-			}
+			err = c.closedErr()
 		default:
 		}
 	}
 	return n, err
+}
+
+func (c *Conn) closedErr() error {
+	if c.err != nil {
+		return c.err
+	}
+	return net.ErrClosed
 }
 
 // Write sends p as one message (split if larger than the maximum message
@@ -218,6 +226,9 @@ func (c *Conn) closeWith(cause error) {
 		if c.idle != nil {
 			c.idle.Stop()
 		}
+		// A closed stream's Read can wait for the peer's reset; the
+		// deadline releases a blocked reader at once.
+		c.rwc.SetReadDeadline(time.Unix(1, 0))
 		c.rwc.Close()
 		c.onClose.Add(1)
 		go func() {

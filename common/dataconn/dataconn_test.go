@@ -1,0 +1,187 @@
+package dataconn
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+)
+
+// pair connects two in-process PeerConnections over loopback and returns
+// both ends of one data channel, wrapped with cfg.
+func pair(t *testing.T, cfg Config) (a, b *Conn, dcA *webrtc.DataChannel) {
+	t.Helper()
+	var se webrtc.SettingEngine
+	se.DetachDataChannels()
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	api := webrtc.NewAPI(webrtc.WithSettingEngine(se))
+	pcA, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcB, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pcA.Close(); pcB.Close() })
+	dcA, err = pcA.CreateDataChannel("test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openA := make(chan struct{})
+	dcA.OnOpen(func() { close(openA) })
+	dcBch := make(chan *webrtc.DataChannel, 1)
+	pcB.OnDataChannel(func(dc *webrtc.DataChannel) {
+		dc.OnOpen(func() { dcBch <- dc })
+	})
+	offer, _ := pcA.CreateOffer(nil)
+	gA := webrtc.GatheringCompletePromise(pcA)
+	pcA.SetLocalDescription(offer)
+	<-gA
+	if err := pcB.SetRemoteDescription(*pcA.LocalDescription()); err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := pcB.CreateAnswer(nil)
+	gB := webrtc.GatheringCompletePromise(pcB)
+	pcB.SetLocalDescription(answer)
+	<-gB
+	if err := pcA.SetRemoteDescription(*pcB.LocalDescription()); err != nil {
+		t.Fatal(err)
+	}
+	var dcB *webrtc.DataChannel
+	select {
+	case <-openA:
+	case <-time.After(15 * time.Second):
+		t.Fatal("data channel did not open")
+	}
+	select {
+	case dcB = <-dcBch:
+	case <-time.After(15 * time.Second):
+		t.Fatal("remote data channel did not open")
+	}
+	a, err = New(dcA, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = New(dcB, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b, dcA
+}
+
+func TestStreamBothWays(t *testing.T) {
+	a, b, _ := pair(t, Config{})
+	const size = 4 << 20
+	data := make([]byte, size)
+	rand.Read(data)
+	want := sha256.Sum256(data)
+	var wg sync.WaitGroup
+	check := func(name string, r io.Reader) {
+		defer wg.Done()
+		h := sha256.New()
+		// Small reads exercise the buffering of large messages.
+		if _, err := io.CopyBuffer(h, io.LimitReader(r, size), make([]byte, 1000)); err != nil {
+			t.Errorf("%s read: %v", name, err)
+		}
+		if !bytes.Equal(h.Sum(nil), want[:]) {
+			t.Errorf("%s: SHA-256 mismatch", name)
+		}
+	}
+	wg.Add(2)
+	go check("b", b)
+	go check("a", a)
+	// Writes of assorted sizes, including some above the message limit.
+	for _, w := range []*Conn{a, b} {
+		for off := 0; off < size; {
+			n := min(1+off%(3*maxMessage), size-off)
+			if _, err := w.Write(data[off : off+n]); err != nil {
+				t.Fatal(err)
+			}
+			off += n
+		}
+	}
+	wg.Wait()
+}
+
+func TestFlowControl(t *testing.T) {
+	a, b, dcA := pair(t, Config{})
+	done := make(chan struct{})
+	var peak uint64
+	go func() {
+		defer close(done)
+		buf := make([]byte, 16<<10)
+		for i := 0; i < 400; i++ { // ~6.5 MB
+			if _, err := a.Write(buf); err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+			peak = max(peak, dcA.BufferedAmount())
+		}
+	}()
+	// A slow reader: the writer must wait, not queue everything.
+	time.Sleep(500 * time.Millisecond)
+	go io.Copy(io.Discard, b)
+	<-done
+	if limit := uint64(DefaultHighWater + maxMessage); peak > limit {
+		t.Fatalf("buffered amount reached %d, above %d", peak, limit)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	a, b, _ := pair(t, Config{IdleTimeout: 300 * time.Millisecond})
+	// Traffic keeps it alive...
+	go io.Copy(io.Discard, a)
+	for i := 0; i < 6; i++ {
+		b.Write([]byte("ping"))
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-a.Done():
+		t.Fatal("closed while data was flowing")
+	default:
+	}
+	// ...silence ends it.
+	select {
+	case <-a.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("idle conn not closed")
+	}
+	if !errors.Is(a.Err(), ErrIdle) {
+		t.Fatalf("Err = %v, want ErrIdle", a.Err())
+	}
+	if _, err := a.Write([]byte("x")); err == nil {
+		t.Fatal("write after idle close succeeded")
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	var closed int
+	var mu sync.Mutex
+	a, _, _ := pair(t, Config{OnClose: func() { mu.Lock(); closed++; mu.Unlock() }})
+	for i := 0; i < 3; i++ {
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if closed != 1 {
+		t.Fatalf("OnClose ran %d times", closed)
+	}
+	if _, err := a.Read(make([]byte, 10)); err == nil {
+		t.Fatal("read after close succeeded")
+	}
+}
