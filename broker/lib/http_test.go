@@ -77,9 +77,11 @@ func TestProxyErrors(t *testing.T) {
 			if r.status != tt.status || (tt.want != "" && r.body != tt.want) {
 				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tt.status, tt.want)
 			}
-			held := time.Since(start) >= testHold
-			if wantHeld := strings.Contains(tt.want, "no match"); held != wantHeld {
-				t.Fatalf("held=%v, want %v", held, wantHeld)
+			// Polls that may wait are held for the hold time. (Refusals
+			// are immediate, but timing that would flake on a loaded
+			// machine; TestMaxWaitingProxies bounds it loosely.)
+			if strings.Contains(tt.want, "no match") && time.Since(start) < testHold {
+				t.Fatalf("answered after %v, before the hold of %v", time.Since(start), testHold)
 			}
 		})
 	}

@@ -58,7 +58,7 @@ func TestClientTimeout(t *testing.T) {
 	if r.body != `{"error":"timed out waiting for answer!"}` {
 		t.Fatalf("client got %s", r.body)
 	}
-	if d := time.Since(start); d < testClientTimeout || d > testClientTimeout+2*time.Second {
+	if d := time.Since(start); d < testClientTimeout || d > testClientTimeout+5*time.Second {
 		t.Fatalf("timed out after %v, want about %v", d, testClientTimeout)
 	}
 	if pr := <-proxy; pr == nil || pr.Status != messages.StatusClientMatch {
@@ -153,7 +153,7 @@ func TestMaxWaitingProxies(t *testing.T) {
 	waitWaiting(t, b, 1)
 	start := time.Now()
 	r := post(t, srv.URL+"/proxy", proxyPollBody(t, "b", nat.Unrestricted, 0, "snowflake.torproject.net$"))
-	if !strings.Contains(r.body, `"Status":"no match"`) || time.Since(start) > 2*time.Second {
+	if !strings.Contains(r.body, `"Status":"no match"`) || time.Since(start) > 4*time.Second {
 		t.Fatalf("over-limit poll: %s after %v", r.body, time.Since(start))
 	}
 	b.Close()

@@ -230,7 +230,7 @@ func TestSlowloris(t *testing.T) {
 	if _, err := io.ReadAll(slow); err != nil {
 		t.Fatalf("slow connection not closed by the server: %v", err)
 	}
-	if d := time.Since(start); d < readHeaderTimeout-time.Second || d > readHeaderTimeout+3*time.Second {
+	if d := time.Since(start); d < readHeaderTimeout-time.Second || d > readHeaderTimeout+10*time.Second {
 		t.Fatalf("slow connection closed after %v, want about %v", d, readHeaderTimeout)
 	}
 	if err := <-other; err != nil {
