@@ -180,7 +180,21 @@ func TestProxyDisconnect(t *testing.T) {
 	waitWaiting(t, b, 1)
 	cancel()
 	<-done
-	time.Sleep(50 * time.Millisecond) // let the FIN arrive
+	// The client closes its connection asynchronously; wait until the
+	// parked connection shows it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.pools.mu.Lock()
+		alive := len(b.pools.heaps[poolUnrestricted]) == 1 && connAlive(b.pools.heaps[poolUnrestricted][0].conn)
+		b.pools.mu.Unlock()
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("parked connection still looks alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if r := post(t, srv.URL+"/client", clientPollBody(t, nat.Unrestricted)); r.body != `{"error":"no snowflake proxies currently available"}` {
 		t.Fatalf("client got %s", r.body)
 	}
