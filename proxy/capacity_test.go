@@ -141,7 +141,7 @@ func TestBenchmarkCapacity(t *testing.T) {
 		"-broker", brokerURL, "-relay", relay, "-stun", stun, "-keep-local-addresses",
 		"-allow-non-tls-relay", "-allowed-relay-hostname-pattern", "127.0.0.1$",
 		"-allow-proxying-to-private-addresses", "-nat-probe-server", "", "-poll-interval", "2s",
-		"-capacity", "60", "-concurrent-polls", "25", "-summary-interval", "0s", "-geoipdb", "", "-geoip6db", "")
+		"-capacity", "60", "-summary-interval", "0s", "-geoipdb", "", "-geoip6db", "")
 	proxy.WaitFor(t, "proxy started", 30*time.Second)
 	pid := proxy.Cmd.Process.Pid
 	// Let the staggered pollers reach the broker.
@@ -194,7 +194,7 @@ func TestBenchmarkCapacity(t *testing.T) {
 	}
 	for len(clients) < 50 && ctx.Err() == nil {
 		time.Sleep(2 * time.Second) // pollers return after each match
-		burst(min(25, 50-len(clients)))
+		burst(min(20, 50-len(clients)))
 	}
 	time.Sleep(2 * time.Second)
 	rss, hwm := rssMB(t, pid)
