@@ -142,11 +142,13 @@ func (c *Conn) mapError(err error, ctx context.Context) error {
 	case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
 		return io.EOF
 	}
-	if c.ctx.Err() != nil {
-		return net.ErrClosed
-	}
+	// The deadline is checked first: when it closes the connection, a
+	// concurrent reader may call Close before this error is mapped.
 	if ctx != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return timeoutError{err}
+	}
+	if c.ctx.Err() != nil {
+		return net.ErrClosed
 	}
 	return err
 }

@@ -182,3 +182,22 @@ func TestBuildsForJS(t *testing.T) {
 		t.Fatalf("GOOS=js build: %v\n%s", err, out)
 	}
 }
+
+// TestWriteDeadline: a peer that does not read makes writes block; the
+// deadline ends them with a timeout error (and closes the connection).
+func TestWriteDeadline(t *testing.T) {
+	c, _ := pair(t) // the server side never reads
+	buf := make([]byte, 64*1024)
+	start := time.Now()
+	var err error
+	for time.Since(start) < 30*time.Second {
+		c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err = c.Write(buf); err != nil {
+			break
+		}
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Write = %v, want a timeout", err)
+	}
+}

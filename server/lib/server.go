@@ -147,6 +147,8 @@ type Server struct {
 	sem    chan struct{} // one token per open WebSocket
 	// copyBuffers holds *[largeCopyBuffer]byte for streams in bulk transfer.
 	copyBuffers sync.Pool
+	// batchBuffers holds *[]byte of writeBatchSize capacity for writeLoop.
+	batchBuffers sync.Pool
 
 	ctx    context.Context // canceled by Close: ends every connection
 	cancel context.CancelFunc
@@ -174,6 +176,10 @@ func New(cfg Config) (*Server, error) {
 		cancel: cancel,
 	}
 	s.copyBuffers.New = func() any { return new([largeCopyBuffer]byte) }
+	s.batchBuffers.New = func() any {
+		b := make([]byte, 0, writeBatchSize)
+		return &b
+	}
 	for i := range cfg.NumTurbotunnel {
 		sh, err := newShard(s, i)
 		if err != nil {

@@ -442,7 +442,8 @@ func TestStalledWebSocket(t *testing.T) {
 		}
 		return c, nil
 	}
-	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), dial, nil))
+	clientLog := &logRecorder{}
+	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), dial, slog.New(clientLog)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,12 +454,16 @@ func TestStalledWebSocket(t *testing.T) {
 	}
 	defer st.Close()
 	echo(t, st, 64<<10)
+	if dials.Load() != 1 {
+		t.Fatalf("client redialled before the stall: %q; server log %q", clientLog.lines, ts.log.lines)
+	}
 	stalled.Store(true)
 	// The echo of this transfer cannot be delivered until the server gives
 	// up on the stalled WebSocket and the client reconnects.
 	echo(t, st, 8<<20)
 	if ts.srv.Stats().Errors["write"] == 0 {
-		t.Error("no write error counted for the stalled WebSocket")
+		t.Errorf("no write error counted for the stalled WebSocket; stats %+v; server log %q; client log %q",
+			ts.srv.Stats(), ts.log.lines, clientLog.lines)
 	}
 	if dials.Load() < 2 {
 		t.Error("client did not reconnect")

@@ -20,9 +20,10 @@ import (
 )
 
 const (
-	// readBufferSize is the bufio size on each WebSocket: enough for a few
-	// packets, small enough that thousands of idle connections stay cheap.
-	readBufferSize = 4096
+	// readBufferSize is the bufio size on each WebSocket: it makes prefix
+	// parsing cheap; the WebSocket library buffers the socket itself, so
+	// this can stay small for thousands of idle connections.
+	readBufferSize = 2048
 	// packetBufferSize is the buffer each data chunk is read into. Upstream
 	// servers use 2048; KCP packets are at most turbotunnel.MTU.
 	packetBufferSize = 2048
@@ -180,29 +181,37 @@ func (s *Server) readLoop(conn net.Conn, id turbotunnel.ClientID, sh *shard) err
 }
 
 // writeLoop sends the client's outgoing packets, as many per WebSocket
-// message as are queued, until done is closed or a write fails.
+// message as are queued, until done is closed or a write fails. The batch
+// buffer is borrowed from a pool only while there is something to send, so
+// an idle connection holds none.
 func (s *Server) writeLoop(conn net.Conn, sh *shard, queue <-chan []byte, done <-chan struct{}) error {
-	bw := encapsulation.NewBatchWriterSize(conn, writeBatchSize)
 	for {
+		var p []byte
 		select {
 		case <-done:
 			return nil
-		case p := <-queue:
-			bw.WriteData(p) // cannot fail: packets are far below MaxLength
-			sh.pconn.Release(p)
+		case p = <-queue:
 		}
+		bp := s.batchBuffers.Get().(*[]byte)
+		batch := encapsulation.AppendPrefix((*bp)[:0], len(p), true)
+		batch = append(batch, p...)
+		sh.pconn.Release(p)
 	more:
-		for bw.Buffered() < writeBatchSize-turbotunnel.MTU {
+		for len(batch) < writeBatchSize-turbotunnel.MTU-encapsulation.MaxPrefixLength {
 			select {
-			case p := <-queue:
-				bw.WriteData(p)
+			case p = <-queue:
+				batch = encapsulation.AppendPrefix(batch, len(p), true)
+				batch = append(batch, p...)
 				sh.pconn.Release(p)
 			default:
 				break more
 			}
 		}
 		conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		if err := bw.Flush(); err != nil {
+		_, err := conn.Write(batch)
+		*bp = batch
+		s.batchBuffers.Put(bp)
+		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				// A stalled peer; the timeout has closed the WebSocket.
