@@ -289,13 +289,13 @@ func newSTUN(t *testing.T) string {
 
 // TestDebianClientThroughOurProxy is the interoperability end-to-end test:
 // Debian's snowflake-client 2.5.1 → our broker → our proxy → our server →
-// TCP sink, 100 MB downstream and 20 MB upstream, SHA-256 checked.
+// TCP sink, 100 MB downstream and 10 MB upstream, SHA-256 checked.
 func TestDebianClientThroughOurProxy(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
 	c := startChain(t, ourProxy, newSTUN(t))
-	const down, up = 100 << 20, 20 << 20
+	const down, up = 100 << 20, 10 << 20
 	d := c.download(t, down)
 	u := c.upload(t, up)
 	t.Logf("download %d MB in %v (%.1f MB/s), upload %d MB in %v (%.1f MB/s)",
