@@ -188,17 +188,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 // the client must have sent SNI = front and Host = broker.
 func TestDomainFronting(t *testing.T) {
 	nginx := testenv.LookPath(t, "nginx")
-	for _, imitate := range []string{"", "hellorandomizedalpn", "hellofirefox_auto"} {
-		t.Run("utls="+imitate, func(t *testing.T) {
-			c := startChain(t, 1*mb)
-			c.startProxy("proxy")
-			c.waitProxies(1)
-			dir := t.TempDir()
-			pool, certFile, keyFile := newTestCA(t, dir, "front.example")
-			port := testenv.FreePort(t)
-			brokerHost := "broker.example"
-			bu, _ := url.Parse(c.brokerURL)
-			conf := fmt.Sprintf(`
+	c := startChain(t, 1*mb)
+	c.startProxy("proxy")
+	dir := t.TempDir()
+	pool, certFile, keyFile := newTestCA(t, dir, "front.example")
+	port := testenv.FreePort(t)
+	brokerHost := "broker.example"
+	bu, _ := url.Parse(c.brokerURL)
+	conf := fmt.Sprintf(`
 daemon off;
 master_process off;
 worker_processes 1;
@@ -212,7 +209,7 @@ http {
 	fastcgi_temp_path %[1]s/fastcgi;
 	uwsgi_temp_path %[1]s/uwsgi;
 	scgi_temp_path %[1]s/scgi;
-	log_format fronting 'sni=$ssl_server_name host=$host uri=$request_uri status=$status';
+	log_format fronting 'sni=$ssl_server_name host=$host uri=$request_uri status=$status proto=$server_protocol';
 	server {
 		listen 127.0.0.1:%[2]d ssl http2;
 		server_name %[3]s;
@@ -231,24 +228,33 @@ http {
 	}
 }
 `, dir, port, brokerHost, certFile, keyFile, bu.Host)
-			confFile := filepath.Join(dir, "nginx.conf")
-			if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			p := testenv.Start(t, "nginx", nil, nginx, "-c", confFile, "-e", filepath.Join(dir, "error.log"), "-p", dir)
-			waitListening(t, p, fmt.Sprintf("127.0.0.1:%d", port))
+	confFile := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.Start(t, "nginx", nil, nginx, "-c", confFile, "-e", filepath.Join(dir, "error.log"), "-p", dir)
+	waitListening(t, p, fmt.Sprintf("127.0.0.1:%d", port))
 
+	// crypto/tls and two uTLS fingerprints; nginx offers HTTP/2, which the
+	// browser-like hellos negotiate.
+	for _, tc := range []struct{ imitate, proto string }{
+		{"", "HTTP/2.0"}, {"hellorandomizedalpn", "HTTP/2.0"}, {"hellofirefox_auto", "HTTP/2.0"},
+	} {
+		t.Run("utls="+tc.imitate, func(t *testing.T) {
+			os.Truncate(filepath.Join(dir, "access.log"), 0)
+			c.waitProxies(1)
 			var asked []string
 			libDownload(t, c, client.Config{
 				BrokerURL:    "https://" + brokerHost + "/",
 				FrontDomains: []string{"front.example"},
-				UTLSImitate:  imitate,
+				UTLSImitate:  tc.imitate,
 				RootCAs:      pool,
 				DialBroker:   toLoopback(fmt.Sprintf("127.0.0.1:%d", port), &asked),
 			})
 			log, _ := os.ReadFile(filepath.Join(dir, "access.log"))
-			if !strings.Contains(string(log), "sni=front.example host=broker.example uri=/client status=200") {
-				t.Fatalf("nginx did not see a fronted /client poll; access log:\n%s", log)
+			want := "sni=front.example host=broker.example uri=/client status=200 proto=" + tc.proto
+			if !strings.Contains(string(log), want) {
+				t.Fatalf("nginx did not log %q; access log:\n%s", want, log)
 			}
 			for _, a := range asked {
 				if a != "front.example:443" {
