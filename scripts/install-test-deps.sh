@@ -4,7 +4,7 @@
 # idempotent and prints nothing when everything is already installed.
 set -eu
 
-packages="tor tor-geoipdb snowflake-client snowflake-proxy nginx-light iproute2 util-linux ca-certificates nftables docker-compose prometheus systemd groff-base nodejs"
+packages="tor tor-geoipdb snowflake-client snowflake-proxy nginx-light iproute2 util-linux ca-certificates nftables chromium docker-compose prometheus systemd groff-base nodejs"
 # npm installs the npm-pinned test servers (internal/sqstest); some nodejs
 # builds bundle it, Debian ships it separately.
 command -v npm >/dev/null 2>&1 || packages="$packages npm"

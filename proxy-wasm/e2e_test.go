@@ -1,0 +1,161 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
+)
+
+// TestBrowserProxy runs the WebAssembly proxy in headless Chromium, as the
+// web page and as the extension, between real Snowflake clients (ours and
+// Debian's 2.5.1) and our broker and bridge server, all on loopback in a
+// private network namespace. Each client downloads 20 MB whose SHA-256 is
+// checked. It also compares the page's throughput with our native proxy's
+// on the same chain.
+func TestBrowserProxy(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	web := webDir(t)
+	n := startNetwork(t, 20*mb)
+	ourClient := testenv.Binary(t, "./client")
+
+	var pageRate float64
+	t.Run("page", func(t *testing.T) {
+		ws := startWebServer(t, n, filepath.Join(web, "page"))
+		ch := startChromium(t, ws.url+"index.html")
+		page := ch.attach(ws.url + "index.html")
+		page.waitTrue(`document.getElementById("toggle").disabled === false`, 30*time.Second)
+		page.click("toggle")
+		ws.waitStatus("state on", 20*time.Second, func(s status) bool { return s.State == "on" })
+		waitPolls(t, ws, 1)
+
+		_, socks := n.startClient("our-client", ourClient)
+		pageRate = n.download(dial(t, socks))
+		t.Logf("our client: 20 MB through the page proxy at %.1f MB/s", pageRate)
+
+		_, dsocks := n.startClient("debian-client", testenv.LookPath(t, "snowflake-client"))
+		rate := n.download(dial(t, dsocks))
+		t.Logf("Debian's client 2.5.1: 20 MB through the page proxy at %.1f MB/s", rate)
+
+		st := ws.waitStatus("two clients served", 10*time.Second, func(s status) bool {
+			return s.Connections >= 2 && s.BytesDown >= 2*n.src.size
+		})
+		if st.Type != "badge" {
+			t.Errorf("page reports type %q, want badge", st.Type)
+		}
+		if types := ws.pollTypes(); types["badge"] == 0 || len(types) != 1 {
+			t.Errorf("broker saw poll types %v, want only badge", types)
+		}
+
+		t.Run("toggle off", func(t *testing.T) {
+			// Hold a stream open through the page proxy, then switch off.
+			_, socks := n.startClient("idle-client", ourClient)
+			conn := dial(t, socks)
+			defer conn.Close()
+			buf := make([]byte, 1024)
+			conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+			if _, err := conn.Read(buf); err != nil {
+				t.Fatalf("no data before switching off: %v", err)
+			}
+			ws.waitStatus("an active client", 10*time.Second, func(s status) bool { return s.Active >= 1 })
+			if c := n.relayConnections(); c == 0 {
+				t.Fatal("no relay connection while a client is active")
+			}
+			page.click("toggle")
+			ws.waitStatus("state off", 15*time.Second, func(s status) bool {
+				return s.State == "off" && s.Active == 0
+			})
+			waitFor(t, "relay connections closed", 10*time.Second, func() bool { return n.relayConnections() == 0 })
+			// Polls in flight were aborted; no new ones may come.
+			before := ws.polls.Load()
+			time.Sleep(5 * time.Second)
+			if after := ws.polls.Load(); after != before {
+				t.Errorf("%d polls after switching off", after-before)
+			}
+			if v, err := page.eval(`document.getElementById("toggle").checked`); err != nil || string(v) != "false" {
+				t.Errorf("switch still on after switching off: %s %v", v, err)
+			}
+		})
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("native proxy", func(t *testing.T) {
+		p := n.startNativeProxy()
+		defer p.Stop()
+		_, socks := n.startClient("native-client", ourClient)
+		rate := n.download(dial(t, socks))
+		t.Logf("PERF page proxy %.1f MB/s, native proxy %.1f MB/s (20 MB, our client, same chain)", pageRate, rate)
+	})
+
+	t.Run("extension", func(t *testing.T) {
+		ws := startWebServer(t, n, "")
+		ext := filepath.Join(t.TempDir(), "extension")
+		copyDir(t, filepath.Join(web, "extension"), ext)
+		if err := os.WriteFile(filepath.Join(ext, "settings.json"), ws.settings(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		popupURL := "chrome-extension://" + extensionID(ext) + "/popup.html"
+		ch := startChromium(t, popupURL, "--load-extension="+ext, "--disable-extensions-except="+ext)
+		popup := ch.attach(popupURL)
+		popup.waitTrue(`typeof chrome !== "undefined" && !!chrome.storage && document.readyState === "complete"`, 30*time.Second)
+		popup.click("toggle")
+		ws.waitStatus("state on", 30*time.Second, func(s status) bool { return s.State == "on" })
+		waitPolls(t, ws, 1)
+
+		_, socks := n.startClient("ext-client", ourClient)
+		rate := n.download(dial(t, socks))
+		t.Logf("our client: 20 MB through the extension at %.1f MB/s", rate)
+		st := ws.waitStatus("a client served", 10*time.Second, func(s status) bool {
+			return s.Connections >= 1 && s.BytesDown >= n.src.size
+		})
+		if st.Type != "webext" {
+			t.Errorf("extension reports type %q, want webext", st.Type)
+		}
+		if types := ws.pollTypes(); types["webext"] == 0 || len(types) != 1 {
+			t.Errorf("broker saw poll types %v, want only webext", types)
+		}
+		// The switch persists in storage.
+		if v, err := popup.eval(`chrome.storage.local.get("enabled").then(s => s.enabled)`); err != nil || string(v) != "true" {
+			t.Errorf("stored switch: %s %v", v, err)
+		}
+
+		popup.click("toggle")
+		ws.waitStatus("state off", 15*time.Second, func(s status) bool { return s.State == "off" })
+		waitFor(t, "relay connections closed", 10*time.Second, func() bool { return n.relayConnections() == 0 })
+		popup.waitTrue(`chrome.runtime.getContexts({contextTypes: ["OFFSCREEN_DOCUMENT"]}).then(c => c.length === 0)`, 10*time.Second)
+	})
+}
+
+// waitPolls waits until the broker has seen k polls through the web
+// server, so that a client's first rendezvous finds the browser proxy.
+func waitPolls(t *testing.T, ws *webServer, k int64) {
+	t.Helper()
+	waitFor(t, "a poll from the browser", 20*time.Second, func() bool { return ws.polls.Load() >= k })
+	// The poll is held at the broker from now on; give it a moment to
+	// arrive there after passing the web server.
+	time.Sleep(200 * time.Millisecond)
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatal(err)
+	}
+}
