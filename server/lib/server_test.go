@@ -429,7 +429,8 @@ func (c *stallConn) Close() error {
 // TestStalledWebSocket: a WebSocket that stops reading is closed after the
 // write timeout; the client's session then continues over a new one.
 func TestStalledWebSocket(t *testing.T) {
-	ts := startServer(t, Config{WriteTimeout: 300 * time.Millisecond})
+	// Long enough that a CPU-starved but live client is not taken for stalled.
+	ts := startServer(t, Config{WriteTimeout: 2 * time.Second})
 	var stalled atomic.Bool
 	var dials atomic.Int32
 	dial := func(ctx context.Context) (net.Conn, error) {
