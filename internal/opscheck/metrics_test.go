@@ -62,7 +62,7 @@ func TestMetrics(t *testing.T) {
 	}
 	brk := testenv.Start(t, "snowflake-broker", nil, testenv.Binary(t, "./broker"),
 		"-addr", fmt.Sprintf("127.0.0.1:%d", brokerPort), "-disable-tls", "-disable-geoip",
-		"-bridge-list-path", bridges, "-allowed-relay-pattern", "127.0.0.1$")
+		"-bridge-list-path", bridges, "-allowed-relay-pattern", "127.0.0.1$", "-default-relay-pattern", "127.0.0.1$")
 	brk.WaitFor(t, "listening", time.Minute)
 
 	stun, err := stunserver.Listen("127.0.0.1", "127.0.0.2")
@@ -87,6 +87,27 @@ func TestMetrics(t *testing.T) {
 	post(t, broker+"/answer", `{"Version":"1.3","Sid":"opscheck","Answer":"{\"type\":\"answer\",\"sdp\":\"a=candidate:1\"}"}`)
 	// A proxy with a pattern narrower than the broker's is refused.
 	post(t, broker+"/proxy", `{"Sid":"opscheck-narrow","Version":"1.3","Type":"standalone","NAT":"unknown","Clients":0,"AcceptedRelayPattern":"^other.example.net$"}`)
+	// An old proxy without a pattern gets -default-relay-pattern; the broker
+	// holds its poll, so send it in the background.
+	oldProxy := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, broker+"/proxy",
+			strings.NewReader(`{"Sid":"opscheck-old","Version":"1.2","Type":"standalone","NAT":"unknown","Clients":0}`))
+		if err == nil {
+			var resp *http.Response
+			if resp, err = http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+		oldProxy <- err
+	}()
+	defer func() {
+		if err := <-oldProxy; err != nil {
+			t.Errorf("poll without a relay pattern: %v", err)
+		}
+	}()
 
 	endpoints := map[string]string{
 		"snowflake-server": fmt.Sprintf("http://127.0.0.1:%d/metrics", serverMetrics),
@@ -95,6 +116,10 @@ func TestMetrics(t *testing.T) {
 	}
 	needed := dashboardMetrics(t)
 	for _, m := range alertMetrics(t) {
+		needed[m] = true
+	}
+	// So must every metric doc/metrics.md describes.
+	for _, m := range metricRef.FindAllString(repoFile(t, "doc/metrics.md"), -1) {
 		needed[m] = true
 	}
 	// The broker counts a held proxy poll when its 10 s hold ends, so wait
@@ -125,7 +150,7 @@ func TestMetrics(t *testing.T) {
 	}
 	sort.Strings(missing)
 	for _, m := range missing {
-		t.Errorf("the dashboard or alert rules use %s, which no binary exported", m)
+		t.Errorf("the dashboard, alert rules or doc/metrics.md use %s, which no binary exported", m)
 	}
 
 	for job, body := range bodies {
@@ -223,7 +248,9 @@ func metricNames(body string) map[string]bool {
 	return names
 }
 
-var metricRef = regexp.MustCompile(`\bsnowflake_[a-z0-9_]+`)
+// metricRef matches our metric names: snowflake_* (broker, server) and
+// tor_snowflake_proxy_* (proxy, upstream's names).
+var metricRef = regexp.MustCompile(`\b(?:tor_)?snowflake_[a-z0-9_]+`)
 
 // dashboardMetrics returns the metric names the Grafana dashboard's
 // queries use; it fails on a dashboard that is not valid JSON or has no
