@@ -47,6 +47,9 @@ func ParseSTUNURL(s string) (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("nat: %q has no host", s)
 	}
+	if strings.ContainsAny(host, "[]@ \t") || (strings.Contains(host, ":") && net.ParseIP(host) == nil) {
+		return "", fmt.Errorf("nat: %q has an invalid host", s)
+	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return "", fmt.Errorf("nat: %q has an invalid port", s)
 	}

@@ -71,6 +71,11 @@ func (a *AMP) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
+	return decodeAMPBody(body)
+}
+
+// decodeAMPBody unwraps the armored poll response from an AMP page.
+func decodeAMPBody(body []byte) ([]byte, error) {
 	dec, err := amp.NewArmorDecoder(bytesReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("rendezvous: amp: armor: %w", err)

@@ -402,3 +402,30 @@ func TestSQSRegion(t *testing.T) {
 		}
 	}
 }
+
+func FuzzDecodeAMPBody(f *testing.F) {
+	var armored bytes.Buffer
+	amp.Armor(&armored, []byte(`{"answer":"x"}`))
+	f.Add(armored.Bytes())
+	f.Add([]byte("<pre>0eyJlcnJvciI6InkifQ==</pre>"))
+	f.Add([]byte("<html><pre>1AAAA</pre><pre><pre>"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		payload, err := decodeAMPBody(body)
+		if err != nil {
+			return
+		}
+		if len(payload) > MaxBodySize {
+			t.Fatalf("payload of %d bytes accepted", len(payload))
+		}
+		// Whatever decoded must survive a re-armoring round trip.
+		var again bytes.Buffer
+		if err := amp.Armor(&again, payload); err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeAMPBody(again.Bytes())
+		if err != nil || !bytes.Equal(back, payload) {
+			t.Fatalf("round trip: %q, %v; want %q", back, err, payload)
+		}
+	})
+}
