@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"syscall"
+	"time"
 
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 
@@ -211,7 +212,31 @@ func handle(ctx context.Context, sc *pt.SocksConn, base client.Config, logger *s
 		return
 	}
 	defer t.Close()
-	c, err := t.Dial(ctx)
+	// Tor sends nothing before the SOCKS reply, so a read that returns
+	// means tor hung up (or broke protocol): stop looking for a proxy then.
+	dialCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var early []byte
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		var b [1]byte
+		n, err := sc.Read(b[:])
+		early = b[:n]
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			cancel()
+		}
+	}()
+	c, err := t.Dial(dialCtx)
+	sc.SetReadDeadline(time.Unix(1, 0)) // release the watcher
+	<-watched
+	sc.SetReadDeadline(time.Time{})
+	if err == nil && len(early) > 0 {
+		if _, err = c.Write(early); err != nil {
+			c.Close()
+		}
+	}
 	if err != nil {
 		logger.Error("could not connect through Snowflake", "err", err)
 		sc.Reject()

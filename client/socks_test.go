@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -61,4 +62,29 @@ func TestBadBridgeLines(t *testing.T) {
 	if !strings.Contains(p.Output(), "CMETHODS DONE") {
 		t.Errorf("no CMETHODS DONE in output:\n%s", p.Output())
 	}
+}
+
+// TestSOCKSHangUp: when tor gives up on a connection while the client is
+// still looking for a proxy, the client stops looking.
+func TestSOCKSHangUp(t *testing.T) {
+	bin := testenv.Binary(t, "./client")
+	c := &chain{t: t, dir: t.TempDir()}
+	// Nothing listens on the discard port: every rendezvous fails and
+	// Dial keeps retrying until it is cancelled.
+	p, socks := c.startClient("client", bin, "-url", "http://127.0.0.1:9/")
+	conn, err := net.Dial("tcp", socks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SOCKS5: no auth, then CONNECT 192.0.2.3:80; no reply comes until a
+	// proxy is found.
+	conn.Write([]byte{5, 1, 0})
+	var reply [2]byte
+	if _, err := io.ReadFull(conn, reply[:]); err != nil || reply != [2]byte{5, 0} {
+		t.Fatalf("method reply %v, %v", reply, err)
+	}
+	conn.Write([]byte{5, 1, 0, 1, 192, 0, 2, 3, 0, 80})
+	p.WaitFor(t, "proxy attempt failed", 20*time.Second)
+	conn.Close()
+	p.WaitFor(t, "could not connect through Snowflake", 10*time.Second)
 }
