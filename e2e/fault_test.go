@@ -201,7 +201,7 @@ func TestClientDisappears(t *testing.T) {
 		}
 		return m.Sum(name)
 	}
-	if n := gauge(proxyMetrics, "snowflake_active_connections"); n != 1 {
+	if n := gauge(proxyMetrics, "tor_snowflake_proxy_active_connections"); n != 1 {
 		t.Fatalf("proxy active connections during the download = %v, want 1", n)
 	}
 	if n := gauge(c.ServerMetricsURL(), "snowflake_server_websocket_connections"); n != 1 {
@@ -224,7 +224,7 @@ func TestClientDisappears(t *testing.T) {
 			}
 		}
 	}
-	waitZero("proxy active connections", proxyMetrics, "snowflake_active_connections")
+	waitZero("proxy active connections", proxyMetrics, "tor_snowflake_proxy_active_connections")
 	waitZero("server WebSocket connections", c.ServerMetricsURL(), "snowflake_server_websocket_connections")
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("timed out")
