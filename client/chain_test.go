@@ -89,7 +89,9 @@ func startSource(t *testing.T, size int64) *source {
 func (s *source) addr() string { return s.ln.Addr().String() }
 
 // chain holds the shared part of a test network: STUN, bridge server and
-// broker.
+// broker. The server, broker and proxies are built without the race
+// detector (their own tests race-check them); the client under test keeps
+// it when the test has it.
 type chain struct {
 	t         *testing.T
 	dir       string
@@ -114,7 +116,7 @@ func startChain(t *testing.T, size int64, brokerArgs ...string) *chain {
 
 	sport := testenv.FreePort(t)
 	c.relay = fmt.Sprintf("ws://127.0.0.1:%d/", sport)
-	c.server = testenv.Start(t, "server", nil, testenv.Binary(t, "./server"),
+	c.server = testenv.Start(t, "server", nil, testenv.BinaryNoRace(t, "./server"),
 		"-listen", fmt.Sprintf("127.0.0.1:%d", sport), "-orport", c.src.addr(), "-disable-tls")
 	c.server.WaitFor(t, "listening", 60*time.Second)
 
@@ -135,7 +137,7 @@ func startChain(t *testing.T, size int64, brokerArgs ...string) *chain {
 	args := append([]string{"-addr", fmt.Sprintf("127.0.0.1:%d", bport), "-disable-tls",
 		"-bridge-list-path", bridges, "-allowed-relay-pattern", "127.0.0.1$", "-disable-geoip",
 		"-poll-interval-filepath", intervals}, brokerArgs...)
-	c.broker = testenv.Start(t, "broker", nil, testenv.Binary(t, "./broker"), args...)
+	c.broker = testenv.Start(t, "broker", nil, testenv.BinaryNoRace(t, "./broker"), args...)
 	c.broker.WaitFor(t, "listening", 60*time.Second)
 	return c
 }
@@ -143,7 +145,7 @@ func startChain(t *testing.T, size int64, brokerArgs ...string) *chain {
 // startProxy starts one of our proxies.
 func (c *chain) startProxy(name string) *testenv.Process {
 	c.t.Helper()
-	return testenv.Start(c.t, name, nil, testenv.Binary(c.t, "./proxy"),
+	return testenv.Start(c.t, name, nil, testenv.BinaryNoRace(c.t, "./proxy"),
 		"-broker", c.brokerURL, "-relay", c.relay, "-stun", c.stun.URL(),
 		"-keep-local-addresses", "-allow-non-tls-relay", "-allow-proxying-to-private-addresses",
 		"-allowed-relay-hostname-pattern", "127.0.0.1$", "-nat-probe-server", "",

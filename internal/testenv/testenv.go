@@ -165,3 +165,41 @@ func FreeUDPPort(t testing.TB) int {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
+
+// BinaryNoRace is [Binary] without the race detector, for peer processes
+// that only carry traffic in a test about another component: race-enabled
+// peers are several times slower, which makes 100 MB transfers take minutes.
+// Without -race in the test binary it is the same as Binary.
+func BinaryNoRace(t testing.TB, pkg string) string {
+	t.Helper()
+	if !raceEnabled {
+		return Binary(t, pkg)
+	}
+	key := pkg + "#norace"
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := buildCache[key]; ok {
+		return p
+	}
+	if p, ok := inheritedBinary(key); ok {
+		buildCache[key] = p
+		return p
+	}
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "snowflake-testbin-")
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		buildDir = dir
+	}
+	out := filepath.Join(buildDir, strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "-")+"-norace")
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = ModuleRoot(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("testenv: go build %s: %v\n%s", pkg, err, stderr.String())
+	}
+	buildCache[key] = out
+	return out
+}
