@@ -170,6 +170,12 @@ func (n *network) startClient(name, bin string) (*testenv.Process, string) {
 	return p, f[len(f)-1]
 }
 
+// clientLog returns the log file of the named client.
+func (n *network) clientLog(name string) string {
+	b, _ := os.ReadFile(filepath.Join(n.dir, name+".log"))
+	return string(b)
+}
+
 // startNativeProxy starts our snowflake-proxy on the same network.
 func (n *network) startNativeProxy() *testenv.Process {
 	n.t.Helper()
@@ -268,6 +274,16 @@ func (n *network) relayConnections() int {
 		}
 	}
 	return count
+}
+
+// socketReport lists the TCP sockets of the namespace with their owners,
+// to explain a connection that should have been closed.
+func (n *network) socketReport() string {
+	out, err := exec.Command("ss", "-tanp").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("ss: %v", err)
+	}
+	return fmt.Sprintf("relay port %d; sockets:\n%s", n.relayPort, out)
 }
 
 // status is the JSON the page and the extension report (see
@@ -545,12 +561,23 @@ type cdpSession struct {
 	id int
 }
 
+// navigate loads url in the page.
+func (s *cdpSession) navigate(url string) error {
+	_, err := s.call("Page.navigate", map[string]any{"url": url})
+	return err
+}
+
 // eval evaluates a JavaScript expression in the page and returns its value
 // as JSON.
 func (s *cdpSession) eval(expr string) (json.RawMessage, error) {
+	return s.call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true})
+}
+
+// call sends one DevTools command and returns the "value" of its result
+// (set by Runtime.evaluate; empty for other commands).
+func (s *cdpSession) call(method string, params map[string]any) (json.RawMessage, error) {
 	s.id++
-	req, _ := json.Marshal(map[string]any{"id": s.id, "method": "Runtime.evaluate",
-		"params": map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true}})
+	req, _ := json.Marshal(map[string]any{"id": s.id, "method": method, "params": params})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := s.ws.Write(ctx, websocket.MessageText, req); err != nil {
