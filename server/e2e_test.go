@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -154,10 +155,13 @@ func (d *wsDialer) numDials() int {
 }
 
 // transfer writes size random bytes to st while reading the echo, checks
-// SHA-256 of both, and calls mid (if set) once half is written.
+// SHA-256 of both, and calls mid (if set) once half is written. Transfers of
+// up to 16 MB are also kept whole, to say where they differ.
 func transfer(t *testing.T, st net.Conn, size int, mid func()) time.Duration {
 	t.Helper()
 	start := time.Now()
+	keep := size <= 16<<20
+	var sentAll, recvAll bytes.Buffer
 	sent := sha256.New()
 	errc := make(chan error, 1)
 	go func() {
@@ -166,6 +170,9 @@ func transfer(t *testing.T, st net.Conn, size int, mid func()) time.Duration {
 			n := min(len(buf), size-written)
 			rand.Read(buf[:n])
 			sent.Write(buf[:n])
+			if keep {
+				sentAll.Write(buf[:n])
+			}
 			if _, err := st.Write(buf[:n]); err != nil {
 				errc <- err
 				return
@@ -178,14 +185,32 @@ func transfer(t *testing.T, st net.Conn, size int, mid func()) time.Duration {
 		errc <- nil
 	}()
 	recv := sha256.New()
+	var w io.Writer = recv
+	if keep {
+		w = io.MultiWriter(recv, &recvAll)
+	}
 	st.SetReadDeadline(time.Now().Add(5 * time.Minute))
-	if n, err := io.CopyN(recv, st, int64(size)); err != nil {
+	if n, err := io.CopyN(w, st, int64(size)); err != nil {
 		t.Fatalf("read echo: %v after %d bytes", err, n)
 	}
 	if err := <-errc; err != nil {
 		t.Fatalf("write: %v", err)
 	}
 	if string(sent.Sum(nil)) != string(recv.Sum(nil)) {
+		if keep {
+			got, want := recvAll.Bytes(), sentAll.Bytes()
+			i := 0
+			for i < len(got) && got[i] == want[i] {
+				i++
+			}
+			j := i
+			for j < len(got) && got[j] != want[j] {
+				j++
+			}
+			k := bytes.Index(want, got[i:i+16])
+			t.Logf("first difference at offset %d, differing run %d bytes; got %x want %x; got[%d:] found in sent at %d",
+				i, j-i, got[i:min(i+24, len(got))], want[i:min(i+24, len(want))], i, k)
+		}
 		t.Fatal("SHA-256 of echoed bytes differs from what was sent")
 	}
 	return time.Since(start)
