@@ -1,3 +1,5 @@
+//go:build !js
+
 package main
 
 // Test harness for the browser proxy: a loopback Snowflake network (STUN,

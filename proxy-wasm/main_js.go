@@ -24,7 +24,7 @@ import (
 func main() {
 	// Browser consoles are visible to page scripts and extensions, so
 	// addresses are always scrubbed.
-	logger := slog.New(scrub.NewHandler(slog.NewTextHandler(os.Stderr, nil), false))
+	logger := slog.New(scrub.NewHandler(newConsoleHandler(os.Stderr, slog.LevelInfo), false))
 	c := newController(logger)
 
 	api := js.Global().Get("Object").New()
