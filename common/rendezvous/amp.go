@@ -44,6 +44,10 @@ func NewAMP(brokerURL, cacheURL string, fronts []string, rt http.RoundTripper) (
 
 // Exchange implements [Method].
 func (a *AMP) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) {
+	// The HTTP/2 transport has no response-header timeout of its own;
+	// bound the whole (small) exchange instead.
+	ctx, cancel := context.WithTimeout(ctx, ResponseHeaderTimeout)
+	defer cancel()
 	pub := joinPath(a.brokerURL, "amp/client/"+amp.EncodePath(pollRequest))
 	u, err := amp.CacheURL(pub, a.cacheURL, "c")
 	if err != nil {

@@ -47,6 +47,10 @@ func parseBaseURL(s string) (*url.URL, error) {
 
 // Exchange implements [Method].
 func (h *HTTP) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) {
+	// The HTTP/2 transport has no response-header timeout of its own;
+	// bound the whole (small) exchange instead.
+	ctx, cancel := context.WithTimeout(ctx, ResponseHeaderTimeout)
+	defer cancel()
 	u := joinPath(h.brokerURL, "client")
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(pollRequest))
 	if err != nil {

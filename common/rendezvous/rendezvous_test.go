@@ -429,3 +429,29 @@ func FuzzDecodeAMPBody(f *testing.F) {
 		}
 	})
 }
+
+// TestUTLSRandomizedRepeated: every randomized ClientHello must end in a
+// working handshake (some randomizations pick groups uTLS cannot use and
+// are retried).
+func TestUTLSRandomizedRepeated(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	var asked []string
+	var mu sync.Mutex
+	for i := 0; i < 30; i++ {
+		for _, id := range []string{"hellorandomizedalpn", "hellorandomizednoalpn"} {
+			rt, err := NewRoundTripper(TransportConfig{RootCAs: poolOf(srv), UTLSImitate: id,
+				Dial: loopbackDial(srv.Listener.Addr().String(), &asked, &mu)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, _ := NewHTTP("https://example.com/", nil, rt)
+			if _, err := h.Exchange(context.Background(), []byte(pollBody)); err != nil {
+				t.Fatalf("%s attempt %d: %v", id, i, err)
+			}
+			rt.(*utlsRoundTripper).CloseIdleConnections()
+		}
+	}
+}

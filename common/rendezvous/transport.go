@@ -202,6 +202,24 @@ func (r *utlsRoundTripper) dialSpareOrNew(ctx context.Context, network, addr str
 }
 
 func (r *utlsRoundTripper) dialTLS(ctx context.Context, network, addr string) (*utls.UConn, error) {
+	// A randomized fingerprint sometimes picks a key-share group that
+	// uTLS itself cannot generate, failing before anything is sent; a new
+	// randomization usually works.
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		var uc *utls.UConn
+		uc, err = r.dialTLSOnce(ctx, network, addr)
+		if err == nil {
+			return uc, nil
+		}
+		if !strings.Contains(err.Error(), "unsupported curve") || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, err
+}
+
+func (r *utlsRoundTripper) dialTLSOnce(ctx context.Context, network, addr string) (*utls.UConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
