@@ -84,6 +84,10 @@ func Parse(b []byte) (*Settings, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("settings: trailing data after the JSON object")
 	}
+	if len(s.STUN) == 0 {
+		// "stun": [] means the default list, like an absent key.
+		s.STUN = nil
+	}
 	if s.Capacity < 0 {
 		return nil, errors.New("settings: capacity must not be negative")
 	}
