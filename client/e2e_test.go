@@ -350,6 +350,7 @@ func TestAMPCache(t *testing.T) {
 	libDownload(t, c, client.Config{
 		BrokerURL:   "http://" + brokerHost + "/",
 		AMPCacheURL: "http://cache.example/",
+		Max:         2, // a spare proxy waits in the queue
 		DialBroker:  toLoopback(ln.Addr().String(), &asked),
 	})
 	if forwarded.Load() == 0 {
