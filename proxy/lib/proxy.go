@@ -235,6 +235,8 @@ var (
 	ErrClientGone = errors.New("client gone before the answer arrived")
 	// ErrNoDataChannel means the client's data channel did not open in time.
 	ErrNoDataChannel = errors.New("data channel did not open")
+	// errPeerFailed ends a relay whose PeerConnection failed or closed.
+	errPeerFailed = errors.New("peer connection failed")
 )
 
 func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp *messages.ProxyPollResponse) error {
@@ -360,17 +362,18 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	log.Info("client connected", "relay", relayU.Host)
 	start := time.Now()
 	var st relayStats
-	// The relay also ends when the PeerConnection fails.
-	rctx, rcancel := context.WithCancel(ctx)
-	defer rcancel()
+	// The relay also ends when the PeerConnection fails (ICE found the
+	// client unreachable).
+	rctx, rcancel := context.WithCancelCause(ctx)
+	defer rcancel(nil)
 	go func() {
 		select {
 		case <-failed:
-			rcancel()
+			rcancel(errPeerFailed)
 		case <-rctx.Done():
 		}
 	}()
-	err = relay(rctx, dc, rwc, ws, p.cfg.IdleTimeout, &st, &p.stats)
+	err = relay(rctx, dc, rwc, pc, ws, p.cfg.IdleTimeout, &st, &p.stats)
 	log.Info("client disconnected", "duration", time.Since(start).Round(time.Millisecond),
 		"up", st.up.Load(), "down", st.down.Load(), "cause", errString(err))
 	return nil

@@ -46,13 +46,20 @@ type relayStats struct {
 
 // relay copies bytes between a detached data channel and a WebSocket until
 // either side ends, ctx is done, or nothing arrives from the WebSocket for
-// idle. It closes both and returns why it stopped (nil for a normal end).
+// idle. It closes both, and peer (the PeerConnection), and returns why it
+// stopped (nil for a normal end).
+//
+// Closing the data channel alone is not enough: it only asks the client to
+// reset the SCTP stream, and a read blocked on the stream returns when the
+// client acknowledges. A client that vanished never does, so the teardown
+// also closes the PeerConnection, which ends the SCTP association and with
+// it every blocked read and write.
 //
 // Four goroutines: a reader and a writer per direction, joined by a pipe
 // that coalesces. Each reader closes its pipe when its source ends; each
 // writer drains its pipe and then tears the connection down, so data already
 // read is delivered when the other side ends first.
-func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, ws *websocket.Conn,
+func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, peer io.Closer, ws *websocket.Conn,
 	idle time.Duration, st *relayStats, total *Stats) error {
 	ws.SetReadLimit(wsReadLimit)
 	up, down := newPipe(pipeLimit), newPipe(pipeLimit)
@@ -70,6 +77,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 			down.abort()
 			ws.CloseNow()
 			rwc.Close()
+			peer.Close()
 		})
 	}
 
@@ -204,7 +212,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 		}
 	}()
 
-	stop := context.AfterFunc(ctx, func() { teardown(ctx.Err()) })
+	stop := context.AfterFunc(ctx, func() { teardown(context.Cause(ctx)) })
 	wg.Wait()
 	stop()
 	timerMu.Lock()

@@ -421,6 +421,9 @@ func TestVNetBurstOfClients(t *testing.T) {
 	cfg := vnetConfig(tn.proxyNet, brokerURL, "")
 	cfg.Capacity = clients
 	cfg.ConcurrentPolls = clients
+	// The clients exchange one after another; on a loaded machine the last
+	// one's turn can come after the default idle timeout.
+	cfg.IdleTimeout = 5 * time.Minute
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
