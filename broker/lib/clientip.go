@@ -6,20 +6,9 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
 )
-
-// cgnat is the shared address space of RFC 6598, which netip does not
-// classify as private.
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
-// isPublic reports whether an address can identify a client's country:
-// not private, loopback, link-local, CGNAT, multicast or unspecified.
-func isPublic(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsValid() && !a.IsPrivate() && !a.IsLoopback() && !a.IsLinkLocalUnicast() &&
-		!a.IsLinkLocalMulticast() && !a.IsUnspecified() && !a.IsMulticast() && !cgnat.Contains(a)
-}
 
 // parseHostAddr parses "ip", "ip:port", "[v6]" or "[v6]:port".
 func parseHostAddr(s string) (netip.Addr, bool) {
@@ -61,14 +50,14 @@ func forwardedFor(h string) []string {
 func clientAddr(r *http.Request) netip.Addr {
 	for _, h := range r.Header.Values("Forwarded") {
 		for _, v := range forwardedFor(h) {
-			if a, ok := parseHostAddr(v); ok && isPublic(a) {
+			if a, ok := parseHostAddr(v); ok && candidate.IsPublic(a) {
 				return a.Unmap()
 			}
 		}
 	}
 	for _, h := range r.Header.Values("X-Forwarded-For") {
 		for _, v := range strings.Split(h, ",") {
-			if a, ok := parseHostAddr(v); ok && isPublic(a) {
+			if a, ok := parseHostAddr(v); ok && candidate.IsPublic(a) {
 				return a.Unmap()
 			}
 		}
@@ -88,20 +77,5 @@ func offerAddr(offer string) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	for _, line := range strings.Split(d.SDP, "\n") {
-		line = strings.TrimSpace(line)
-		rest, ok := strings.CutPrefix(line, "a=candidate:")
-		if !ok {
-			continue
-		}
-		// foundation component transport priority address port typ ...
-		f := strings.Fields(rest)
-		if len(f) < 5 {
-			continue
-		}
-		if a, ok := parseHostAddr(f[4]); ok && isPublic(a) {
-			return a.Unmap()
-		}
-	}
-	return netip.Addr{}
+	return candidate.ClientIP(d.SDP)
 }

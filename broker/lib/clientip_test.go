@@ -2,7 +2,6 @@ package broker
 
 import (
 	"net/http"
-	"net/netip"
 	"testing"
 )
 
@@ -55,16 +54,6 @@ func TestOfferAddr(t *testing.T) {
 	for _, tt := range tests {
 		if got := offerAddr(tt.offer).String(); got != tt.want {
 			t.Errorf("offerAddr(%.40q) = %s, want %s", tt.offer, got, tt.want)
-		}
-	}
-}
-
-func TestIsPublic(t *testing.T) {
-	for s, want := range map[string]bool{"8.8.8.8": true, "10.1.1.1": false, "172.16.0.1": false, "192.168.0.1": false,
-		"100.64.0.1": false, "100.128.0.1": true, "127.0.0.1": false, "169.254.0.1": false, "0.0.0.0": false,
-		"::1": false, "fe80::1": false, "fc00::1": false, "2001:db8::1": true, "224.0.0.1": false} {
-		if got := isPublic(netip.MustParseAddr(s)); got != want {
-			t.Errorf("isPublic(%s) = %v", s, got)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/snowflake-go/snowflake/common/dataconn"
@@ -39,6 +40,9 @@ type Transport struct {
 	api    *webrtc.API
 	method rendezvous.Method
 	nat    *natState
+	// net is the network stack for WebRTC and NAT discovery; nil means the
+	// operating system's. Tests set a pion virtual network here.
+	net transport.Net
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -49,6 +53,10 @@ type Transport struct {
 // New validates cfg and returns a Transport. It starts NAT discovery against
 // the STUN servers in the background. logger may be nil.
 func New(cfg Config, logger *slog.Logger) (*Transport, error) {
+	return newTransport(cfg, logger, nil)
+}
+
+func newTransport(cfg Config, logger *slog.Logger, n transport.Net) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -56,7 +64,7 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	t := &Transport{cfg: cfg, logger: logger, nat: newNATState(logger)}
+	t := &Transport{cfg: cfg, logger: logger, nat: newNATState(logger), net: n}
 	method, err := newMethod(cfg)
 	if err != nil {
 		return nil, err
@@ -113,7 +121,7 @@ func newMethod(cfg Config) (rendezvous.Method, error) {
 func (t *Transport) discoverNAT() {
 	defer t.wg.Done()
 	servers := selectICEServers(t.cfg.ICEServers)
-	typ, err := nat.Discover(t.ctx, servers, t.logger)
+	typ, err := nat.Discover(t.ctx, t.net, servers, t.logger)
 	if err != nil {
 		t.logger.Info("NAT type discovery failed", "err", err)
 		return

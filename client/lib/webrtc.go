@@ -9,14 +9,13 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
-	"net"
-	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/dataconn"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
@@ -55,26 +54,11 @@ func selectICEServers(urls []string) []string {
 	return s
 }
 
-// isLocalAddr reports addresses that must not appear in an offer unless
-// keep-local-addresses: private, link-local, CGNAT, loopback, unspecified.
-func isLocalAddr(ip net.IP) bool {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return true
-	}
-	a = a.Unmap()
-	if a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsUnspecified() || a.IsMulticast() {
-		return true
-	}
-	return cgnat.Contains(a)
-}
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
 // webrtcAPI builds the pion API for one peer: detached data channels (read
-// and written as streams by our own goroutines), no mDNS, and the local
-// address filter.
+// and written as streams by our own goroutines) and no mDNS. Local
+// addresses are removed from the offer text (see candidate.StripLocal),
+// not filtered at gathering time, which would also lose the
+// server-reflexive candidates of a client behind a NAT.
 func (t *Transport) webrtcAPI() *webrtc.API {
 	var se webrtc.SettingEngine
 	se.DetachDataChannels()
@@ -86,8 +70,9 @@ func (t *Transport) webrtcAPI() *webrtc.API {
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	if t.cfg.KeepLocalAddresses {
 		se.SetIncludeLoopbackCandidate(true)
-	} else {
-		se.SetIPFilter(func(ip net.IP) bool { return !isLocalAddr(ip) })
+	}
+	if t.net != nil {
+		se.SetNet(t.net)
 	}
 	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
 }
@@ -144,8 +129,11 @@ func (t *Transport) newPeer(ctx context.Context) (*dataconn.Conn, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	local := pc.LocalDescription()
-	envelope, err := messages.SessionDescription{Type: messages.SDPTypeOffer, SDP: local.SDP}.Encode()
+	offerSDP := pc.LocalDescription().SDP
+	if !t.cfg.KeepLocalAddresses {
+		offerSDP = candidate.StripLocal(offerSDP)
+	}
+	envelope, err := messages.SessionDescription{Type: messages.SDPTypeOffer, SDP: offerSDP}.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("client: encode offer: %w", err)
 	}

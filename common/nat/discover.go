@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 )
 
 // RoundTripTimeout bounds one STUN request and its retransmissions. RFC 5780
@@ -68,17 +70,25 @@ func ParseSTUNURL(s string) (string, error) {
 // stunURLs are tried in order ("stun:host[:port]"); servers that fail, time
 // out or lack OTHER-ADDRESS are skipped. If none works the result is
 // [Unknown] with an error wrapping [ErrNoUsableServer]. Only IPv4 is probed,
-// as deployed peers do. logger may be nil.
-func Discover(ctx context.Context, stunURLs []string, logger *slog.Logger) (Type, error) {
+// as deployed peers do. n is the network stack to probe through (nil: the
+// operating system's; tests pass a pion virtual network). logger may be nil.
+func Discover(ctx context.Context, n transport.Net, stunURLs []string, logger *slog.Logger) (Type, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if n == nil {
+		std, err := stdnet.NewNet()
+		if err != nil {
+			return Unknown, fmt.Errorf("nat: discover: %w", err)
+		}
+		n = std
 	}
 	var errs []error
 	for _, u := range stunURLs {
 		if err := ctx.Err(); err != nil {
 			return Unknown, fmt.Errorf("nat: discover: %w", err)
 		}
-		t, err := discoverOne(ctx, u)
+		t, err := discoverOne(ctx, n, u)
 		if err != nil {
 			logger.Debug("NAT discovery server skipped", "server", u, "err", err)
 			errs = append(errs, err)
@@ -89,21 +99,17 @@ func Discover(ctx context.Context, stunURLs []string, logger *slog.Logger) (Type
 	return Unknown, fmt.Errorf("%w: %w", ErrNoUsableServer, errors.Join(errs...))
 }
 
-func discoverOne(ctx context.Context, stunURL string) (Type, error) {
+func discoverOne(ctx context.Context, n transport.Net, stunURL string) (Type, error) {
 	hostport, err := ParseSTUNURL(stunURL)
 	if err != nil {
 		return Unknown, err
 	}
-	var resolver net.Resolver
-	addrs, err := resolver.LookupNetIP(ctx, "ip4", mustHost(hostport))
-	if err != nil || len(addrs) == 0 {
+	server, err := n.ResolveUDPAddr("udp4", hostport)
+	if err != nil {
 		return Unknown, fmt.Errorf("nat: resolve %s: %w", stunURL, err)
 	}
-	_, portStr, _ := net.SplitHostPort(hostport)
-	port, _ := strconv.Atoi(portStr)
-	server := &net.UDPAddr{IP: addrs[0].AsSlice(), Port: port}
 
-	conn, err := net.ListenUDP("udp4", nil)
+	conn, err := n.ListenUDP("udp4", nil)
 	if err != nil {
 		return Unknown, fmt.Errorf("nat: listen: %w", err)
 	}
@@ -137,15 +143,10 @@ func discoverOne(ctx context.Context, stunURL string) (Type, error) {
 	return Restricted, nil
 }
 
-func mustHost(hostport string) string {
-	h, _, _ := net.SplitHostPort(hostport)
-	return h
-}
-
 // bindingRequest sends a binding request to addr and waits for the matching
 // success response, retransmitting with RFC 5389's doubling timer (500 ms
 // start) until [RoundTripTimeout].
-func bindingRequest(ctx context.Context, conn *net.UDPConn, addr *net.UDPAddr) (*stun.Message, error) {
+func bindingRequest(ctx context.Context, conn transport.UDPConn, addr *net.UDPAddr) (*stun.Message, error) {
 	req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)

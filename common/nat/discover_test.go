@@ -67,7 +67,7 @@ func TestDiscoverUnrestricted(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got, err := Discover(ctx, []string{"turn:127.0.0.1:1", srv.URL()}, nil)
+	got, err := Discover(ctx, nil, []string{"turn:127.0.0.1:1", srv.URL()}, nil)
 	if err != nil || got != Unrestricted {
 		t.Fatalf("Discover = %v, %v; want unrestricted", got, err)
 	}
@@ -124,7 +124,7 @@ func TestDiscoverRestricted(t *testing.T) {
 	srv := plainSTUN(t, other, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got, err := Discover(ctx, []string{"stun:" + srv.LocalAddr().String()}, nil)
+	got, err := Discover(ctx, nil, []string{"stun:" + srv.LocalAddr().String()}, nil)
 	if err != nil || got != Restricted {
 		t.Fatalf("Discover = %v, %v; want restricted", got, err)
 	}
@@ -134,7 +134,7 @@ func TestDiscoverNoOtherAddress(t *testing.T) {
 	srv := plainSTUN(t, nil, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got, err := Discover(ctx, []string{"stun:" + srv.LocalAddr().String()}, nil)
+	got, err := Discover(ctx, nil, []string{"stun:" + srv.LocalAddr().String()}, nil)
 	if got != Unknown || !errors.Is(err, ErrNoUsableServer) || !errors.Is(err, ErrNoOtherAddress) {
 		t.Fatalf("Discover = %v, %v; want unknown with ErrNoOtherAddress", got, err)
 	}
@@ -149,7 +149,7 @@ func TestDiscoverSilentServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	got, err := Discover(ctx, []string{"stun:" + silent.LocalAddr().String(), "turn:127.0.0.1:1"}, nil)
+	got, err := Discover(ctx, nil, []string{"stun:" + silent.LocalAddr().String(), "turn:127.0.0.1:1"}, nil)
 	if got != Unknown || err == nil {
 		t.Fatalf("Discover = %v, %v; want unknown and an error", got, err)
 	}
