@@ -36,6 +36,7 @@ type fakeTor struct {
 
 	mu       sync.Mutex
 	metadata []extorport.Metadata
+	received bytes.Buffer // what the first connection carried, up to 16 MB
 	accepted atomic.Int32
 	wg       sync.WaitGroup
 }
@@ -73,9 +74,25 @@ func startFakeTor(t *testing.T) *fakeTor {
 				}
 				c.SetDeadline(time.Time{})
 				ft.mu.Lock()
+				first := len(ft.metadata) == 0
 				ft.metadata = append(ft.metadata, *md)
 				ft.mu.Unlock()
-				io.Copy(c, c)
+				if !first {
+					io.Copy(c, c)
+					return
+				}
+				buf := make([]byte, 32*1024)
+				for {
+					n, err := c.Read(buf)
+					ft.mu.Lock()
+					if ft.received.Len() < 16<<20 {
+						ft.received.Write(buf[:n])
+					}
+					ft.mu.Unlock()
+					if _, werr := c.Write(buf[:n]); werr != nil || err != nil {
+						return
+					}
+				}
 			}()
 		}
 	}()
@@ -159,6 +176,13 @@ func (d *wsDialer) numDials() int {
 // up to 16 MB are also kept whole, to say where they differ.
 func transfer(t *testing.T, st net.Conn, size int, mid func()) time.Duration {
 	t.Helper()
+	return transferKeep(t, st, size, mid, nil, nil)
+}
+
+// transferKeep is transfer; on a mismatch, upstream (if set) returns what
+// the ORPort received, to tell which direction was corrupted.
+func transferKeep(t *testing.T, st net.Conn, size int, mid func(), _ *[]byte, upstream func() []byte) time.Duration {
+	t.Helper()
 	start := time.Now()
 	keep := size <= 16<<20
 	var sentAll, recvAll bytes.Buffer
@@ -210,6 +234,14 @@ func transfer(t *testing.T, st net.Conn, size int, mid func()) time.Duration {
 			k := bytes.Index(want, got[i:i+16])
 			t.Logf("first difference at offset %d, differing run %d bytes; got %x want %x; got[%d:] found in sent at %d",
 				i, j-i, got[i:min(i+24, len(got))], want[i:min(i+24, len(want))], i, k)
+			if upstream != nil {
+				up := upstream()
+				u := 0
+				for u < len(up) && u < len(want) && up[u] == want[u] {
+					u++
+				}
+				t.Logf("the ORPort received %d bytes, identical to what was sent for the first %d", len(up), u)
+			}
 		}
 		t.Fatal("SHA-256 of echoed bytes differs from what was sent")
 	}
@@ -264,7 +296,12 @@ func TestSessionSurvival(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	transfer(t, st, 8<<20, d.cut)
+	var sentAll []byte
+	transferKeep(t, st, 8<<20, d.cut, &sentAll, func() []byte {
+		ft.mu.Lock()
+		defer ft.mu.Unlock()
+		return bytes.Clone(ft.received.Bytes())
+	})
 	if n := d.numDials(); n < 2 {
 		t.Fatalf("WebSocket dialled %d times, want a reconnection", n)
 	}

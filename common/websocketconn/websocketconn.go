@@ -117,7 +117,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 				// Ended inside a message: bytes were lost.
 				err = io.ErrUnexpectedEOF
 			}
-			return n, err
+			// The bytes returned with a mid-frame error are not to be
+			// trusted: coder/websocket returns a server's partial payload
+			// still masked. Passing them on let a truncated frame end in
+			// garbage that completed a packet, and KCP has no checksum.
+			return 0, err
 		}
 		return n, nil
 	}
