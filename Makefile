@@ -45,6 +45,7 @@ demo: build
 
 bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./common/...
+	$(GO) test -run '^$$' -bench BenchmarkServer -benchtime 3x ./server/
 	$(GO) run ./bench -bin $(BIN)
 
 lint: vet
