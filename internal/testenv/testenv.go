@@ -80,13 +80,33 @@ var (
 // also race-check the real processes.
 func Binary(t testing.TB, pkg string) string {
 	t.Helper()
+	return build(t, pkg, raceEnabled)
+}
+
+// BinaryNoRace is [Binary] without the race detector, for peer processes
+// that only carry traffic in a test about another component: race-enabled
+// peers are several times slower, which makes 100 MB transfers take minutes.
+// Without -race in the test binary it is the same as Binary.
+func BinaryNoRace(t testing.TB, pkg string) string {
+	t.Helper()
+	return build(t, pkg, false)
+}
+
+// build builds pkg, with or without the race detector, once per process.
+func build(t testing.TB, pkg string, race bool) string {
+	t.Helper()
+	key, suffix := pkg, ""
+	if raceEnabled && !race {
+		// Binary and BinaryNoRace differ only in a race-enabled test.
+		key, suffix = pkg+"#norace", "-norace"
+	}
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := buildCache[pkg]; ok {
+	if p, ok := buildCache[key]; ok {
 		return p
 	}
-	if p, ok := inheritedBinary(pkg); ok {
-		buildCache[pkg] = p
+	if p, ok := inheritedBinary(key); ok {
+		buildCache[key] = p
 		return p
 	}
 	if buildDir == "" {
@@ -96,10 +116,9 @@ func Binary(t testing.TB, pkg string) string {
 		}
 		buildDir = dir
 	}
-	name := strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "-")
-	out := filepath.Join(buildDir, name)
+	out := filepath.Join(buildDir, strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "-")+suffix)
 	args := []string{"build", "-o", out}
-	if raceEnabled {
+	if race {
 		args = append(args, "-race")
 	}
 	args = append(args, pkg)
@@ -110,7 +129,7 @@ func Binary(t testing.TB, pkg string) string {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("testenv: go build %s: %v\n%s", pkg, err, stderr.String())
 	}
-	buildCache[pkg] = out
+	buildCache[key] = out
 	return out
 }
 
@@ -164,42 +183,4 @@ func FreeUDPPort(t testing.TB) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-// BinaryNoRace is [Binary] without the race detector, for peer processes
-// that only carry traffic in a test about another component: race-enabled
-// peers are several times slower, which makes 100 MB transfers take minutes.
-// Without -race in the test binary it is the same as Binary.
-func BinaryNoRace(t testing.TB, pkg string) string {
-	t.Helper()
-	if !raceEnabled {
-		return Binary(t, pkg)
-	}
-	key := pkg + "#norace"
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if p, ok := buildCache[key]; ok {
-		return p
-	}
-	if p, ok := inheritedBinary(key); ok {
-		buildCache[key] = p
-		return p
-	}
-	if buildDir == "" {
-		dir, err := os.MkdirTemp("", "snowflake-testbin-")
-		if err != nil {
-			t.Fatalf("testenv: %v", err)
-		}
-		buildDir = dir
-	}
-	out := filepath.Join(buildDir, strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "-")+"-norace")
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = ModuleRoot(t)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("testenv: go build %s: %v\n%s", pkg, err, stderr.String())
-	}
-	buildCache[key] = out
-	return out
 }
