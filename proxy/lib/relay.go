@@ -25,13 +25,13 @@ const (
 	// streamed, so this only stops a relay that never ends a message.
 	wsReadLimit = 1 << 20
 	// pipeLimit is how many bytes may wait in each direction.
-	pipeLimit = 256 << 10
+	pipeLimit = 64 << 10
 	// readBuf is the buffer of each reader. A data-channel read needs room
 	// for a whole message.
 	readBuf = 64 << 10
 	// Flow control on the data channel (wire-protocol §4.3): stop sending
 	// above dcHighWater until the buffered amount falls to dcLowWater.
-	dcHighWater = 1 << 20
+	dcHighWater = 512 << 10
 	dcLowWater  = 256 << 10
 )
 
