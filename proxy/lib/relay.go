@@ -24,8 +24,14 @@ const (
 	// wsReadLimit bounds one incoming WebSocket message. The bytes are
 	// streamed, so this only stops a relay that never ends a message.
 	wsReadLimit = 1 << 20
-	// pipeLimit is how many bytes may wait in each direction.
-	pipeLimit = 64 << 10
+	// upPipeLimit and downPipeLimit are how many bytes may wait between
+	// the two connections in each direction. Client→relay keeps more: the
+	// relay is usually the faster side, so that queue seldom fills and
+	// costs memory only in bursts. Relay→client fills whenever the client
+	// is slower than the relay, which under load is every client, and the
+	// data channel already buffers up to dcHighWater behind it.
+	upPipeLimit   = 256 << 10
+	downPipeLimit = 64 << 10
 	// readBuf is the buffer of each reader. A data-channel read needs room
 	// for a whole message.
 	readBuf = 64 << 10
@@ -62,7 +68,7 @@ type relayStats struct {
 func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, peer io.Closer, ws *websocket.Conn,
 	idle time.Duration, st *relayStats, total *Stats) error {
 	ws.SetReadLimit(wsReadLimit)
-	up, down := newPipe(pipeLimit), newPipe(pipeLimit)
+	up, down := newPipe(upPipeLimit), newPipe(downPipeLimit)
 
 	var (
 		once  sync.Once
