@@ -121,3 +121,18 @@ func FuzzStripLocal(f *testing.F) {
 		}
 	})
 }
+
+// FuzzClientIP: whatever address comes out of any SDP text is public and
+// in its IPv4 form when it is an IPv4 address.
+func FuzzClientIP(f *testing.F) {
+	f.Add("a=candidate:1 1 udp 1 203.0.113.7 1 typ srflx\r\n")
+	f.Add("c=IN IP4 198.51.100.2/127\r\n")
+	f.Add("c=IN IP6 ::ffff:203.0.113.1\r\n")
+	f.Add("a=candidate:\r\nc=\r\n")
+	f.Fuzz(func(t *testing.T, sdp string) {
+		ip := ClientIP(sdp)
+		if ip.IsValid() && (!IsPublic(ip) || ip.Is4In6()) {
+			t.Fatalf("ClientIP returned %v", ip)
+		}
+	})
+}

@@ -23,8 +23,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
-	proxy "github.com/snowflake-go/snowflake/proxy/lib"
 )
 
 // Timing of one probe.
@@ -216,7 +216,7 @@ func (s *Server) answer(ctx context.Context, sdp string) (string, error) {
 	t.Stop()
 	answerSDP := pc.LocalDescription().SDP
 	if !s.cfg.KeepLocalAddresses {
-		answerSDP = proxy.StripLocalCandidates(answerSDP)
+		answerSDP = candidate.StripLocal(answerSDP)
 	}
 	env, err := messages.SessionDescription{Type: messages.SDPTypeAnswer, SDP: answerSDP}.Encode()
 	if err != nil {

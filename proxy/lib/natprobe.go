@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
 )
@@ -49,7 +50,7 @@ func (p *Proxy) probeNAT(ctx context.Context) (nat.Type, error) {
 	}
 	offerSDP := pc.LocalDescription().SDP
 	if !p.cfg.KeepLocalAddresses {
-		offerSDP = StripLocalCandidates(offerSDP)
+		offerSDP = candidate.StripLocal(offerSDP)
 	}
 	env, err := messages.SessionDescription{Type: messages.SDPTypeOffer, SDP: offerSDP}.Encode()
 	if err != nil {

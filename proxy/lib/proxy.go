@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
+	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
 )
@@ -306,7 +307,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	}
 	answerSDP := pc.LocalDescription().SDP
 	if !p.cfg.KeepLocalAddresses {
-		answerSDP = StripLocalCandidates(answerSDP)
+		answerSDP = candidate.StripLocal(answerSDP)
 	}
 	env, err := messages.SessionDescription{Type: messages.SDPTypeAnswer, SDP: answerSDP}.Encode()
 	if err != nil {
@@ -338,7 +339,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	}
 	defer rwc.Close()
 
-	clientIP := ClientIP(offer.SDP)
+	clientIP := candidate.ClientIP(offer.SDP)
 	target := withClientIP(relayU, clientIP)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ws, _, err := websocket.Dial(dctx, target.String(), nil)
