@@ -1,0 +1,152 @@
+package socksnet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
+)
+
+func TestParseURL(t *testing.T) {
+	tests := []struct {
+		in         string
+		addr, user string
+		pass       string
+		err        string
+	}{
+		{in: "socks5://127.0.0.1:1080", addr: "127.0.0.1:1080"},
+		{in: "socks5://alice:s3cret@127.0.0.1:1080", addr: "127.0.0.1:1080", user: "alice", pass: "s3cret"},
+		{in: "socks5://bob@[::1]:9050", addr: "[::1]:9050", user: "bob"},
+		{in: "socks5://proxy.invalid:1080", addr: "proxy.invalid:1080"},
+		{in: "http://127.0.0.1:8080", err: "only socks5"},
+		{in: "socks4a://127.0.0.1:1080", err: "only socks5"},
+		{in: "socks5://127.0.0.1", err: "host:port"},
+		{in: "socks5://127.0.0.1:0", err: "bad port"},
+		{in: "socks5://127.0.0.1:99999", err: "bad port"},
+		{in: "socks5://:1080", err: "host:port"},
+		{in: "socks5://" + strings.Repeat("u", 256) + "@127.0.0.1:1080", err: "255 bytes"},
+		{in: "socks5://:pw@127.0.0.1:1080", err: "needs a username"},
+	}
+	for _, tc := range tests {
+		u, err := url.Parse(tc.in)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		cfg, err := ParseURL(u)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want one containing %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		if cfg.Addr != tc.addr || cfg.Username != tc.user || cfg.Password != tc.pass {
+			t.Errorf("%s: got %+v", tc.in, cfg)
+		}
+	}
+	if _, err := ParseURL(&url.URL{Scheme: "http", Host: "127.0.0.1:1"}); !errors.Is(err, ErrUnsupportedScheme) {
+		t.Errorf("http proxy: %v, want ErrUnsupportedScheme", err)
+	}
+}
+
+// startServer runs the test SOCKS5 server on loopback.
+func startServer(t *testing.T, user, pass string) *testenv.SOCKS5Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testenv.ServeSOCKS5(t, ln, &testenv.SOCKS5Server{Username: user, Password: pass})
+}
+
+// echoTCP accepts connections and echoes them.
+func echoTCP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+func TestConnect(t *testing.T) {
+	srv := startServer(t, "alice", "s3cret")
+	target := echoTCP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	n, err := New(Config{Addr: srv.Addr(), Username: "alice", Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.DialContext(ctx, "tcp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("through the proxy "), 1000)
+	go c.Write(msg)
+	got := make([]byte, len(msg))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatal("echo differs")
+	}
+	c.Close()
+	if srv.Connects.Load() != 1 {
+		t.Errorf("server granted %d CONNECTs, want 1", srv.Connects.Load())
+	}
+
+	// A host name is passed to the proxy, which resolves it.
+	c, err = n.DialContext(ctx, "tcp", strings.Replace(target, "127.0.0.1", "localhost", 1))
+	if err != nil {
+		t.Fatalf("dial by name: %v", err)
+	}
+	c.Close()
+
+	bad, _ := New(Config{Addr: srv.Addr(), Username: "alice", Password: "wrong"})
+	if _, err := bad.DialContext(ctx, "tcp", target); err == nil || !strings.Contains(err.Error(), "rejected the username") {
+		t.Errorf("wrong password: %v", err)
+	}
+	anon, _ := New(Config{Addr: srv.Addr()})
+	if _, err := anon.DialContext(ctx, "tcp", target); err == nil || !strings.Contains(err.Error(), "none of our authentication methods") {
+		t.Errorf("no credentials: %v", err)
+	}
+	// A refused target comes back as the server's reply code.
+	closed := testenv.FreePort(t)
+	_, err = n.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(closed)))
+	var re *ReplyError
+	if !errors.As(err, &re) || re.Code != 5 {
+		t.Errorf("refused target: %v, want reply code 5", err)
+	}
+	if _, err := n.DialContext(ctx, "udp", target); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("udp dial: %v", err)
+	}
+}

@@ -1,0 +1,284 @@
+package socksnet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// echoUDP echoes datagrams back to their sender.
+func echoUDP(t *testing.T) *net.UDPAddr {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			c.WriteToUDP(buf[:n], from)
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+	return c.LocalAddr().(*net.UDPAddr)
+}
+
+func TestUDPAssociate(t *testing.T) {
+	srv := startServer(t, "", "")
+	echo := echoUDP(t)
+	n, err := New(Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := n.ListenUDPContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if la := c.LocalAddr().(*net.UDPAddr); !la.IP.IsLoopback() || la.Port == 0 {
+		t.Errorf("local address %v, want the relay's loopback address", la)
+	}
+	// Small buffers (copied) and large ones (read in place) both work.
+	for i, size := range []int{1, 100, 1200, 1400, 9000} {
+		msg := bytes.Repeat([]byte{byte(i + 1)}, size)
+		if _, err := c.WriteTo(msg, echo); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, size)
+		if size > 1000 {
+			buf = make([]byte, 16384)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, from, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if !bytes.Equal(buf[:k], msg) {
+			t.Fatalf("size %d: echo differs (%d bytes back)", size, k)
+		}
+		if fa := from.(*net.UDPAddr); !fa.IP.Equal(echo.IP) || fa.Port != echo.Port {
+			t.Errorf("source %v, want %v", from, echo)
+		}
+	}
+	if got := srv.UDPPackets.Load(); got != 10 {
+		t.Errorf("server relayed %d datagrams, want 10", got)
+	}
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Error("Write on an unconnected association succeeded")
+	}
+	c.Close()
+	if _, _, err := c.ReadFrom(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read after close: %v, want net.ErrClosed", err)
+	}
+	c.Close() // idempotent
+}
+
+// TestAssociationEnds: when the proxy closes the control connection, the
+// association's reads fail instead of hanging.
+func TestAssociationEnds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	relay, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 3+10)
+		io.ReadFull(c, buf[:3])
+		c.Write([]byte{5, 0})
+		io.ReadFull(c, buf[:10])
+		port := relay.LocalAddr().(*net.UDPAddr).Port
+		// The unspecified address means "where you reached me".
+		c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, byte(port >> 8), byte(port)})
+	}()
+	n, _ := New(Config{Addr: ln.Addr().String()})
+	c, err := n.ListenUDPContext(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.RelayAddr().IP.Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Errorf("relay %v, want the server's address", c.RelayAddr())
+	}
+	<-served
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := c.ReadFrom(make([]byte, 100)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read after the proxy hung up: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestHandshakeTimeout: a proxy that accepts and says nothing does not
+// hang the caller past its context.
+func TestHandshakeTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	n, _ := New(Config{Addr: ln.Addr().String()})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = n.ListenUDPContext(ctx)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("silent proxy: %v, want deadline exceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestParseDatagram(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		hdr  int
+		src  string
+		err  string
+	}{
+		{"ipv4", []byte{0, 0, 0, 1, 127, 0, 0, 1, 0x0d, 0x96, 'h', 'i'}, 10, "127.0.0.1:3478", ""},
+		{"ipv4 empty payload", []byte{0, 0, 0, 1, 10, 1, 2, 3, 0, 80}, 10, "10.1.2.3:80", ""},
+		{"ipv6", append([]byte{0, 0, 0, 4}, append(net.ParseIP("::1"), 0, 53, 'x')...), 22, "[::1]:53", ""},
+		{"short", []byte{0, 0, 0}, 0, "", "shorter"},
+		{"short ipv4", []byte{0, 0, 0, 1, 127, 0}, 0, "", "shorter"},
+		{"reserved", []byte{1, 0, 0, 1, 127, 0, 0, 1, 0, 1}, 0, "", "reserved"},
+		{"fragment", []byte{0, 0, 1, 1, 127, 0, 0, 1, 0, 1}, 0, "", "fragmented"},
+		{"domain", []byte{0, 0, 0, 3, 1, 'a', 0, 1}, 0, "", "domain"},
+		{"bad atyp", []byte{0, 0, 0, 9, 127, 0, 0, 1, 0, 1}, 0, "", "unknown address type"},
+	}
+	for _, tc := range tests {
+		hdr, src, err := ParseDatagram(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || hdr != tc.hdr || src.String() != tc.src {
+			t.Errorf("%s: got %d %v %v, want %d %s", tc.name, hdr, src, err, tc.hdr, tc.src)
+		}
+	}
+}
+
+func FuzzParseDatagram(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 127, 0, 0, 1, 0x0d, 0x96, 'h', 'i'})
+	f.Add(append([]byte{0, 0, 0, 4}, append(net.ParseIP("::1"), 0, 53, 'x')...))
+	f.Add([]byte{0, 0, 0, 3, 1, 'a', 0, 1})
+	f.Add([]byte{0, 0, 1, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hdr, src, err := ParseDatagram(b)
+		if err != nil {
+			return
+		}
+		if hdr > len(b) {
+			t.Fatalf("header %d longer than datagram %d", hdr, len(b))
+		}
+		// What parses re-encodes to the same bytes.
+		re, err := AppendDatagram(nil, src, b[hdr:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(re, b) {
+			t.Fatalf("re-encoded %x, parsed from %x", re, b)
+		}
+	})
+}
+
+func TestReadReply(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		want string
+		err  string
+	}{
+		{"ipv4", []byte{5, 0, 0, 1, 127, 0, 0, 1, 4, 0}, "127.0.0.1:1024", ""},
+		{"domain", []byte{5, 0, 0, 3, 4, 'r', 'e', 'l', 'y', 0, 9}, "rely:9", ""},
+		{"ipv6", append([]byte{5, 0, 0, 4}, append(net.ParseIP("::1"), 0, 1)...), "[::1]:1", ""},
+		{"refused", []byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0}, "", "connection refused"},
+		{"not supported", []byte{5, 7, 0, 1, 0, 0, 0, 0, 0, 0}, "", "command not supported"},
+		{"odd code", []byte{5, 99, 0}, "", "unknown reply code 99"},
+		{"version 4", []byte{4, 0, 0, 1, 0, 0, 0, 0, 0, 0}, "", "version 4"},
+		{"truncated", []byte{5, 0, 0, 1, 127}, "", "EOF"},
+		{"empty domain", []byte{5, 0, 0, 3, 0, 0, 9}, "", "empty domain"},
+		{"bad atyp", []byte{5, 0, 0, 2, 0, 0}, "", "unknown address type"},
+	}
+	for _, tc := range tests {
+		a, err := readReply(bytes.NewReader(tc.in), cmdUDPAssociate)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || a.String() != tc.want {
+			t.Errorf("%s: got %v, %v; want %s", tc.name, a, err, tc.want)
+		}
+	}
+}
+
+func FuzzReadReply(f *testing.F) {
+	f.Add([]byte{5, 0, 0, 1, 127, 0, 0, 1, 4, 0})
+	f.Add([]byte{5, 0, 0, 3, 4, 'r', 'e', 'l', 'y', 0, 9})
+	f.Add([]byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := readReply(bytes.NewReader(b), cmdConnect)
+		if err != nil {
+			return
+		}
+		// A parsed address encodes back to the reply's tail.
+		re, err := a.appendTo([]byte{5, 0, b[2]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(re, b[:len(re)]) {
+			t.Fatalf("re-encoded %x, parsed from %x", re, b)
+		}
+	})
+}
+
+func TestAppendDatagramErrors(t *testing.T) {
+	if _, err := AppendDatagram(nil, &net.UDPAddr{IP: net.IP{1, 2, 3}}, nil); err == nil {
+		t.Error("3-byte IP accepted")
+	}
+	if _, err := AppendDatagram(nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, make([]byte, 70000)); err == nil {
+		t.Error("oversized payload accepted")
+	}
+	b, err := AppendDatagram(nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 3478}, []byte("p"))
+	if err != nil || fmt.Sprint(b) != fmt.Sprint([]byte{0, 0, 0, 1, 192, 0, 2, 1, 0x0d, 0x96, 'p'}) {
+		t.Errorf("got %v, %v", b, err)
+	}
+}
