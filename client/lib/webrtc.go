@@ -19,6 +19,7 @@ import (
 	"github.com/snowflake-go/snowflake/common/dataconn"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
+	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // Peer timing (wire protocol §3.6).
@@ -74,7 +75,7 @@ func (t *Transport) webrtcAPI() *webrtc.API {
 	if t.net != nil {
 		se.SetNet(t.net)
 	}
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
+	return webrtcapi.New(se)
 }
 
 // newPeer runs one rendezvous: it builds an offer with all candidates,

@@ -25,6 +25,7 @@ import (
 
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
+	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // Timing of one probe.
@@ -109,7 +110,7 @@ func New(cfg Config) (*Server, error) {
 	return &Server{
 		cfg:    cfg,
 		log:    log,
-		api:    webrtc.NewAPI(webrtc.WithSettingEngine(se)),
+		api:    webrtcapi.New(se),
 		slots:  make(chan struct{}, cfg.MaxProbes),
 		ctx:    ctx,
 		cancel: cancel,

@@ -16,6 +16,7 @@ import (
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
+	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // Proxy is a Snowflake proxy. Create it with New and run it with Run.
@@ -51,7 +52,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg:    c,
 		log:    c.Logger,
-		api:    webrtc.NewAPI(webrtc.WithSettingEngine(se)),
+		api:    webrtcapi.New(se),
 		broker: b,
 		send:   send,
 		tokens: newTokens(c.Capacity),
