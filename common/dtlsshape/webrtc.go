@@ -1,0 +1,116 @@
+//go:build !js
+
+package dtlsshape
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Apply configures se so that every PeerConnection made with it shapes
+// its DTLS handshake by mode: the ClientHello (when the peer is the DTLS
+// client, as the proxy is), the SRTP profiles it accepts, and no
+// HelloVerifyRequest when it is the DTLS server (Chromium sends none).
+// profile nil means Chromium(). Disable leaves pion's defaults.
+func Apply(se *webrtc.SettingEngine, mode Mode, profile *Profile) error {
+	if mode == Disable {
+		return nil
+	}
+	p := Chromium()
+	if profile != nil {
+		p = *profile
+	}
+	if err := p.validate(); err != nil {
+		return err
+	}
+	switch mode {
+	case Mimic, RandomizeMimic, Randomize:
+	default:
+		return fmt.Errorf("dtlsshape: unknown mode %v", mode)
+	}
+	s := newShaper(mode, p)
+	se.SetDTLSClientHelloMessageHook(s.clientHello)
+	se.SetDTLSInsecureSkipHelloVerify(true)
+	if mode != Randomize {
+		profiles := make([]dtls.SRTPProtectionProfile, len(p.SRTPProfiles))
+		for i, v := range p.SRTPProfiles {
+			profiles[i] = dtls.SRTPProtectionProfile(v)
+		}
+		se.SetSRTPProtectionProfiles(profiles...)
+	}
+	return nil
+}
+
+// CertificateLifetime is the validity of a browser's WebRTC certificate:
+// Chromium's starts a day in the past and ends 30 days ahead.
+const CertificateLifetime = 31 * 24 * time.Hour
+
+// Certificates returns the certificates for one PeerConnection in mode:
+// a fresh browser-like one, or nil under Disable (pion then makes its
+// own, with a 130-bit serial and a month of validity).
+func Certificates(mode Mode) ([]webrtc.Certificate, error) {
+	if mode == Disable {
+		return nil, nil
+	}
+	c, err := Certificate(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return []webrtc.Certificate{*c}, nil
+}
+
+// Certificate returns a new self-signed certificate shaped like the one
+// Chromium makes for each RTCPeerConnection: ECDSA P-256, subject and
+// issuer CN=WebRTC, a random serial of at most 64 bits, valid from a day
+// before now for CertificateLifetime.
+func Certificate(now time.Time) (*webrtc.Certificate, error) {
+	key, cert, err := newCertificate(now)
+	if err != nil {
+		return nil, err
+	}
+	c := webrtc.CertificateFromX509(key, cert)
+	return &c, nil
+}
+
+func newCertificate(now time.Time) (*ecdsa.PrivateKey, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dtlsshape: certificate key: %w", err)
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, nil, fmt.Errorf("dtlsshape: certificate serial: %w", err)
+	}
+	// A positive serial below 2^63 encodes in at most 8 bytes; zero is
+	// not a valid serial.
+	serial := new(big.Int).SetUint64(binary.BigEndian.Uint64(b[:])>>1 | 1)
+	name := pkix.Name{CommonName: "WebRTC"}
+	notBefore := now.Add(-24 * time.Hour).UTC().Truncate(time.Second)
+	tpl := &x509.Certificate{
+		SerialNumber:       serial,
+		Subject:            name,
+		Issuer:             name,
+		NotBefore:          notBefore,
+		NotAfter:           notBefore.Add(CertificateLifetime),
+		SignatureAlgorithm: x509.ECDSAWithSHA256,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dtlsshape: certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dtlsshape: certificate: %w", err)
+	}
+	return key, cert, nil
+}
