@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 
 	client "github.com/snowflake-go/snowflake/client/lib"
 	"github.com/snowflake-go/snowflake/common/scrub"
+	"github.com/snowflake-go/snowflake/common/socksnet"
 )
 
 // version is reported by -version and to tor; set with -ldflags -X.
@@ -118,17 +120,26 @@ func setupLogging(file string, toStateDir, unsafe bool) (*slog.Logger, func(), e
 func run(base client.Config, logger *slog.Logger) error {
 	ptInfo, err := pt.ClientSetup(nil)
 	if err != nil {
+		if len(ptInfo.MethodNames) > 0 && os.Getenv("TOR_PT_PROXY") != "" {
+			// The transports parsed, so it is the proxy URL that did not.
+			pt.ProxyError("malformed TOR_PT_PROXY: " + err.Error())
+		}
 		return fmt.Errorf("snowflake-client: %w", err)
 	}
 	pt.ReportVersion("snowflake-client", version)
-	if ptInfo.ProxyURL != nil {
-		// WebRTC traffic would bypass a TCP-only proxy; rather than leak
-		// it, refuse the proxy setting.
-		pt.ProxyError("snowflake-client does not support an upstream proxy")
-		return errors.New("snowflake-client: TOR_PT_PROXY is not supported")
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var upstream *socksnet.Net
+	if ptInfo.ProxyURL != nil {
+		upstream, err = setupProxy(ctx, ptInfo.ProxyURL)
+		if err != nil {
+			// Without the proxy tor wants, nothing may be sent at all.
+			pt.ProxyError(err.Error())
+			return err
+		}
+		pt.ProxyDone()
+		logger.Info("using the upstream SOCKS5 proxy for all traffic")
+	}
 	if os.Getenv("TOR_PT_EXIT_ON_STDIN_CLOSE") == "1" {
 		// Tor closes our stdin when it exits; that is our cue to go.
 		go func() {
@@ -154,7 +165,7 @@ func run(base client.Config, logger *slog.Logger) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			acceptLoop(ctx, ln, base, logger)
+			acceptLoop(ctx, ln, base, upstream, logger)
 		}()
 	}
 	pt.CmethodsDone()
@@ -167,7 +178,7 @@ func run(base client.Config, logger *slog.Logger) error {
 	return nil
 }
 
-func acceptLoop(ctx context.Context, ln *pt.SocksListener, base client.Config, logger *slog.Logger) {
+func acceptLoop(ctx context.Context, ln *pt.SocksListener, base client.Config, upstream *socksnet.Net, logger *slog.Logger) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -188,12 +199,12 @@ func acceptLoop(ctx context.Context, ln *pt.SocksListener, base client.Config, l
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			handle(ctx, conn, base, logger)
+			handle(ctx, conn, base, upstream, logger)
 		}()
 	}
 }
 
-func handle(ctx context.Context, sc *pt.SocksConn, base client.Config, logger *slog.Logger) {
+func handle(ctx context.Context, sc *pt.SocksConn, base client.Config, upstream *socksnet.Net, logger *slog.Logger) {
 	defer sc.Close()
 	cfg := base
 	err := cfg.Apply(func(n string) (string, bool) { return sc.Req.Args.Get(n) }, true)
@@ -205,7 +216,12 @@ func handle(ctx context.Context, sc *pt.SocksConn, base client.Config, logger *s
 		sc.Reject()
 		return
 	}
-	t, err := client.New(cfg, logger)
+	var t *client.Transport
+	if upstream != nil {
+		t, err = client.NewProxied(cfg, logger, upstream)
+	} else {
+		t, err = client.New(cfg, logger)
+	}
 	if err != nil {
 		logger.Error("refusing SOCKS request", "err", err)
 		sc.Reject()
@@ -250,6 +266,32 @@ func handle(ctx context.Context, sc *pt.SocksConn, base client.Config, logger *s
 	logger.Info("connection established")
 	pipe(ctx, sc, c)
 	logger.Info("connection closed")
+}
+
+// proxyCheckTimeout bounds the start-up check of the upstream proxy.
+const proxyCheckTimeout = 15 * time.Second
+
+// setupProxy accepts a socks5 TOR_PT_PROXY and checks that the proxy grants
+// a UDP association: WebRTC cannot work through a proxy that only does
+// CONNECT, and failing now tells the user why, where a silent failure of
+// every rendezvous would not.
+func setupProxy(ctx context.Context, u *url.URL) (*socksnet.Net, error) {
+	cfg, err := socksnet.ParseURL(u)
+	if err != nil {
+		return nil, fmt.Errorf("snowflake-client: TOR_PT_PROXY: %w", err)
+	}
+	n, err := socksnet.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("snowflake-client: TOR_PT_PROXY: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, proxyCheckTimeout)
+	defer cancel()
+	c, err := n.ListenUDPContext(cctx)
+	if err != nil {
+		return nil, fmt.Errorf("snowflake-client: the SOCKS5 proxy must support UDP ASSOCIATE for WebRTC: %w", err)
+	}
+	c.Close()
+	return n, nil
 }
 
 // pipe copies both ways until either side ends or ctx is cancelled, then

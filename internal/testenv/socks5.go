@@ -243,8 +243,7 @@ func (s *SOCKS5Server) connect(c net.Conn, target string) {
 	var wg sync.WaitGroup
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		n, _ := io.Copy(dst, src)
-		s.TCPBytes.Add(n)
+		io.Copy(countingWriter{dst, &s.TCPBytes}, src)
 		// Half-close so the other direction can finish.
 		if tc, ok := dst.(interface{ CloseWrite() error }); ok {
 			tc.CloseWrite()
@@ -365,4 +364,17 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 	n := copy(p, r.b)
 	r.b = r.b[n:]
 	return n, nil
+}
+
+// countingWriter adds what it writes to a counter as it goes, so counts
+// are current while a connection is still open.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
