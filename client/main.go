@@ -155,7 +155,7 @@ func run(base client.Config, logger *slog.Logger) error {
 			pt.CmethodError(name, "no such method")
 			continue
 		}
-		ln, err := pt.ListenSocks("tcp", "127.0.0.1:0")
+		ln, err := listenSocks("127.0.0.1:0")
 		if err != nil {
 			pt.CmethodError(name, err.Error())
 			continue
@@ -196,6 +196,7 @@ func acceptLoop(ctx context.Context, ln *pt.SocksListener, base client.Config, u
 			}
 			return
 		}
+		handshakeDone(conn)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

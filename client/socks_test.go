@@ -88,3 +88,103 @@ func TestSOCKSHangUp(t *testing.T) {
 	conn.Close()
 	p.WaitFor(t, "could not connect through Snowflake", 10*time.Second)
 }
+
+// TestSOCKSPipelined: a SOCKS client may send its greeting, credentials and
+// request in one write without waiting for the replies (RFC 1928 does not
+// forbid it, and some do). The request must still be read: here the bridge
+// line is bad, so a reply that refuses it proves the request arrived.
+func TestSOCKSPipelined(t *testing.T) {
+	bin := testenv.Binary(t, "./client")
+	c := &chain{t: t, dir: t.TempDir()}
+	p, socks := c.startClient("client", bin, "-url", "http://127.0.0.1:9/")
+	args := "max=abc"
+	withAuth := append([]byte{5, 1, 2, 1, byte(len(args))}, args...)
+	withAuth = append(withAuth, 1, 0)
+	tests := []struct {
+		name    string
+		hello   []byte // greeting (and credentials)
+		replies []byte // method selection (and authentication status)
+	}{
+		{"credentials", withAuth, []byte{5, 2, 1, 0}},
+		{"no auth", []byte{5, 1, 0}, []byte{5, 0}},
+	}
+	for _, tc := range tests {
+		conn, err := net.Dial("tcp", socks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Everything in one write.
+		msg := append(append([]byte{}, tc.hello...), 5, 1, 0, 1, 192, 0, 2, 3, 0, 80)
+		if _, err := conn.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got := make([]byte, len(tc.replies))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			t.Fatalf("%s: reading the handshake replies: %v", tc.name, err)
+		}
+		if string(got) != string(tc.replies) {
+			t.Fatalf("%s: handshake replies %v, want %v", tc.name, got, tc.replies)
+		}
+		if tc.name == "credentials" {
+			var reply [10]byte
+			if _, err := io.ReadFull(conn, reply[:]); err != nil {
+				t.Fatalf("%s: no reply to the request: %v", tc.name, err)
+			}
+			if reply[0] != 5 || reply[1] == 0 {
+				t.Errorf("%s: reply %v, want a refusal", tc.name, reply)
+			}
+			p.WaitFor(t, "max: not an integer", 10*time.Second)
+		} else {
+			// A good (empty) bridge line: the client starts looking for a
+			// proxy, which it can only do after reading the request.
+			p.WaitFor(t, "proxy attempt failed", 30*time.Second)
+		}
+		conn.Close()
+	}
+}
+
+// TestHandshakeConnKeepsEarlyData: with the whole handshake and the first
+// application bytes in one segment, goptlib parses the request and the
+// application bytes are read afterwards, in order.
+func TestHandshakeConnKeepsEarlyData(t *testing.T) {
+	ln, err := listenSocks("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	args := "url=https://broker.invalid/;max=2"
+	msg := append([]byte{5, 2, 0, 2, 1, byte(len(args))}, args...)
+	msg = append(msg, 1, 0, 5, 1, 0, 3, 9, 'b', 'r', 'i', 'd', 'g', 'e', '.', 'i', 'n', 0, 80)
+	early := strings.Repeat("early data ", 100)
+	msg = append(msg, early...)
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write(msg)
+		io.Copy(io.Discard, c)
+	}()
+	sc, err := ln.AcceptSocks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	handshakeDone(sc)
+	if sc.Req.Target != "bridge.in:80" {
+		t.Errorf("target %q", sc.Req.Target)
+	}
+	if v, _ := sc.Req.Args.Get("max"); v != "2" {
+		t.Errorf("args %v", sc.Req.Args)
+	}
+	got := make([]byte, len(early))
+	sc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(sc, got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != early {
+		t.Errorf("early data %q", got)
+	}
+}
