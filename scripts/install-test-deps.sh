@@ -4,7 +4,7 @@
 # idempotent and prints nothing when everything is already installed.
 set -eu
 
-packages="tor tor-geoipdb snowflake-client snowflake-proxy nginx-light iproute2 util-linux ca-certificates nftables chromium docker-compose prometheus systemd groff-base nodejs"
+packages="tor tor-geoipdb snowflake-client snowflake-proxy nginx-light iproute2 util-linux ca-certificates nftables chromium docker-compose prometheus systemd groff-base nodejs tshark"
 # npm installs the npm-pinned test servers (internal/sqstest); some nodejs
 # builds bundle it, Debian ships it separately.
 command -v npm >/dev/null 2>&1 || packages="$packages npm"
@@ -37,6 +37,9 @@ if [ "$had_policy" = 0 ]; then
 	trap 'rm -f "$policy"' EXIT
 fi
 export DEBIAN_FRONTEND=noninteractive
+# tshark (wireshark-common) asks whether non-root users may capture; the
+# fingerprint tests capture as root, so answer no without a prompt.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
