@@ -42,6 +42,9 @@ func main() {
 		disableGeoIP      = flag.Bool("disable-geoip", false, "do not load geoip databases (every country is ??)")
 		metricsLog        = flag.String("metrics-log", "", "file the daily metrics are appended to and /metrics serves (empty: none)")
 		metricsInterval   = flag.Duration("metrics-interval", broker.DefaultMetricsInterval, "metrics log period")
+		ipCountPrefix     = flag.String("ip-count-prefix", "", "path prefix of files counting the distinct client and proxy IP addresses of each -ip-count-interval (empty: off)")
+		ipCountInterval   = flag.Duration("ip-count-interval", broker.DefaultIPCountInterval, "period of the -ip-count-prefix files")
+		trustedHops       = flag.Int("trusted-hops", broker.DefaultTrustedHops, "number of reverse proxies in front of the broker whose Forwarded/X-Forwarded-For headers are believed (0: use the TCP peer)")
 		pollIntervalFile  = flag.String("poll-interval-filepath", "", `JSON file {"unrestricted_poll_interval":MS,"restricted_poll_interval":MS} (reloaded on SIGHUP)`)
 		sqsName           = flag.String("broker-sqs-name", "", "name of the SQS queue to receive client polls on")
 		sqsRegion         = flag.String("broker-sqs-region", "", "AWS region of the SQS queue")
@@ -59,6 +62,7 @@ func main() {
 		bridgeListPath: *bridgeListPath, allowedPattern: *allowedPattern, legacyPattern: *legacyPattern,
 		geoipDB: *geoipDB, geoip6DB: *geoip6DB, disableGeoIP: *disableGeoIP,
 		metricsLog: *metricsLog, metricsInterval: *metricsInterval, pollIntervalFile: *pollIntervalFile,
+		ipCountPrefix: *ipCountPrefix, ipCountInterval: *ipCountInterval, trustedHops: *trustedHops,
 		sqsName: *sqsName, sqsRegion: *sqsRegion, sqsProfiles: *sqsProfiles,
 		clientTimeout: *clientTimeout, maxWaitingProxies: *maxWaitingProxies, maxConnections: *maxConnections,
 		logPath: *logPath, unsafeLogging: *unsafeLogging,
@@ -76,6 +80,9 @@ type options struct {
 	disableGeoIP                                               bool
 	metricsLog                                                 string
 	metricsInterval                                            time.Duration
+	ipCountPrefix                                              string
+	ipCountInterval                                            time.Duration
+	trustedHops                                                int
 	pollIntervalFile, sqsName, sqsRegion, sqsProfiles          string
 	clientTimeout                                              time.Duration
 	maxWaitingProxies, maxConnections                          int
@@ -94,6 +101,33 @@ func run(o options) error {
 		logOut = f
 	}
 	logger := slog.New(scrub.NewHandler(slog.NewTextHandler(logOut, nil), o.unsafeLogging))
+	if o.trustedHops < 0 {
+		return fmt.Errorf("-trusted-hops %d: must be 0 or more", o.trustedHops)
+	}
+	if o.ipCountInterval <= 0 {
+		return fmt.Errorf("-ip-count-interval %v: must be positive", o.ipCountInterval)
+	}
+	// Flag combinations are checked before the slow work (geoip loading).
+	switch {
+	case o.acmeHostnames != "":
+		if o.certFile != "" || o.keyFile != "" || o.disableTLS {
+			return errors.New("-acme-hostnames excludes -cert, -key and -disable-tls")
+		}
+	case o.certFile != "" || o.keyFile != "":
+		if o.certFile == "" || o.keyFile == "" || o.disableTLS || o.acmeEmail != "" {
+			return errors.New("-cert and -key go together, without -disable-tls or -acme-email")
+		}
+	case o.disableTLS:
+	default:
+		return errors.New("one of -acme-hostnames, -cert and -key, or -disable-tls is required")
+	}
+	if o.sqsName != "" && o.sqsRegion == "" {
+		return errors.New("-broker-sqs-name needs -broker-sqs-region")
+	}
+	trusted := o.trustedHops
+	if trusted == 0 {
+		trusted = broker.NoTrustedHops
+	}
 
 	cfg := broker.Config{
 		Logger:              logger,
@@ -104,6 +138,9 @@ func run(o options) error {
 		MaxConnections:      o.maxConnections,
 		MetricsLogPath:      o.metricsLog,
 		MetricsInterval:     o.metricsInterval,
+		IPCountPrefix:       o.ipCountPrefix,
+		IPCountInterval:     o.ipCountInterval,
+		TrustedHops:         trusted,
 	}
 	if o.bridgeListPath != "" {
 		f, err := os.Open(o.bridgeListPath)
@@ -141,12 +178,10 @@ func run(o options) error {
 		return err
 	}
 
-	// TLS: exactly one of ACME, -cert/-key, or -disable-tls.
+	// TLS: exactly one of ACME, -cert/-key, or -disable-tls (checked
+	// above).
 	switch {
 	case o.acmeHostnames != "":
-		if o.certFile != "" || o.keyFile != "" || o.disableTLS {
-			return errors.New("-acme-hostnames excludes -cert, -key and -disable-tls")
-		}
 		host, _, err := net.SplitHostPort(o.addr)
 		if err != nil {
 			return fmt.Errorf("-addr: %w", err)
@@ -154,26 +189,17 @@ func run(o options) error {
 		cfg.TLSConfig, cfg.HTTP01Handler = broker.ACME(strings.Split(o.acmeHostnames, ","), o.acmeEmail, o.acmeCertCache, logger)
 		cfg.HTTP01Addr = net.JoinHostPort(host, "80")
 	case o.certFile != "" || o.keyFile != "":
-		if o.certFile == "" || o.keyFile == "" || o.disableTLS || o.acmeEmail != "" {
-			return errors.New("-cert and -key go together, without -disable-tls or -acme-email")
-		}
 		tlsConfig, err := broker.TLSFromFiles(o.certFile, o.keyFile)
 		if err != nil {
 			return err
 		}
 		cfg.TLSConfig = tlsConfig
-	case o.disableTLS:
-	default:
-		return errors.New("one of -acme-hostnames, -cert and -key, or -disable-tls is required")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	if o.sqsName != "" {
-		if o.sqsRegion == "" {
-			return errors.New("-broker-sqs-name needs -broker-sqs-region")
-		}
 		sc := &broker.SQSConfig{QueueName: o.sqsName}
 		// The SDK's default chain also honours AWS_ENDPOINT_URL_SQS, which
 		// tests use to point the broker at a local server.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -21,6 +22,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/snowflake-go/snowflake/broker/ipcount"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
 	"github.com/snowflake-go/snowflake/internal/stunserver"
@@ -62,7 +64,8 @@ func httpPost(t *testing.T, url, body string) (int, string) {
 // message codecs: proxy poll, client poll, answer; then checks the metrics
 // log, SIGHUP handling and a clean exit on SIGTERM.
 func TestBinaryRendezvous(t *testing.T) {
-	base, p := startBroker(t, "ws://127.0.0.1:9/")
+	ipDir := t.TempDir()
+	base, p := startBroker(t, "ws://127.0.0.1:9/", "-ip-count-prefix", filepath.Join(ipDir, "ipc-"), "-trusted-hops", "0")
 	proxyDone := make(chan *messages.ProxyPollResponse, 1)
 	go func() {
 		body, _ := (&messages.ProxyPollRequest{Sid: "bin-sid", Type: "standalone", NAT: nat.Unknown, AcceptedRelayPattern: "127.0.0.1$"}).Encode()
@@ -128,6 +131,24 @@ func TestBinaryRendezvous(t *testing.T) {
 	if p.Cmd.ProcessState.ExitCode() != 0 {
 		t.Fatalf("exit code %d:\n%s", p.Cmd.ProcessState.ExitCode(), p.Output())
 	}
+	// At exit the broker wrote the distinct-address report of the
+	// partial hour: one proxy and one client address (both loopback).
+	names, _ := filepath.Glob(filepath.Join(ipDir, "ipc-*.json"))
+	if len(names) != 1 {
+		t.Fatalf("ip count reports: %v", names)
+	}
+	data, err := os.ReadFile(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep ipcount.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("%s: %v", data, err)
+	}
+	if rep.Counts["proxies"]["standalone"] != 1 || rep.Counts["proxies"]["total"] != 1 ||
+		rep.Counts["clients"]["http"] != 1 || rep.Counts["clients"]["total"] != 1 {
+		t.Fatalf("ip count report %s", data)
+	}
 }
 
 func waitDebug(t *testing.T, base, want string) {
@@ -168,6 +189,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-addr", "127.0.0.1:0", "-disable-tls", "-disable-geoip", "-poll-interval-filepath", missing}, "poll interval"},
 		{[]string{"-addr", "127.0.0.1:0", "-disable-tls", "-disable-geoip", "-broker-sqs-name", "q"}, "-broker-sqs-region"},
 		{[]string{"-addr", "bogus", "-disable-tls", "-disable-geoip"}, "listen"},
+		{[]string{"-addr", "127.0.0.1:0", "-disable-tls", "-disable-geoip", "-trusted-hops", "-1"}, "-trusted-hops"},
+		{[]string{"-addr", "127.0.0.1:0", "-disable-tls", "-disable-geoip", "-ip-count-interval", "0s"}, "-ip-count-interval"},
 	}
 	for _, tt := range tests {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

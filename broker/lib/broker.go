@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/snowflake-go/snowflake/broker/ipcount"
 	"github.com/snowflake-go/snowflake/common/geoip"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
@@ -30,6 +31,9 @@ type Broker struct {
 	log     *slog.Logger
 	pools   *pools
 	metrics *metrics
+	// ipCount counts distinct addresses for Config.IPCountPrefix; nil
+	// when that is off.
+	ipCount *ipcount.Counter
 
 	// nextPoll holds the advised poll intervals, replaceable at run time
 	// (see SetNextPoll).
@@ -66,6 +70,12 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.closedCtx, b.closeCancel = context.WithCancel(context.Background())
 	b.metrics = newMetrics(b.pools, time.Now())
+	if cfg.IPCountPrefix != "" {
+		var err error
+		if b.ipCount, err = ipcount.New(ipCountGroups(), time.Now()); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
 	b.mux = b.newMux()
 	b.metrics.geo.Store(cfg.GeoIP)
 	for _, br := range cfg.Bridges {
@@ -159,6 +169,7 @@ var errClosed = errors.New("broker: closed")
 // wait up to the client timeout for the proxy's answer. The result is the
 // response to send; addr (possibly invalid) is used only for statistics.
 func (b *Broker) ClientPoll(ctx context.Context, req *messages.ClientPollRequest, method string, addr netip.Addr) *messages.ClientPollResponse {
+	b.countIP(addr, ipGroupClients, method)
 	bridge, ok := b.cfg.Bridges.Lookup(req.Fingerprint)
 	if !ok {
 		return &messages.ClientPollResponse{Error: messages.ErrStrUnknownBridge}
@@ -204,6 +215,7 @@ func (b *Broker) noMatchResponse(natType nat.Type) *messages.ProxyPollResponse {
 // returns the response to send at once if the proxy is refused, else nil.
 func (b *Broker) admitProxy(req *messages.ProxyPollRequest, addr netip.Addr) *messages.ProxyPollResponse {
 	proxyType := messages.NormalizeProxyType(req.Type)
+	b.countIP(addr, ipGroupProxies, proxyType)
 	pattern, hadPattern := req.AcceptedRelayPattern, !req.NoRelayPattern
 	if !hadPattern {
 		pattern = b.cfg.LegacyRelayPattern

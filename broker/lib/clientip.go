@@ -27,10 +27,9 @@ func parseHostAddr(s string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// forwardedFor returns the for= values of a Forwarded header (RFC 7239),
-// in order.
-func forwardedFor(h string) []string {
-	var out []string
+// forwardedFor appends the for= values of a Forwarded header (RFC 7239),
+// in order, to out.
+func forwardedFor(out []string, h string) []string {
 	for _, elem := range strings.Split(h, ",") {
 		for _, pair := range strings.Split(elem, ";") {
 			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
@@ -43,23 +42,49 @@ func forwardedFor(h string) []string {
 	return out
 }
 
-// clientAddr returns the address used for a request's statistics: the
-// leftmost public address of the Forwarded header, else the leftmost public
-// address of X-Forwarded-For, else the TCP peer. The result is never used
-// for matching, and never stored beyond aggregate counts.
-func clientAddr(r *http.Request) netip.Addr {
-	for _, h := range r.Header.Values("Forwarded") {
-		for _, v := range forwardedFor(h) {
-			if a, ok := parseHostAddr(v); ok && candidate.IsPublic(a) {
-				return a.Unmap()
-			}
+// xffEntries appends the entries of an X-Forwarded-For header to out.
+func xffEntries(out []string, h string) []string {
+	return append(out, strings.Split(h, ",")...)
+}
+
+// leftmostPublic returns the leftmost public address of a forwarding
+// chain, ignoring its last skip entries.
+func leftmostPublic(chain []string, skip int) (netip.Addr, bool) {
+	if skip >= len(chain) {
+		return netip.Addr{}, false
+	}
+	for _, v := range chain[:len(chain)-skip] {
+		if a, ok := parseHostAddr(v); ok && candidate.IsPublic(a) {
+			return a.Unmap(), true
 		}
 	}
-	for _, h := range r.Header.Values("X-Forwarded-For") {
-		for _, v := range strings.Split(h, ",") {
-			if a, ok := parseHostAddr(v); ok && candidate.IsPublic(a) {
-				return a.Unmap()
-			}
+	return netip.Addr{}, false
+}
+
+// clientAddr returns the address used for a request's statistics
+// (wire-protocol §2): the leftmost public address of the Forwarded header,
+// else the leftmost public address of X-Forwarded-For, else the TCP peer.
+// With trustedHops n > 1, the n-1 rightmost entries of each header were
+// appended by the operator's own inner fronts (they name the outer
+// fronts) and are skipped; with n <= 0 the headers are ignored. The
+// result is never used for matching, and never stored beyond aggregate
+// counts.
+func clientAddr(r *http.Request, trustedHops int) netip.Addr {
+	if trustedHops > 0 {
+		skip := trustedHops - 1
+		var chain []string
+		for _, h := range r.Header.Values("Forwarded") {
+			chain = forwardedFor(chain, h)
+		}
+		if a, ok := leftmostPublic(chain, skip); ok {
+			return a
+		}
+		chain = chain[:0]
+		for _, h := range r.Header.Values("X-Forwarded-For") {
+			chain = xffEntries(chain, h)
+		}
+		if a, ok := leftmostPublic(chain, skip); ok {
+			return a
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

@@ -30,6 +30,15 @@ const (
 	DefaultMaxWaitingProxies = 200000
 	// DefaultMetricsInterval is the metrics-log period.
 	DefaultMetricsInterval = 24 * time.Hour
+	// DefaultIPCountInterval is the period of the distinct-address
+	// reports (Config.IPCountPrefix).
+	DefaultIPCountInterval = time.Hour
+	// DefaultTrustedHops is one front (CDN or reverse proxy) whose
+	// forwarding headers are believed: the rule of wire-protocol §2.
+	DefaultTrustedHops = 1
+	// NoTrustedHops, as Config.TrustedHops, ignores Forwarded and
+	// X-Forwarded-For: statistics use the TCP peer's address.
+	NoTrustedHops = -1
 	// SQS timing (wire-protocol §2.11).
 	DefaultSQSCleanupInterval = 30 * time.Second
 	DefaultSQSQueueMaxAge     = 2 * time.Minute
@@ -73,6 +82,25 @@ type Config struct {
 	// MetricsInterval is the metrics-log period.
 	MetricsInterval time.Duration
 
+	// IPCountPrefix, if not empty, makes Run write the number of distinct
+	// client and proxy addresses of every IPCountInterval to a new file
+	// named IPCountPrefix + the interval's start time (see package
+	// ipcount). Addresses are never stored, only a sketch of keyed hashes
+	// whose key is discarded at the end of each interval.
+	IPCountPrefix string
+	// IPCountInterval is the period of those reports; intervals end on
+	// multiples of it (e.g. at the top of the hour).
+	IPCountInterval time.Duration
+
+	// TrustedHops is the number of reverse proxies in front of the broker
+	// whose forwarding headers are believed (0 means DefaultTrustedHops,
+	// NoTrustedHops none). The statistics address is the leftmost public
+	// address of Forwarded, else of X-Forwarded-For, else the TCP peer;
+	// with n trusted hops the n-1 rightmost entries of each header, which
+	// the broker's own inner fronts appended, are never taken for a
+	// client's.
+	TrustedHops int
+
 	// SQS configures the SQS rendezvous; nil disables it.
 	SQS *SQSConfig
 
@@ -99,9 +127,12 @@ const DefaultMaxConnections = 50000
 // Validate reports configuration errors.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.ClientTimeout < 0 || c.ProxyPollTimeout < 0 || c.MetricsInterval < 0 ||
+	if c.ClientTimeout < 0 || c.ProxyPollTimeout < 0 || c.MetricsInterval < 0 || c.IPCountInterval < 0 ||
 		c.NextPollRestricted < 0 || c.NextPollUnrestricted < 0 {
 		errs = append(errs, errors.New("negative duration"))
+	}
+	if c.TrustedHops < NoTrustedHops {
+		errs = append(errs, fmt.Errorf("TrustedHops %d out of range", c.TrustedHops))
 	}
 	if c.Bridges != nil && len(c.Bridges) == 0 {
 		errs = append(errs, ErrEmptyBridgeList)
@@ -145,6 +176,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MetricsInterval == 0 {
 		c.MetricsInterval = DefaultMetricsInterval
+	}
+	if c.IPCountInterval == 0 {
+		c.IPCountInterval = DefaultIPCountInterval
+	}
+	if c.TrustedHops == 0 {
+		c.TrustedHops = DefaultTrustedHops
 	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections

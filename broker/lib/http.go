@@ -89,7 +89,7 @@ func (b *Broker) handleProxy(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	addr := clientAddr(r)
+	addr := clientAddr(r, b.cfg.TrustedHops)
 	// HTTP/1 connections are parked: taken from net/http so that a held
 	// poll costs no goroutine or buffers (see waiter). Others (HTTP/2)
 	// wait in this goroutine.
@@ -150,7 +150,7 @@ func (b *Broker) handleClient(w http.ResponseWriter, r *http.Request) {
 		b.writeJSON(w, &messages.ClientPollResponse{Error: messages.Reason(err)})
 		return
 	}
-	b.writeJSON(w, b.ClientPoll(r.Context(), req, MethodHTTP, clientAddr(r)))
+	b.writeJSON(w, b.ClientPoll(r.Context(), req, MethodHTTP, clientAddr(r, b.cfg.TrustedHops)))
 }
 
 // handleLegacyClient serves clients older than v1.1: the body is the offer,
@@ -162,7 +162,7 @@ func (b *Broker) handleLegacyClient(w http.ResponseWriter, r *http.Request, body
 		return
 	}
 	req := &messages.ClientPollRequest{Offer: string(body), NAT: natType, Fingerprint: messages.DefaultBridgeFingerprint}
-	resp := b.ClientPoll(r.Context(), req, MethodHTTP, clientAddr(r))
+	resp := b.ClientPoll(r.Context(), req, MethodHTTP, clientAddr(r, b.cfg.TrustedHops))
 	switch {
 	case resp.Answer != "":
 		w.Write([]byte(resp.Answer))

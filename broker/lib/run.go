@@ -49,7 +49,7 @@ func (b *Broker) newServer(h http.Handler) *http.Server {
 
 // Run serves the broker until ctx ends or Close is called: the HTTP(S) API
 // (if Config.Listener or Config.Addr is set), the ACME HTTP-01 responder,
-// the SQS rendezvous and the metrics log. It returns after everything it
+// the SQS rendezvous, the metrics log and the distinct-address reports. It returns after everything it
 // started has stopped, with the first fatal error, or nil on a clean stop.
 func (b *Broker) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -140,6 +140,13 @@ func (b *Broker) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			b.metricsLoop(ctx)
+		}()
+	}
+	if b.ipCount != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.ipCountLoop(ctx)
 		}()
 	}
 	<-ctx.Done()
