@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	_ "embed"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -37,7 +38,8 @@ type TransportConfig struct {
 	// roots plus Let's Encrypt ISRG Root X1.
 	RootCAs *x509.CertPool
 	// UTLSImitate names the browser ClientHello to imitate (see
-	// [ParseClientHelloID]). Empty uses Go's crypto/tls.
+	// [ParseClientHelloID]). Empty means [ChromeName], the built-in
+	// Chromium 156 hello.
 	UTLSImitate string
 	// UTLSNoSNI leaves the server name out of the ClientHello (uTLS only);
 	// the certificate is still verified against the URL's host.
@@ -84,16 +86,20 @@ func NewRoundTripper(cfg TransportConfig) (http.RoundTripper, error) {
 		MaxIdleConnsPerHost:   2,
 	}
 	if cfg.UTLSImitate == "" {
+		// Upstream accepts utls-nosni only next to utls-imitate; keep
+		// that, though the default hello is uTLS too.
 		if cfg.UTLSNoSNI {
 			return nil, fmt.Errorf("rendezvous: utls-nosni needs utls-imitate")
 		}
-		return plain, nil
+		// Go's own ClientHello is what Iran blocked in 2022; the default
+		// looks like current Chromium instead.
+		cfg.UTLSImitate = ChromeName
 	}
 	id, err := ParseClientHelloID(cfg.UTLSImitate)
 	if err != nil {
 		return nil, err
 	}
-	return &utlsRoundTripper{cfg: cfg, id: id, plain: plain, byAddr: map[string]http.RoundTripper{}, spare: map[string]net.Conn{}}, nil
+	return &utlsRoundTripper{cfg: cfg, id: id, plain: plain, hosts: map[string]*hostTransports{}}, nil
 }
 
 // clientHelloIDs maps the utls-imitate names deployed bridge lines use
@@ -114,6 +120,7 @@ var clientHelloIDs = map[string]utls.ClientHelloID{
 	"helloios_auto":         utls.HelloIOS_Auto,
 	"helloios_11_1":         utls.HelloIOS_11_1,
 	"helloios_12_1":         utls.HelloIOS_12_1,
+	ChromeName:              helloChrome156,
 }
 
 // ParseClientHelloID returns the uTLS fingerprint for a utls-imitate name.
@@ -126,79 +133,146 @@ func ParseClientHelloID(name string) (utls.ClientHelloID, error) {
 }
 
 // utlsRoundTripper speaks HTTPS with a browser-like ClientHello. A browser
-// hello offers h2, so which HTTP version to speak is only known after the
-// handshake: the first connection to each address decides, and is handed
-// to the HTTP/1.1 or HTTP/2 transport chosen for that address.
+// hello offers h2 and http/1.1, so which HTTP version to speak is known only
+// after each handshake, and a server (or a CDN edge behind one address) may
+// answer differently from one connection to the next. Each address has an
+// HTTP/1.1 and an HTTP/2 transport; a request goes to the one the last
+// handshake chose, and a connection that negotiates the other protocol is
+// handed to the other transport and the request retried there (wire
+// protocol §3.3: up to 5 times).
 type utlsRoundTripper struct {
 	cfg   TransportConfig
 	id    utls.ClientHelloID
 	plain *http.Transport // for http:// URLs, which bypass uTLS
 
-	mu     sync.Mutex // guards the following fields
-	byAddr map[string]http.RoundTripper
-	spare  map[string]net.Conn // handshaken conns waiting for their transport's first dial
+	mu    sync.Mutex // guards hosts and every hostTransports' fields
+	hosts map[string]*hostTransports
 }
+
+// hostTransports are the two transports of one address.
+type hostTransports struct {
+	h1 *http.Transport
+	h2 *http2.Transport
+
+	useH2 bool               // the last handshake negotiated h2
+	spare map[bool]spareConn // handshaken conns for the transport of that kind
+}
+
+// spareConn is a connection that negotiated the protocol of the transport
+// that did not dial it, waiting for that transport's next dial.
+type spareConn struct {
+	conn net.Conn
+	at   time.Time
+}
+
+// Retry and spare limits.
+const (
+	maxALPNTries = 5
+	// spareMaxAge discards a waiting connection the server may well have
+	// closed by now.
+	spareMaxAge = 10 * time.Second
+)
+
+// errALPNMismatch means a new connection negotiated the other HTTP version
+// than the transport that dialled it speaks; the connection is kept for the
+// other transport.
+var errALPNMismatch = errors.New("rendezvous: utls: server negotiated the other HTTP version")
 
 func (r *utlsRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "https" {
 		return r.plain.RoundTrip(req)
 	}
-	addr := canonicalAddr(req.URL.Host)
-	r.mu.Lock()
-	rt := r.byAddr[addr]
-	r.mu.Unlock()
-	if rt == nil {
-		conn, err := r.dialTLS(req.Context(), "tcp", addr)
-		if err != nil {
+	h := r.host(canonicalAddr(req.URL.Host))
+	for try := 1; ; try++ {
+		r.mu.Lock()
+		var rt http.RoundTripper = h.h1
+		if h.useH2 {
+			rt = h.h2
+		}
+		r.mu.Unlock()
+		resp, err := rt.RoundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		if !errors.Is(err, errALPNMismatch) || try == maxALPNTries {
 			return nil, fmt.Errorf("rendezvous: utls: %w", err)
 		}
-		if conn.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
-			rt = &http2.Transport{
-				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-					return r.dialSpareOrNew(ctx, network, addr)
-				},
-				ReadIdleTimeout: 30 * time.Second,
+		// The transport closed the body; send a fresh copy.
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, fmt.Errorf("rendezvous: utls: %w (and the request body cannot be resent)", err)
 			}
-		} else {
-			rt = &http.Transport{
-				Proxy:                 nil,
-				DialTLSContext:        r.dialSpareOrNew,
-				ResponseHeaderTimeout: ResponseHeaderTimeout,
-				IdleConnTimeout:       90 * time.Second,
-				MaxIdleConnsPerHost:   2,
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, fmt.Errorf("rendezvous: utls: resend body: %w", gerr)
 			}
-		}
-		r.mu.Lock()
-		if existing := r.byAddr[addr]; existing != nil {
-			// Another request decided first; ours is not needed.
-			r.mu.Unlock()
-			conn.Close()
-			rt = existing
-		} else {
-			if old := r.spare[addr]; old != nil {
-				old.Close()
-			}
-			r.spare[addr] = conn
-			r.byAddr[addr] = rt
-			r.mu.Unlock()
+			req = req.Clone(req.Context())
+			req.Body = body
 		}
 	}
-	return rt.RoundTrip(req)
 }
 
-func (r *utlsRoundTripper) dialSpareOrNew(ctx context.Context, network, addr string) (net.Conn, error) {
+// host returns the transports for addr, creating them on first use. A
+// browser hello normally offers h2, so HTTP/2 is tried first; a server
+// that picks HTTP/1.1 costs no extra handshake, as its connection is
+// passed on.
+func (r *utlsRoundTripper) host(addr string) *hostTransports {
 	r.mu.Lock()
-	c := r.spare[addr]
-	delete(r.spare, addr)
+	defer r.mu.Unlock()
+	if h := r.hosts[addr]; h != nil {
+		return h
+	}
+	h := &hostTransports{useH2: true, spare: map[bool]spareConn{}}
+	h.h1 = &http.Transport{
+		Proxy: nil,
+		DialTLSContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			return r.dialFor(ctx, h, network, a, false)
+		},
+		ResponseHeaderTimeout: ResponseHeaderTimeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   2,
+	}
+	h.h2 = &http2.Transport{
+		DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+			return r.dialFor(ctx, h, network, a, true)
+		},
+		ReadIdleTimeout: 30 * time.Second,
+	}
+	r.hosts[addr] = h
+	return h
+}
+
+// dialFor returns a connection that speaks HTTP/2 (wantH2) or HTTP/1.1: a
+// spare one of that kind, or a new one. A new one that negotiated the
+// other protocol becomes the other kind's spare, and errALPNMismatch is
+// returned so that RoundTrip retries with the other transport.
+func (r *utlsRoundTripper) dialFor(ctx context.Context, h *hostTransports, network, addr string, wantH2 bool) (net.Conn, error) {
+	r.mu.Lock()
+	sp, ok := h.spare[wantH2]
+	delete(h.spare, wantH2)
 	r.mu.Unlock()
-	if c != nil {
-		return c, nil
+	if ok {
+		if time.Since(sp.at) < spareMaxAge {
+			return sp.conn, nil
+		}
+		sp.conn.Close()
 	}
 	uc, err := r.dialTLS(ctx, network, addr)
 	if err != nil {
 		return nil, err // not uc: a nil *UConn would be a non-nil net.Conn
 	}
-	return uc, nil
+	gotH2 := uc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h.useH2 = gotH2
+	if gotH2 == wantH2 {
+		return uc, nil
+	}
+	if old, ok := h.spare[gotH2]; ok {
+		old.conn.Close()
+	}
+	h.spare[gotH2] = spareConn{conn: uc, at: time.Now()}
+	return nil, errALPNMismatch
 }
 
 func (r *utlsRoundTripper) dialTLS(ctx context.Context, network, addr string) (*utls.UConn, error) {
@@ -233,7 +307,21 @@ func (r *utlsRoundTripper) dialTLSOnce(ctx context.Context, network, addr string
 		conf.ServerName = ""
 		conf.InsecureServerNameToVerify = host
 	}
-	uconn := utls.UClient(raw, conf, r.id)
+	var uconn *utls.UConn
+	if r.id == helloChrome156 {
+		spec, err := ChromeSpec()
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		uconn = utls.UClient(raw, conf, utls.HelloCustom)
+		if err := uconn.ApplyPreset(spec); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("tls hello for %s: %w", host, err)
+		}
+	} else {
+		uconn = utls.UClient(raw, conf, r.id)
+	}
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := uconn.HandshakeContext(hctx); err != nil {
@@ -244,18 +332,17 @@ func (r *utlsRoundTripper) dialTLSOnce(ctx context.Context, network, addr string
 }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the
-// per-address transports.
+// per-address transports and the spare connections.
 func (r *utlsRoundTripper) CloseIdleConnections() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, c := range r.spare {
-		c.Close()
-	}
-	clear(r.spare)
-	for _, rt := range r.byAddr {
-		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
-			c.CloseIdleConnections()
+	for _, h := range r.hosts {
+		for k, sp := range h.spare {
+			sp.conn.Close()
+			delete(h.spare, k)
 		}
+		h.h1.CloseIdleConnections()
+		h.h2.CloseIdleConnections()
 	}
 	r.plain.CloseIdleConnections()
 }
