@@ -70,6 +70,7 @@ func run() error {
 		showVersion     = fs.Bool("version", false, "display version info and quit")
 		cpuProfile      = fs.String("cpuprofile", "", "write a Go CPU profile to this file until exit (for performance work)")
 		idleTimeout     = fs.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a client when the relay sent nothing for this long")
+		covertDTLS      = fs.String("covertdtls-config", "mimic", "DTLS handshake shape: mimic (Chromium's), randomize, randomizemimic or disable (pion's own)")
 	)
 	fs.Parse(os.Args[1:])
 	if *showVersion {
@@ -130,6 +131,7 @@ func run() error {
 		KeepLocalAddresses: *keepLocal,
 		OutboundAddress:    *outbound,
 		IdleTimeout:        *idleTimeout,
+		CovertDTLSConfig:   *covertDTLS,
 		Logger:             logger,
 	}
 	for s := range strings.SplitSeq(*stun, ",") {

@@ -89,6 +89,11 @@ type Config struct {
 	// OutboundAddress, if set, is announced as the host candidate address
 	// (NAT 1:1) and used to pick the interface. Native only.
 	OutboundAddress string
+	// CovertDTLSConfig shapes the DTLS handshake (upstream's
+	// covertdtls-config): "mimic" (default, Chromium's), "randomize",
+	// "randomizemimic" or "disable" (pion's own). Native only: in a
+	// browser the handshake is the browser's.
+	CovertDTLSConfig string
 	// EphemeralPortMin and EphemeralPortMax limit the UDP ports used for
 	// ICE; both zero means any port. Native only.
 	EphemeralPortMin, EphemeralPortMax uint16
@@ -146,6 +151,9 @@ func (c *Config) Validate() error {
 		if _, err := url.Parse(s); err != nil {
 			return fmt.Errorf("proxy: STUN URL: %w", err)
 		}
+	}
+	if err := c.validateDTLSShape(); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ const (
 // own NAT does not filter by address: unrestricted if it opens, restricted
 // if not. Errors (service unreachable, bad reply) mean the type is unknown.
 func (p *Proxy) probeNAT(ctx context.Context) (nat.Type, error) {
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
+	pc, err := p.api.NewPeerConnection(p.peerConfiguration())
 	if err != nil {
 		return nat.Unknown, fmt.Errorf("nat probe: %w", err)
 	}

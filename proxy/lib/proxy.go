@@ -265,7 +265,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 		log.Info("offer has no ICE candidates")
 	}
 
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: p.iceServers()})
+	pc, err := p.api.NewPeerConnection(p.peerConfiguration())
 	if err != nil {
 		return fmt.Errorf("new peer connection: %w", err)
 	}

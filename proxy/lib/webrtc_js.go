@@ -18,3 +18,13 @@ func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 	}
 	return se, nil
 }
+
+// validateDTLSShape accepts any value: in a browser the DTLS handshake is
+// the browser's own, so covertdtls-config does not apply.
+func (c *Config) validateDTLSShape() error { return nil }
+
+// peerConfiguration is the configuration of every PeerConnection; the
+// browser makes its own certificates.
+func (p *Proxy) peerConfiguration() webrtc.Configuration {
+	return webrtc.Configuration{ICEServers: p.iceServers()}
+}

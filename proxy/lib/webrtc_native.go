@@ -10,6 +10,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/snowflake-go/snowflake/common/dtlsshape"
 )
 
 // sctpReceiveBuffer is the SCTP receive window. pion's 1 MiB default caps a
@@ -51,10 +53,42 @@ func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 			return se, fmt.Errorf("ephemeral port range: %w", err)
 		}
 	}
+	mode, err := dtlsshape.ParseMode(c.CovertDTLSConfig)
+	if err != nil {
+		return se, err
+	}
+	if err := dtlsshape.Apply(&se, mode, nil); err != nil {
+		return se, err
+	}
 	if c.ConfigureWebRTC != nil {
 		c.ConfigureWebRTC(&se)
 	}
 	return se, nil
+}
+
+// validateDTLSShape reports an unknown covertdtls-config value.
+func (c *Config) validateDTLSShape() error {
+	_, err := dtlsshape.ParseMode(c.CovertDTLSConfig)
+	return err
+}
+
+// peerConfiguration is the configuration of every PeerConnection: the
+// STUN servers, and a fresh browser-like certificate unless DTLS shaping
+// is disabled. pion's own certificate (130-bit serial, 30 days) would
+// tell the proxy apart from a browser.
+func (p *Proxy) peerConfiguration() webrtc.Configuration {
+	conf := webrtc.Configuration{ICEServers: p.iceServers()}
+	mode, err := dtlsshape.ParseMode(p.cfg.CovertDTLSConfig)
+	if err != nil { // Validate rejected this already
+		return conf
+	}
+	certs, err := dtlsshape.Certificates(mode)
+	if err != nil {
+		p.log.Warn("no browser-like DTLS certificate; pion will make its own", "err", err)
+		return conf
+	}
+	conf.Certificates = certs
+	return conf
 }
 
 // poster sends broker and NAT-probe requests with net/http.
