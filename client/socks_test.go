@@ -28,7 +28,7 @@ func TestBadBridgeLines(t *testing.T) {
 		{"utls-imitate=hellonetscape", "unknown utls-imitate name"},
 		{"fingerprint=00", "fingerprint"},
 		{"keep-local-addresses=1", "cannot be set in the bridge line"},
-		{"covertdtls-config=mimic", "not supported"},
+		{"covertdtls-config=chrome", "unknown covertdtls-config"},
 	}
 	for _, tc := range tests {
 		d, err := proxy.SOCKS5("tcp", socks, &proxy.Auth{User: tc.args, Password: "\x00"}, proxy.Direct)

@@ -12,7 +12,8 @@ import (
 
 // TestInteropMatrix moves 20 MB through every pairing of {our client,
 // Debian's snowflake-client 2.5.1} with {our proxy, Debian's
-// snowflake-proxy 2.5.1}, always through our broker and server. The Debian
+// snowflake-proxy 2.5.1}, always through our broker and server, and a few
+// MB in each of our other covertdtls-config modes. The Debian
 // binaries fall back to public hosts, so the test runs in a network
 // namespace that has only loopback.
 func TestInteropMatrix(t *testing.T) {
@@ -25,7 +26,7 @@ func TestInteropMatrix(t *testing.T) {
 	}
 	upClient := testenv.LookPath(t, "snowflake-client")
 	upProxy := testenv.LookPath(t, "snowflake-proxy")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	defer cancel()
 	// One server and broker for the whole matrix, started before any
 	// proxy: the 2.5.1 proxy checks the relay only at start-up.
@@ -37,36 +38,63 @@ func TestInteropMatrix(t *testing.T) {
 	}
 	clients := []side{{bin.client, chain.Ours}, {upClient, chain.Upstream}}
 	proxies := []side{{bin.proxy, chain.Ours}, {upProxy, chain.Upstream}}
-	const size = 20 << 20
+	// Every DTLS shaping mode of ours must still complete handshakes with
+	// the 2.5.1 binaries (pion/dtls v2) and with itself. The default mode
+	// moves the full size; the others only need to prove the handshake
+	// and a few megabytes.
+	modes := []string{"mimic", "randomize", "randomizemimic", "disable"}
+	const size, modeSize = 20 << 20, 2 << 20
 	seed := uint64(1)
 	for _, cs := range clients {
 		for _, ps := range proxies {
-			seed++
-			name := fmt.Sprintf("client=%s/proxy=%s", cs.flavor, ps.flavor)
-			t.Run(name, func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-				defer cancel()
-				p, err := c.StartProxy(ctx, chain.ProxyConfig{Path: ps.path, Flavor: ps.flavor, Capacity: 1})
-				if err != nil {
-					t.Fatal(err)
+			for i, mode := range modes {
+				if cs.flavor == chain.Upstream && ps.flavor == chain.Upstream {
+					if i > 0 {
+						continue
+					}
+					mode = ""
 				}
-				// Only this pairing's proxy may serve the client.
-				defer p.Stop(5 * time.Second)
-				if err := c.WaitProxies(ctx, 1); err != nil {
-					t.Fatalf("%v\n%s", err, p.Tail(30))
+				seed++
+				name := fmt.Sprintf("client=%s/proxy=%s", cs.flavor, ps.flavor)
+				n := uint64(size)
+				if mode != "" {
+					name += "/covertdtls=" + mode
+					if i > 0 {
+						n = modeSize
+					}
 				}
-				cl, err := c.StartClient(ctx, chain.ClientConfig{Path: cs.path, Flavor: cs.flavor})
-				if err != nil {
-					t.Fatal(err)
+				var clientArgs, proxyArgs []string
+				if mode != "" && cs.flavor == chain.Ours {
+					clientArgs = []string{"-covertdtls-config", mode}
 				}
-				defer cl.Stop(5 * time.Second)
-				rv, err := chain.EchoOnce(ctx, cl)
-				if err != nil {
-					t.Fatalf("first round trip: %v\nclient:\n%s\nproxy:\n%s", err, cl.Tail(40), p.Tail(40))
+				if mode != "" && ps.flavor == chain.Ours {
+					proxyArgs = []string{"-covertdtls-config", mode}
 				}
-				t.Logf("rendezvous and first round trip: %v", rv.Round(time.Millisecond))
-				download(t, ctx, cl, seed, size)
-			})
+				t.Run(name, func(t *testing.T) {
+					ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+					defer cancel()
+					p, err := c.StartProxy(ctx, chain.ProxyConfig{Path: ps.path, Flavor: ps.flavor, Capacity: 1, Args: proxyArgs})
+					if err != nil {
+						t.Fatal(err)
+					}
+					// Only this pairing's proxy may serve the client.
+					defer p.Stop(5 * time.Second)
+					if err := c.WaitProxies(ctx, 1); err != nil {
+						t.Fatalf("%v\n%s", err, p.Tail(30))
+					}
+					cl, err := c.StartClient(ctx, chain.ClientConfig{Path: cs.path, Flavor: cs.flavor, Args: clientArgs})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer cl.Stop(5 * time.Second)
+					rv, err := chain.EchoOnce(ctx, cl)
+					if err != nil {
+						t.Fatalf("first round trip: %v\nclient:\n%s\nproxy:\n%s", err, cl.Tail(40), p.Tail(40))
+					}
+					t.Logf("rendezvous and first round trip: %v", rv.Round(time.Millisecond))
+					download(t, ctx, cl, seed, n)
+				})
+			}
 		}
 	}
 }

@@ -42,9 +42,12 @@ type Config struct {
 	UTLSImitate string
 	// UTLSNoSNI omits the TLS server name (uTLS only).
 	UTLSNoSNI bool
-	// CovertDTLSConfig shapes the DTLS ClientHello. Only "" and "disable"
-	// (the upstream client default) are implemented.
+	// CovertDTLSConfig shapes the DTLS handshake: "mimic" (the default,
+	// Chromium's), "randomize", "randomizemimic" or "disable" (pion's).
 	CovertDTLSConfig string
+	// CovertDTLSFingerprint is a captured DTLS ClientHello in hex to
+	// mimic instead of Chromium's.
+	CovertDTLSFingerprint string
 	// KeepLocalAddresses keeps private and loopback ICE candidates in the
 	// offer (for tests on a LAN or loopback).
 	KeepLocalAddresses bool
@@ -100,8 +103,10 @@ var options = []Option{
 		set: func(c *Config, v string) error { c.UTLSImitate = v; return nil }},
 	{Name: "utls-nosni", Usage: "remove the server name from the TLS ClientHello (with utls-imitate)", Bool: true, Flag: true, SOCKS: true,
 		set: func(c *Config, v string) (err error) { c.UTLSNoSNI, err = parseBool(v); return err }},
-	{Name: "covertdtls-config", Usage: "DTLS ClientHello shaping; only \"disable\" is supported", Flag: true, SOCKS: true,
+	{Name: "covertdtls-config", Usage: "DTLS handshake shape: mimic (Chromium's, default), randomize, randomizemimic or disable (pion's own)", Flag: true, SOCKS: true,
 		set: func(c *Config, v string) error { c.CovertDTLSConfig = v; return nil }},
+	{Name: "covertdtls-fingerprint", Usage: "a captured DTLS ClientHello (hex) to mimic instead of Chromium's", Flag: true, SOCKS: true,
+		set: func(c *Config, v string) error { c.CovertDTLSFingerprint = v; return nil }},
 	{Name: "keep-local-addresses", Usage: "keep local LAN and loopback addresses in ICE candidates", Bool: true, Flag: true,
 		set: func(c *Config, v string) (err error) { c.KeepLocalAddresses, err = parseBool(v); return err }},
 }
@@ -267,12 +272,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("client: %w", err)
 		}
 	}
-	switch strings.ToLower(c.CovertDTLSConfig) {
-	case "", "disable":
-	case "mimic", "randomize", "randomizemimic":
-		return fmt.Errorf("client: covertdtls-config %q is not supported by this client (only \"disable\")", c.CovertDTLSConfig)
-	default:
-		return fmt.Errorf("client: covertdtls-config: unknown value %q", c.CovertDTLSConfig)
+	if _, _, err := c.dtlsShape(); err != nil {
+		return fmt.Errorf("client: %w", err)
 	}
 	return nil
 }

@@ -75,6 +75,7 @@ func (t *Transport) webrtcAPI() *webrtc.API {
 	if t.net != nil {
 		se.SetNet(t.net)
 	}
+	t.shapeDTLS(&se)
 	return webrtcapi.New(se)
 }
 
@@ -86,7 +87,7 @@ func (t *Transport) newPeer(ctx context.Context) (*dataconn.Conn, error) {
 	if sel := selectICEServers(t.cfg.ICEServers); len(sel) > 0 {
 		servers = []webrtc.ICEServer{{URLs: sel}}
 	}
-	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: servers})
+	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: servers, Certificates: t.certificates()})
 	if err != nil {
 		return nil, fmt.Errorf("client: new peer connection: %w", err)
 	}

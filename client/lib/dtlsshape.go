@@ -1,0 +1,55 @@
+package client
+
+import (
+	"github.com/pion/webrtc/v4"
+
+	"github.com/snowflake-go/snowflake/common/dtlsshape"
+)
+
+// dtlsShape returns the DTLS handshake shape the configuration asks for:
+// covertdtls-config's mode and, with covertdtls-fingerprint, the captured
+// ClientHello to mimic instead of Chromium's.
+func (c *Config) dtlsShape() (dtlsshape.Mode, *dtlsshape.Profile, error) {
+	mode, err := dtlsshape.ParseMode(c.CovertDTLSConfig)
+	if err != nil {
+		return 0, nil, err
+	}
+	if c.CovertDTLSFingerprint == "" {
+		return mode, nil, nil
+	}
+	p, err := dtlsshape.ProfileFromClientHello(c.CovertDTLSFingerprint)
+	if err != nil {
+		return 0, nil, err
+	}
+	return mode, &p, nil
+}
+
+// shapeDTLS configures the handshake of every peer of the transport. The
+// client is normally the DTLS server (its offer lets the proxy choose, and
+// proxies choose to be the DTLS client): what shows is its certificate,
+// the absence of a HelloVerifyRequest and, should a proxy make it the
+// DTLS client, its ClientHello.
+func (t *Transport) shapeDTLS(se *webrtc.SettingEngine) {
+	mode, profile, err := t.cfg.dtlsShape()
+	if err == nil {
+		err = dtlsshape.Apply(se, mode, profile)
+	}
+	if err != nil { // Validate already refused such a configuration
+		t.logger.Warn("DTLS shaping off", "err", err)
+	}
+}
+
+// certificates returns the certificates for one PeerConnection: a fresh
+// browser-like one, or nil (pion's own) when shaping is disabled.
+func (t *Transport) certificates() []webrtc.Certificate {
+	mode, _, err := t.cfg.dtlsShape()
+	if err != nil {
+		return nil
+	}
+	certs, err := dtlsshape.Certificates(mode)
+	if err != nil {
+		t.logger.Warn("no browser-like DTLS certificate; pion will make its own", "err", err)
+		return nil
+	}
+	return certs
+}
