@@ -116,6 +116,7 @@ func StartCapture(ctx context.Context, cfg CaptureConfig) (*Capture, error) {
 	// interface is open with its filter and the file is created, which is
 	// the signal that traffic from now on is recorded.
 	c.cmd = exec.Command(cfg.Dumpcap, "-q", "-n", "-i", cfg.Interface, "-f", cfg.Filter, "-w", c.cfg.File)
+	c.cmd.SysProcAttr = captureProcAttr()
 	pr, pw := io.Pipe()
 	c.cmd.Stderr = io.MultiWriter(c.stderr, pw)
 	c.cmd.Stdout = c.stderr
@@ -158,9 +159,11 @@ func StartCapture(ctx context.Context, cfg CaptureConfig) (*Capture, error) {
 // File returns the path of the capture file.
 func (c *Capture) File() string { return c.cfg.File }
 
-// settle is how long Stop lets dumpcap write packets that were on the wire
-// just before it is called.
-const settle = 300 * time.Millisecond
+// settle is how long Stop lets dumpcap receive packets that were on the
+// wire just before it is called: libpcap delivers them in blocks, after a
+// timeout of a few hundred milliseconds, and dumpcap drops what it has not
+// received when it is interrupted.
+const settle = 700 * time.Millisecond
 
 // stopCapture interrupts dumpcap (which flushes the file) and waits for it.
 func (c *Capture) stopCapture() {

@@ -225,3 +225,35 @@ func TestParseFields(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteReport(t *testing.T) {
+	client := netip.MustParseAddrPort("127.0.0.1:40000")
+	server := netip.MustParseAddrPort("127.0.0.1:443")
+	s, err := ParseServerHello(marshalServerHello(&ServerHello{LegacyVersion: VersionTLS12, CipherSuite: 0x1301,
+		Extensions: []Extension{ext(ExtSupportedVersions, 3, 4)}}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hellos := []Hello{
+		{Time: time.Unix(1700000000, 0), Src: client, Dst: server, Client: chromium156()},
+		{Time: time.Unix(1700000000, 0), Src: server, Dst: client, Server: s},
+		{Time: time.Unix(1700000000, 0), Src: server, Dst: client, DTLS: true, Verify: &HelloVerifyRequest{ServerVersion: VersionDTLS12}},
+	}
+	var b strings.Builder
+	if err := WriteReport(&b, hellos, true); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"2023-11-14T22:13:20Z 127.0.0.1:40000 -> 127.0.0.1:443 TLS ClientHello\n",
+		"  JA4    t13d1517h2_8daaf6152771_cb7bf5808d99\n",
+		"  JA4_r  t13d1517h2_002f,",
+		"127.0.0.1:443 -> 127.0.0.1:40000 TLS ServerHello\n  JA4S   t130100_1301_",
+		"  server version=TLS1.3 cipher=AES128-GCM-SHA256 extensions=[supported_versions]\n",
+		"DTLS HelloVerifyRequest\n  hello  DTLS HelloVerifyRequest",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
