@@ -16,6 +16,9 @@ import (
 // (RSV, FRAG, ATYP, 16-byte address, port).
 const maxDatagram = 65535 + 22
 
+// socketBuffer is the requested size of an association's socket buffers.
+const socketBuffer = 2 << 20
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
 
 // UDPConn is one UDP association (RFC 1928 §7): datagrams written to it are
@@ -45,6 +48,12 @@ func newUDPConn(ctrl net.Conn, relay *net.UDPAddr) (*UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socksnet: udp socket to relay: %w", err)
 	}
+	// One association carries a whole WebRTC connection, bulk transfers
+	// included; the default buffers (about 200 KB) overflow when the
+	// reader is descheduled for a moment, and every drop costs a KCP
+	// retransmission. The kernel caps these at its maximum.
+	udp.SetReadBuffer(socketBuffer)
+	udp.SetWriteBuffer(socketBuffer)
 	c := &UDPConn{ctrl: ctrl, udp: udp, relay: relay, closed: make(chan struct{})}
 	c.wg.Add(1)
 	go c.watch()

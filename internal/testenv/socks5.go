@@ -276,6 +276,10 @@ func (s *SOCKS5Server) associate(c net.Conn) {
 		reply(c, 1, nil)
 		return
 	}
+	for _, c := range []*net.UDPConn{relay, out} {
+		c.SetReadBuffer(4 << 20)
+		c.SetWriteBuffer(4 << 20)
+	}
 	if !s.track(relay) || !s.track(out) {
 		relay.Close()
 		out.Close()
@@ -286,6 +290,7 @@ func (s *SOCKS5Server) associate(c net.Conn) {
 	reply(c, 0, relay.LocalAddr().(*net.UDPAddr))
 	s.Associations.Add(1)
 
+	clientIP := c.RemoteAddr().(*net.TCPAddr).IP
 	var client atomic.Pointer[net.UDPAddr]
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -298,14 +303,16 @@ func (s *SOCKS5Server) associate(c net.Conn) {
 			if err != nil {
 				return
 			}
-			// The first datagram fixes the client's address; others
-			// are not ours to relay.
-			if cl := client.Load(); cl == nil {
-				client.Store(from)
-			} else if !cl.IP.Equal(from.IP) || cl.Port != from.Port {
+			// Only well-formed requests from the control connection's
+			// host count; the first fixes the client's port. Anything
+			// else (a WebRTC peer pinging an advertised relay address,
+			// say) is not ours to relay.
+			if n < 4 || buf[0] != 0 || buf[1] != 0 || buf[2] != 0 || !from.IP.Equal(clientIP) {
 				continue
 			}
-			if n < 4 || buf[0] != 0 || buf[1] != 0 || buf[2] != 0 {
+			if cl := client.Load(); cl == nil {
+				client.Store(from)
+			} else if cl.Port != from.Port {
 				continue
 			}
 			r := bytesReader(buf[3:n])
