@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/snowflake-go/snowflake/common/geoip"
+	"github.com/snowflake-go/snowflake/common/procs"
 	"github.com/snowflake-go/snowflake/common/scrub"
 	proxy "github.com/snowflake-go/snowflake/proxy/lib"
 )
@@ -175,6 +176,14 @@ func run() error {
 		go func() {
 			defer close(done)
 			tuneMemoryLimit(ctx)
+		}()
+		defer func() { <-done }()
+	}
+	if scaler := procs.New(logger); scaler != nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			scaler.Run(ctx)
 		}()
 		defer func() { <-done }()
 	}
