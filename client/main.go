@@ -24,6 +24,7 @@ import (
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 
 	client "github.com/snowflake-go/snowflake/client/lib"
+	"github.com/snowflake-go/snowflake/common/procs"
 	"github.com/snowflake-go/snowflake/common/scrub"
 	"github.com/snowflake-go/snowflake/common/socksnet"
 )
@@ -150,6 +151,14 @@ func run(base client.Config, logger *slog.Logger) error {
 
 	var listeners []net.Listener
 	var wg sync.WaitGroup
+	if scaler := procs.New(logger); scaler != nil {
+		// One P while that suffices: ~12% less CPU per byte (common/procs).
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scaler.Run(ctx)
+		}()
+	}
 	for _, name := range ptInfo.MethodNames {
 		if name != transportName {
 			pt.CmethodError(name, "no such method")
