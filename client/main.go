@@ -164,12 +164,12 @@ func run(base client.Config, logger *slog.Logger) error {
 			pt.CmethodError(name, "no such method")
 			continue
 		}
-		ln, err := listenSocks("127.0.0.1:0")
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			pt.CmethodError(name, err.Error())
 			continue
 		}
-		pt.Cmethod(name, ln.Version(), ln.Addr())
+		pt.Cmethod(name, "socks5", ln.Addr())
 		listeners = append(listeners, ln)
 		wg.Add(1)
 		go func() {
@@ -187,29 +187,36 @@ func run(base client.Config, logger *slog.Logger) error {
 	return nil
 }
 
-func acceptLoop(ctx context.Context, ln *pt.SocksListener, base client.Config, upstream *socksnet.Net, logger *slog.Logger) {
+func acceptLoop(ctx context.Context, ln net.Listener, base client.Config, upstream *socksnet.Net, logger *slog.Logger) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		conn, err := ln.AcceptSocks()
+		conn, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				// A malformed SOCKS request from one client must not stop
-				// the others.
-				logger.Warn("SOCKS accept", "err", err)
-				continue
+			// Out of file descriptors, say: try again shortly rather
+			// than spin or give up on the others.
+			logger.Warn("SOCKS accept", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
 			}
-			return
+			continue
 		}
-		handshakeDone(conn)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			handle(ctx, conn, base, upstream, logger)
+			sc, err := socksHandshake(conn)
+			if err != nil {
+				// Garbage from one local client must not stop the
+				// others.
+				logger.Debug("refused a SOCKS connection", "err", err)
+				return
+			}
+			handle(ctx, sc, base, upstream, logger)
 		}()
 	}
 }

@@ -1,52 +1,68 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"sync/atomic"
 
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 )
 
-// listenSocks is pt.ListenSocks with a fix for pipelined handshakes.
-// goptlib reads the SOCKS handshake through a bufio.Reader and, after each
-// message, drops the connection if the reader holds more bytes: a client
-// that sends its greeting, credentials and request in one write (without
-// waiting for each reply) is cut off. Handing goptlib one byte per Read
-// until the handshake is over leaves nothing buffered at those checks; the
-// bytes are still read from the socket in large chunks and kept here.
-func listenSocks(addr string) (*pt.SocksListener, error) {
-	ln, err := net.Listen("tcp", addr)
+// socksHandshake runs goptlib's SOCKS5 server handshake on one accepted
+// connection. Two things differ from pt.ListenSocks' AcceptSocks:
+//
+//   - Handshakes run in each connection's own goroutine. AcceptSocks does
+//     them one after another, so a local client that connects and says
+//     nothing would hold up all others for goptlib's 5 s timeout.
+//   - Pipelined handshakes work. goptlib reads through a bufio.Reader and,
+//     after each message, drops the connection if the reader holds more
+//     bytes, so a client that sends greeting, credentials and request in
+//     one write is cut off. Handing goptlib one byte per Read until the
+//     handshake is over leaves nothing buffered at those checks; the bytes
+//     are still read from the socket in large chunks and kept here.
+//
+// On failure goptlib has closed conn.
+func socksHandshake(conn net.Conn) (*pt.SocksConn, error) {
+	hc := &handshakeConn{Conn: conn}
+	sc, err := pt.NewSocksListener(&oneConnListener{conn: hc}).AcceptSocks()
 	if err != nil {
-		return nil, err
+		conn.Close()
+		return nil, errors.New("SOCKS handshake failed")
 	}
-	return pt.NewSocksListener(handshakeListener{ln}), nil
+	hc.done.Store(true)
+	return sc, nil
 }
 
-type handshakeListener struct{ net.Listener }
-
-func (l handshakeListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &handshakeConn{Conn: c}, nil
+// oneConnListener hands one connection to goptlib's AcceptSocks. If the
+// handshake fails, AcceptSocks asks for the next connection, and the error
+// it gets ends it.
+type oneConnListener struct {
+	conn net.Conn
+	used bool // only AcceptSocks' goroutine touches it
 }
+
+var errNoMoreConns = errors.New("one connection per handshake")
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if l.used {
+		return nil, errNoMoreConns
+	}
+	l.used = true
+	return l.conn, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
 // handshakeConn trickles bytes to goptlib's handshake reader.
 type handshakeConn struct {
 	net.Conn
-	done atomic.Bool // handshake over: Read passes everything through
-	buf  []byte      // read from the socket, not yet handed out
-	mem  [1024]byte  // backing store for buf: a whole handshake fits
-}
-
-// handshakeDone ends the byte-at-a-time reads; call it when AcceptSocks
-// has returned the conn. Bytes that came after the request (tor's first
-// data) are still delivered, in order.
-func handshakeDone(sc *pt.SocksConn) {
-	if hc, ok := sc.Conn.(*handshakeConn); ok {
-		hc.done.Store(true)
-	}
+	// done is set when the handshake is over: Read then passes everything
+	// through, after the bytes that followed the request (tor's first
+	// data), in order.
+	done atomic.Bool
+	buf  []byte     // read from the socket, not yet handed out
+	mem  [1024]byte // backing store for buf: a whole handshake fits
 }
 
 func (c *handshakeConn) Read(p []byte) (int, error) {

@@ -148,7 +148,7 @@ func TestSOCKSPipelined(t *testing.T) {
 // application bytes in one segment, goptlib parses the request and the
 // application bytes are read afterwards, in order.
 func TestHandshakeConnKeepsEarlyData(t *testing.T) {
-	ln, err := listenSocks("127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,12 +167,15 @@ func TestHandshakeConnKeepsEarlyData(t *testing.T) {
 		c.Write(msg)
 		io.Copy(io.Discard, c)
 	}()
-	sc, err := ln.AcceptSocks()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := socksHandshake(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	handshakeDone(sc)
 	if sc.Req.Target != "bridge.in:80" {
 		t.Errorf("target %q", sc.Req.Target)
 	}
@@ -186,5 +189,30 @@ func TestHandshakeConnKeepsEarlyData(t *testing.T) {
 	}
 	if string(got) != early {
 		t.Errorf("early data %q", got)
+	}
+}
+
+// TestSOCKSStalledClient: a local client that connects and never finishes
+// its handshake does not hold up the next one.
+func TestSOCKSStalledClient(t *testing.T) {
+	bin := testenv.Binary(t, "./client")
+	c := &chain{t: t, dir: t.TempDir()}
+	p, socks := c.startClient("client", bin, "-url", "http://127.0.0.1:9/")
+	for i := 0; i < 3; i++ {
+		stalled, err := net.Dial("tcp", socks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stalled.Close()
+		stalled.Write([]byte{5}) // a greeting cut short
+	}
+	start := time.Now()
+	d, _ := proxy.SOCKS5("tcp", socks, &proxy.Auth{User: "max=x", Password: "\x00"}, proxy.Direct)
+	if _, err := d.Dial("tcp", "192.0.2.3:80"); err == nil {
+		t.Fatal("bad bridge line granted")
+	}
+	p.WaitFor(t, "max: not an integer", 10*time.Second)
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("answer took %v behind stalled handshakes", el)
 	}
 }
