@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -334,4 +335,35 @@ func maps(m map[int]string) map[int]string {
 		c[k] = v
 	}
 	return c
+}
+
+// BenchmarkHandshake measures one rendezvous TLS handshake plus request
+// over loopback per iteration, for the default Chromium 156 hello and the
+// older presets (the ML-KEM key share costs key generation on every
+// connection).
+func BenchmarkHandshake(b *testing.B) {
+	for _, name := range []string{ChromeName, "hellochrome_auto", "hellorandomizedalpn"} {
+		b.Run(name, func(b *testing.B) {
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+			srv.EnableHTTP2 = true
+			srv.StartTLS()
+			defer srv.Close()
+			addr := srv.Listener.Addr().String()
+			for b.Loop() {
+				rt, err := NewRoundTripper(TransportConfig{RootCAs: poolOf(srv), UTLSImitate: name,
+					Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+						var d net.Dialer
+						return d.DialContext(ctx, network, addr)
+					}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				h, _ := NewHTTP("https://example.com/", nil, rt)
+				if _, err := h.Exchange(context.Background(), []byte(pollBody)); err != nil {
+					b.Fatal(err)
+				}
+				rt.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+			}
+		})
+	}
 }

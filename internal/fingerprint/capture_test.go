@@ -253,6 +253,7 @@ func TestCaptureDTLS(t *testing.T) {
 	if len(clients[0].Cookie) != 0 || !bytes.Equal(clients[1].Cookie, verify.Cookie) {
 		t.Errorf("cookies: first %x, second %x, verify %x", clients[0].Cookie, clients[1].Cookie, verify.Cookie)
 	}
+	t.Logf("pion/dtls v3 client JA4 %s, server %s", clients[0].JA4(), serverHello.Summary())
 	if clients[0].JA4() != clients[1].JA4() || clients[0].JA4()[:4] != "dd2i" {
 		t.Errorf("JA4 %s and %s", clients[0].JA4(), clients[1].JA4())
 	}

@@ -260,3 +260,18 @@ func TestJA4SAndSummary(t *testing.T) {
 		t.Errorf("key share %04x, retry %v", s.KeyShareGroup, s.HelloRetryRequest)
 	}
 }
+
+// BenchmarkClientHelloJA4 decodes a Chromium-sized hello and computes its
+// JA4, the per-hello work of the fingerprint command.
+func BenchmarkClientHelloJA4(b *testing.B) {
+	body := marshalClientHello(chromium156())
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := ParseClientHello(body, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = c.JA4()
+	}
+}
