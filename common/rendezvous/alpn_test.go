@@ -88,7 +88,7 @@ func TestUTLSALPN(t *testing.T) {
 		{"h2 then http/1.1", [][]string{h2, h1}, []string{"HTTP/2.0", "HTTP/1.1", "HTTP/2.0", "HTTP/1.1", "HTTP/2.0"}},
 		{"http/1.1 then h2", [][]string{h1, h2}, []string{"HTTP/1.1", "HTTP/2.0", "HTTP/1.1", "HTTP/2.0", "HTTP/1.1"}},
 	}
-	for _, imitate := range []string{"hellochrome_auto", "hellofirefox_auto", "helloios_auto", "hellorandomizedalpn"} {
+	for _, imitate := range []string{ChromeName, "hellochrome_auto", "hellofirefox_auto", "helloios_auto", "hellorandomizedalpn"} {
 		for _, tc := range tests {
 			t.Run(imitate+"/"+tc.name, func(t *testing.T) {
 				srv := startALPNServer(t, tc.protos...)
