@@ -138,9 +138,16 @@ type HelloVerifyRequest struct {
 type reader struct {
 	b   []byte
 	msg string
+	// ext is 1 + the extension type being decoded, or 0; it prefixes
+	// field names in errors, built only when an error happens because
+	// formatting them up front would dominate the decoding cost.
+	ext int
 }
 
 func (r *reader) fail(field string, err error) error {
+	if r.ext != 0 {
+		field = fmt.Sprintf("extension 0x%04x %s", r.ext-1, field)
+	}
 	return &ParseError{Msg: r.msg, Field: field, Err: err}
 }
 
@@ -195,8 +202,16 @@ func (r *reader) vec16(field string) ([]byte, error) {
 
 // u16s decodes a list of 16-bit values whose byte length is b's.
 func u16s(b []byte, msg, field string) ([]uint16, error) {
+	r := &reader{msg: msg}
+	return r.u16sNamed(b, field)
+}
+
+// u16s decodes b as a list of 16-bit values of the extension r decodes.
+func (r *reader) u16s(b []byte) ([]uint16, error) { return r.u16sNamed(b, "data") }
+
+func (r *reader) u16sNamed(b []byte, field string) ([]uint16, error) {
 	if len(b)%2 != 0 {
-		return nil, &ParseError{Msg: msg, Field: field, Err: fmt.Errorf("odd length %d", len(b))}
+		return nil, r.fail(field, fmt.Errorf("odd length %d", len(b)))
 	}
 	v := make([]uint16, len(b)/2)
 	for i := range v {
@@ -233,10 +248,12 @@ func parseExtensions(r *reader) ([]Extension, error) {
 		if err != nil {
 			return nil, err
 		}
-		data, err := er.vec16(fmt.Sprintf("extension 0x%04x length", typ))
+		er.ext = int(typ) + 1
+		data, err := er.vec16("length")
 		if err != nil {
 			return nil, err
 		}
+		er.ext = 0
 		exts = append(exts, Extension{Type: typ, Data: data})
 	}
 	return exts, nil
@@ -289,9 +306,9 @@ func ParseClientHello(body []byte, dtls bool) (*ClientHello, error) {
 }
 
 func (c *ClientHello) decodeExtension(e Extension) error {
-	const msg = "ClientHello"
-	field := fmt.Sprintf("extension 0x%04x", e.Type)
-	r := &reader{b: e.Data, msg: msg}
+	const msg, field = "ClientHello", "data"
+	ext := int(e.Type) + 1
+	r := &reader{b: e.Data, msg: msg, ext: ext}
 	var err error
 	switch e.Type {
 	case ExtServerName:
@@ -306,7 +323,7 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 		if err := r.done(field); err != nil {
 			return err
 		}
-		lr := &reader{b: list, msg: msg}
+		lr := &reader{b: list, msg: msg, ext: ext}
 		for len(lr.b) > 0 {
 			typ, err := lr.u8(field)
 			if err != nil {
@@ -328,7 +345,7 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 		if err := r.done(field); err != nil {
 			return err
 		}
-		lr := &reader{b: list, msg: msg}
+		lr := &reader{b: list, msg: msg, ext: ext}
 		for len(lr.b) > 0 {
 			p, err := lr.vec8(field)
 			if err != nil {
@@ -344,7 +361,7 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 		if err := r.done(field); err != nil {
 			return err
 		}
-		c.SupportedVersions, err = u16s(list, msg, field)
+		c.SupportedVersions, err = r.u16s(list)
 		return err
 	case ExtSignatureAlgorithms:
 		list, err := r.vec16(field)
@@ -354,7 +371,7 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 		if err := r.done(field); err != nil {
 			return err
 		}
-		c.SignatureAlgorithms, err = u16s(list, msg, field)
+		c.SignatureAlgorithms, err = r.u16s(list)
 		return err
 	case ExtSupportedGroups:
 		list, err := r.vec16(field)
@@ -364,7 +381,7 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 		if err := r.done(field); err != nil {
 			return err
 		}
-		c.SupportedGroups, err = u16s(list, msg, field)
+		c.SupportedGroups, err = r.u16s(list)
 		return err
 	case ExtECPointFormats:
 		if c.ECPointFormats, err = r.vec8(field); err != nil {
@@ -379,7 +396,7 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 		if err := r.done(field); err != nil {
 			return err
 		}
-		lr := &reader{b: list, msg: msg}
+		lr := &reader{b: list, msg: msg, ext: ext}
 		for len(lr.b) > 0 {
 			g, err := lr.u16(field)
 			if err != nil {
@@ -425,9 +442,9 @@ func ParseServerHello(body []byte, dtls bool) (*ServerHello, error) {
 		return nil, err
 	}
 	s.SelectedVersion = s.LegacyVersion
+	const field = "data"
 	for _, e := range s.Extensions {
-		field := fmt.Sprintf("extension 0x%04x", e.Type)
-		er := &reader{b: e.Data, msg: r.msg}
+		er := &reader{b: e.Data, msg: r.msg, ext: int(e.Type) + 1}
 		switch e.Type {
 		case ExtSupportedVersions:
 			if s.SelectedVersion, err = er.u16(field); err != nil {
@@ -444,7 +461,7 @@ func ParseServerHello(body []byte, dtls bool) (*ServerHello, error) {
 			if err := er.done(field); err != nil {
 				return nil, err
 			}
-			lr := &reader{b: list, msg: r.msg}
+			lr := &reader{b: list, msg: r.msg, ext: er.ext}
 			p, err := lr.vec8(field)
 			if err != nil {
 				return nil, err

@@ -90,11 +90,15 @@ func count2(n int) string {
 }
 
 func hexList(vs []uint16) string {
-	parts := make([]string, len(vs))
+	const digits = "0123456789abcdef"
+	b := make([]byte, 0, 5*len(vs))
 	for i, v := range vs {
-		parts[i] = fmt.Sprintf("%04x", v)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, digits[v>>12], digits[v>>8&0xf], digits[v>>4&0xf], digits[v&0xf])
 	}
-	return strings.Join(parts, ",")
+	return string(b)
 }
 
 func withoutGREASE(vs []uint16) []uint16 {
