@@ -1,16 +1,21 @@
 // Command broker is a load generator for snowflake-broker. It runs in its own
-// process and talks real HTTP over loopback to a broker it starts (or to one
-// given with -url), and measures:
+// process and talks real HTTP/1.1 over loopback to a broker it starts (or to
+// one given with -url), and measures:
 //
-//   - proxy-poll admission rate: how fast N proxies get their polls held
-//     (polls/s), and the broker's RSS per waiting proxy;
-//   - match throughput and latency: clients poll while the N proxies keep
-//     polling and answer each offer at once; client matches/s and the
-//     p50/p99 latency of a matched client poll (all of it broker work plus
-//     loopback round trips, since the simulated proxies answer instantly).
+//   - ramp: N simulated proxies connect and poll; the time until the
+//     broker holds all N, and its RSS growth per waiting proxy;
+//   - re-poll burst: when all N holds have expired (after 10 s), all N
+//     poll again at the same moment over their kept-alive connections;
+//     the time until the broker holds all N again gives the proxy polls/s
+//     it admits with N waiting, and its CPU time the cost of one poll;
+//   - match phase: clients poll while the N proxies keep polling and answer
+//     each offer at once; client matches/s, proxy polls/s, and the p50/p99
+//     latency of a matched client poll (broker work plus loopback round
+//     trips, since the simulated proxies answer instantly).
 //
-// Proxies use a minimal HTTP/1.1 client (one goroutine and one connection
-// each, keep-alive) so that the load generator itself stays small.
+// The simulated peers are cheap so that the generator leaves the CPU to the
+// broker: each proxy is one goroutine and one connection, sending request
+// bytes built once and parsing responses by hand.
 package main
 
 import (
@@ -43,7 +48,7 @@ func main() {
 	var (
 		brokerBin = flag.String("broker-bin", "bin/snowflake-broker", "snowflake-broker binary to start (ignored with -url)")
 		brokerURL = flag.String("url", "", "base URL of a running broker (default: start -broker-bin on loopback)")
-		brokerPID = flag.Int("pid", 0, "PID of the broker given with -url, for RSS figures")
+		brokerPID = flag.Int("pid", 0, "PID of the broker given with -url, for RSS and CPU figures")
 		proxies   = flag.Int("proxies", 20000, "number of simulated proxies kept polling")
 		clients   = flag.Int("clients", 64, "concurrent simulated clients in the match phase")
 		duration  = flag.Duration("duration", 10*time.Second, "length of the match phase")
@@ -72,21 +77,28 @@ type config struct {
 	duration         time.Duration
 }
 
-// results are the measured figures.
+// results are the measured figures. CPU figures are user+system seconds
+// of the broker and of this generator.
 type results struct {
 	Proxies             int     `json:"proxies"`
 	RampSeconds         float64 `json:"ramp_seconds"`
 	RampPollsPerSecond  float64 `json:"ramp_polls_per_second"`
 	RampBrokerCPU       float64 `json:"ramp_broker_cpu_seconds"`
-	MatchBrokerCPU      float64 `json:"match_broker_cpu_seconds"`
-	MatchProxyPolls     int64   `json:"match_proxy_polls"`
+	BurstSeconds        float64 `json:"burst_seconds"`
+	BurstPollsPerSecond float64 `json:"burst_polls_per_second"`
+	BurstBrokerCPU      float64 `json:"burst_broker_cpu_seconds"`
+	BurstGeneratorCPU   float64 `json:"burst_generator_cpu_seconds"`
+	BrokerMicrosPerPoll float64 `json:"broker_cpu_us_per_poll"`
 	RSSIdleKB           int64   `json:"rss_idle_kb"`
 	RSSWaitingKB        int64   `json:"rss_waiting_kb"`
 	RSSPerProxyBytes    float64 `json:"rss_per_waiting_proxy_bytes"`
 	MatchSeconds        float64 `json:"match_seconds"`
 	Matches             int64   `json:"matches"`
 	MatchesPerSecond    float64 `json:"matches_per_second"`
+	MatchProxyPolls     int64   `json:"match_proxy_polls"`
 	ProxyPollsPerSecond float64 `json:"proxy_polls_per_second"`
+	MatchBrokerCPU      float64 `json:"match_broker_cpu_seconds"`
+	MatchGeneratorCPU   float64 `json:"match_generator_cpu_seconds"`
 	Denied              int64   `json:"denied"`
 	TimedOut            int64   `json:"timed_out"`
 	Errors              int64   `json:"errors"`
@@ -98,9 +110,11 @@ type results struct {
 
 func (r *results) print(w io.Writer) {
 	fmt.Fprintf(w, "waiting proxies:             %d\n", r.Proxies)
-	fmt.Fprintf(w, "ramp (all polls held):       %.2f s = %.0f proxy polls/s admitted\n", r.RampSeconds, r.RampPollsPerSecond)
-	if r.RampBrokerCPU > 0 {
-		fmt.Fprintf(w, "  broker CPU in ramp:        %.2f s = %.0f polls per broker CPU-second\n", r.RampBrokerCPU, float64(r.Proxies)/r.RampBrokerCPU)
+	fmt.Fprintf(w, "ramp (connect, poll, held):  %.2f s = %.0f proxy polls/s (broker CPU %.1f µs per poll)\n",
+		r.RampSeconds, r.RampPollsPerSecond, 1e6*r.RampBrokerCPU/float64(max(r.Proxies, 1)))
+	fmt.Fprintf(w, "re-poll burst (all held):    %.2f s = %.0f proxy polls/s admitted\n", r.BurstSeconds, r.BurstPollsPerSecond)
+	if r.BurstBrokerCPU > 0 {
+		fmt.Fprintf(w, "  broker CPU in burst:       %.2f s = %.1f µs per poll (generator %.2f s)\n", r.BurstBrokerCPU, r.BrokerMicrosPerPoll, r.BurstGeneratorCPU)
 	}
 	if r.RSSWaitingKB > 0 {
 		fmt.Fprintf(w, "broker RSS idle / waiting:   %d KB / %d KB = %.0f bytes per waiting proxy\n", r.RSSIdleKB, r.RSSWaitingKB, r.RSSPerProxyBytes)
@@ -108,8 +122,8 @@ func (r *results) print(w io.Writer) {
 	fmt.Fprintf(w, "match phase:                 %.1f s, %d matches = %.0f matches/s\n", r.MatchSeconds, r.Matches, r.MatchesPerSecond)
 	fmt.Fprintf(w, "proxy polls in match phase:  %.0f polls/s (held or matched)\n", r.ProxyPollsPerSecond)
 	if r.MatchBrokerCPU > 0 {
-		fmt.Fprintf(w, "  broker CPU in match phase: %.2f s = %.0f matches and %.0f proxy polls per broker CPU-second\n",
-			r.MatchBrokerCPU, float64(r.Matches)/r.MatchBrokerCPU, float64(r.MatchProxyPolls)/r.MatchBrokerCPU)
+		fmt.Fprintf(w, "  broker CPU in match phase: %.2f s = %.1f µs per match (generator %.2f s)\n",
+			r.MatchBrokerCPU, 1e6*r.MatchBrokerCPU/float64(max(r.Matches, 1)), r.MatchGeneratorCPU)
 	}
 	fmt.Fprintf(w, "client poll latency:         p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.LatencyP50Millis, r.LatencyP99Millis, r.LatencyMaxMillis)
 	fmt.Fprintf(w, "denied / timed out / errors: %d / %d / %d\n", r.Denied, r.TimedOut, r.Errors)
@@ -118,21 +132,20 @@ func (r *results) print(w io.Writer) {
 	}
 }
 
-// raiseFileLimit lets the broker and this process hold one descriptor per
-// simulated proxy (children inherit the limit).
-func raiseFileLimit(n uint64) error {
+// raiseFileLimit raises the soft open-file limit to the hard limit
+// (children, i.e. the broker, inherit it) and returns the soft limit.
+func raiseFileLimit() (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return err
+		return 0, err
 	}
-	if lim.Cur >= n {
-		return nil
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return 0, err
+		}
 	}
-	want := syscall.Rlimit{Cur: n, Max: max(n, lim.Max)}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-		return fmt.Errorf("raise open-file limit to %d (have %d/%d): %w", n, lim.Cur, lim.Max, err)
-	}
-	return nil
+	return lim.Cur, nil
 }
 
 // startBroker runs the broker binary on a free loopback port.
@@ -209,7 +222,6 @@ func cpuSeconds(pid int) float64 {
 
 // counters shared by the simulated peers.
 type counters struct {
-	held       atomic.Int64 // proxy polls currently sent and unanswered
 	proxyPolls atomic.Int64 // proxy poll responses received
 	matches    atomic.Int64
 	denied     atomic.Int64
@@ -238,111 +250,192 @@ var benchOffer = func() string {
 	return s
 }()
 
-// proxy is one simulated proxy: a loop of polls on one keep-alive
-// connection, answering every offer at once.
-func proxyLoop(ctx context.Context, host string, id int, c *counters, dialSem chan struct{}) {
-	var conn net.Conn
-	var br *bufio.Reader
-	// stopClose cancels the closing of conn at the end of ctx.
-	stopClose := func() bool { return false }
-	defer func() { stopClose() }()
+// postBytes returns a complete HTTP/1.1 POST request.
+func postBytes(host, path string, body []byte) []byte {
+	req := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", path, host, len(body))
+	return append(req, body...)
+}
+
+// errClosed reports that the broker closed the connection after a
+// response (Connection: close), which a proxy must then redial.
+var errClosed = errors.New("connection closed by broker")
+
+// httpConn is one keep-alive HTTP/1.1 client connection.
+type httpConn struct {
+	conn net.Conn
+	br   *bufio.Reader
+	body []byte // reused response body buffer
+}
+
+// roundTrip writes a prepared request and reads the response status and
+// body (valid until the next call). closed reports Connection: close.
+func (h *httpConn) roundTrip(req []byte) (status int, body []byte, closed bool, err error) {
+	if _, err := h.conn.Write(req); err != nil {
+		return 0, nil, true, err
+	}
+	return h.readResponse()
+}
+
+// readResponse parses a response with a Content-Length (all the broker
+// sends), without allocating per response.
+func (h *httpConn) readResponse() (status int, body []byte, closed bool, err error) {
+	line, err := h.br.ReadSlice('\n')
+	if err != nil {
+		return 0, nil, true, err
+	}
+	// "HTTP/1.1 200 OK"
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
+		return 0, nil, true, fmt.Errorf("bad status line %q", line)
+	}
+	status, err = strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, nil, true, fmt.Errorf("bad status line %q", line)
+	}
+	length := -1
+	for {
+		line, err = h.br.ReadSlice('\n')
+		if err != nil {
+			return 0, nil, true, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(v)); err != nil || length < 0 || length > messages.MaxBodySize {
+				return 0, nil, true, fmt.Errorf("bad Content-Length %q", v)
+			}
+		case bytes.EqualFold(k, []byte("Connection")):
+			closed = bytes.EqualFold(v, []byte("close"))
+		}
+	}
+	if length < 0 {
+		return 0, nil, true, errors.New("response without Content-Length")
+	}
+	if cap(h.body) < length {
+		h.body = make([]byte, length)
+	}
+	h.body = h.body[:length]
+	if _, err := io.ReadFull(h.br, h.body); err != nil {
+		return 0, nil, true, err
+	}
+	return status, h.body, closed, nil
+}
+
+// simProxy is one simulated proxy: one connection, and its two requests
+// built once (its Sid is reused for every poll; it has one poll at a time).
+type simProxy struct {
+	host     string
+	poll     []byte
+	answer   []byte
+	hc       *httpConn
+	stopConn func() bool
+}
+
+func newSimProxy(host string, id int) *simProxy {
+	sid := "bench-" + strconv.Itoa(id)
+	poll, _ := (&messages.ProxyPollRequest{Sid: sid, Type: "standalone", NAT: nat.Unrestricted,
+		AcceptedRelayPattern: "snowflake.torproject.net$"}).Encode()
+	ans, _ := (&messages.AnswerRequest{Sid: sid, Answer: benchAnswer}).Encode()
+	return &simProxy{host: host, poll: postBytes(host, "/proxy", poll), answer: postBytes(host, "/answer", ans),
+		stopConn: func() bool { return false }}
+}
+
+// dial opens the proxy's connection; ctx ending closes it.
+func (p *simProxy) dial(ctx context.Context) error {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", p.host)
+	if err != nil {
+		return err
+	}
+	p.stopConn()
+	p.stopConn = context.AfterFunc(ctx, func() { conn.Close() })
+	p.hc = &httpConn{conn: conn, br: bufio.NewReaderSize(conn, 1024)}
+	return nil
+}
+
+func (p *simProxy) closeConn() {
+	if p.hc != nil {
+		p.hc.conn.Close()
+		p.hc = nil
+	}
+}
+
+// loop polls until ctx ends, answering every offer at once. Once ramped
+// is closed, the next response it gets (its hold expiring) is reported on
+// parked, and it waits for burst before polling again.
+func (p *simProxy) loop(ctx context.Context, c *counters, ramped <-chan struct{}, parked *sync.WaitGroup, burst <-chan struct{}) {
+	defer func() {
+		p.stopConn()
+		p.closeConn()
+	}()
+	waited := false
 	for ctx.Err() == nil {
-		if conn == nil {
-			d := net.Dialer{Timeout: 10 * time.Second}
-			var err error
-			// Bounded concurrent dials: thousands of simultaneous SYNs
-			// overflow the listen backlog and measure only SYN retries.
-			dialSem <- struct{}{}
-			conn, err = d.DialContext(ctx, "tcp", host)
-			<-dialSem
-			if err != nil {
+		if p.hc == nil {
+			if err := p.dial(ctx); err != nil {
 				c.fail(err)
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
-			br = bufio.NewReaderSize(conn, 2048)
-			stopClose()
-			cc := conn
-			stopClose = context.AfterFunc(ctx, func() { cc.Close() })
 		}
-		sid := "bench-" + strconv.Itoa(id) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-		body, _ := (&messages.ProxyPollRequest{Sid: sid, Type: "standalone", NAT: nat.Unrestricted,
-			AcceptedRelayPattern: "snowflake.torproject.net$"}).Encode()
-		c.held.Add(1)
-		status, resp, closed, err := roundTrip(conn, br, host, "/proxy", body)
-		c.held.Add(-1)
-		if closed {
-			conn.Close()
-			conn = nil
-		}
+		status, body, closed, err := p.hc.roundTrip(p.poll)
 		if err != nil || status != 200 {
-			c.fail(fmt.Errorf("proxy poll: status %d: %v", status, err))
+			if ctx.Err() == nil {
+				c.fail(fmt.Errorf("proxy poll: status %d: %v", status, err))
+			}
+			p.closeConn()
 			continue
 		}
 		c.proxyPolls.Add(1)
-		r, err := messages.DecodeProxyPollResponse(resp)
-		if err != nil {
-			c.errors.Add(1)
-			continue
-		}
-		if r.Status != messages.StatusClientMatch {
-			continue
-		}
-		ans, _ := (&messages.AnswerRequest{Sid: sid, Answer: benchAnswer}).Encode()
-		if conn == nil {
-			// The poll's connection was closed: use a new one.
-			if err := postOnce(ctx, host, "/answer", ans); err != nil {
-				c.fail(err)
-			}
-			continue
-		}
-		status, _, closed, err = roundTrip(conn, br, host, "/answer", ans)
+		matched := bytes.Contains(body, []byte(`"Status":"client match"`))
 		if closed {
-			conn.Close()
-			conn = nil
+			p.closeConn()
 		}
-		if err != nil || status != 200 {
-			c.fail(fmt.Errorf("answer: status %d: %v", status, err))
+		if !waited && isClosed(ramped) {
+			waited = true
+			parked.Done()
+			select {
+			case <-burst:
+			case <-ctx.Done():
+				return
+			}
 		}
-	}
-	if conn != nil {
-		conn.Close()
+		if !matched {
+			continue
+		}
+		if p.hc == nil {
+			if err := p.dial(ctx); err != nil {
+				c.fail(err)
+				continue
+			}
+		}
+		status, body, closed, err = p.hc.roundTrip(p.answer)
+		if err != nil || status != 200 || !bytes.Equal(body, []byte(`{"Status":"success"}`)) {
+			if ctx.Err() == nil {
+				c.fail(fmt.Errorf("answer: status %d %q: %v", status, body, err))
+			}
+			p.closeConn()
+			continue
+		}
+		if closed {
+			p.closeConn()
+		}
 	}
 }
 
-// roundTrip sends one POST on a keep-alive connection and reads the reply.
-// It closes conn when the server asks to (the broker closes held proxy
-// polls' connections after answering them).
-func roundTrip(conn net.Conn, br *bufio.Reader, host, path string, body []byte) (int, []byte, bool, error) {
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", path, host, len(body))
-	req.Write(body)
-	if _, err := conn.Write(req.Bytes()); err != nil {
-		return 0, nil, true, err
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return 0, nil, true, err
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, messages.MaxBodySize))
-	resp.Body.Close()
-	return resp.StatusCode, b, resp.Close || err != nil, err
-}
-
-// postOnce sends one POST on a fresh connection.
-func postOnce(ctx context.Context, host, path string, body []byte) error {
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", host)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	status, _, _, err := roundTrip(conn, bufio.NewReaderSize(conn, 1024), host, path, body)
-	if err == nil && status != 200 {
-		err = fmt.Errorf("%s: status %d", path, status)
-	}
-	return err
 }
 
 func waitingProxies(ctx context.Context, base string) (int, error) {
@@ -361,26 +454,44 @@ func waitingProxies(ctx context.Context, base string) (int, error) {
 	return n, nil
 }
 
-func run(ctx context.Context, cfg config) (*results, error) {
-	// One descriptor per proxy here and in the broker, plus clients and
-	// spares. Without privilege to raise the hard limit, fewer proxies.
-	// The spare covers the answers' short-lived connections and re-dials.
-	const spare = 1200
-	if err := raiseFileLimit(uint64(cfg.proxies + cfg.clients + spare)); err != nil {
-		var lim syscall.Rlimit
-		syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-		limit := int(lim.Cur) - cfg.clients - spare
-		if limit <= 0 {
-			return nil, err
+// waitHeld waits until the broker holds n proxy polls.
+func waitHeld(ctx context.Context, base string, n int, c *counters) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got, err := waitingProxies(ctx, base)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(os.Stderr, "bench/broker: %v; using %d proxies\n", err, limit)
-		cfg.proxies = limit
+		if got >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d proxies held after 2 min (errors %d, last: %v)", got, n, c.errors.Load(), c.lastErr.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func run(ctx context.Context, cfg config) (*results, error) {
+	// One descriptor per proxy here and in the broker (which inherits the
+	// limit), plus clients and a few spares: the hard limit caps N.
+	limit, err := raiseFileLimit()
+	if err != nil {
+		return nil, fmt.Errorf("open-file limit: %w", err)
+	}
+	const spare = 50
+	if most := int(limit) - cfg.clients - spare; cfg.proxies > most {
+		if most <= 0 {
+			return nil, fmt.Errorf("open-file limit %d too low", limit)
+		}
+		fmt.Fprintf(os.Stderr, "bench/broker: open-file hard limit %d: using %d proxies\n", limit, most)
+		cfg.proxies = most
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	base, pid := cfg.url, cfg.pid
 	if base == "" {
-		cmd, u, err := startBroker(cfg.brokerBin, cfg.proxies+1000)
+		cmd, u, err := startBroker(cfg.brokerBin, cfg.proxies+cfg.clients+spare/2)
 		if err != nil {
 			return nil, err
 		}
@@ -401,59 +512,87 @@ func run(ctx context.Context, cfg config) (*results, error) {
 		base += "/"
 	}
 	host := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/")
+	self := os.Getpid()
 	res := &results{Proxies: cfg.proxies}
 	time.Sleep(200 * time.Millisecond)
 	res.RSSIdleKB = rssKB(pid)
 
-	// Phase 1: ramp up to cfg.proxies held polls.
+	// Ramp: every proxy connects and polls (bounded concurrent dials:
+	// thousands of simultaneous SYNs overflow the listen backlog and
+	// measure only SYN retries).
 	var c counters
 	var wg sync.WaitGroup
-	cpu0 := cpuSeconds(pid)
-	start := time.Now()
-	dialSem := make(chan struct{}, 256)
-	for i := range cfg.proxies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			proxyLoop(ctx, host, i, &c, dialSem)
-		}()
-	}
+	var parked sync.WaitGroup
+	ramped, burst := make(chan struct{}), make(chan struct{})
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
-	for {
-		n, err := waitingProxies(ctx, base)
-		if err != nil {
-			return nil, err
-		}
-		if n >= cfg.proxies {
-			break
-		}
-		if time.Since(start) > 2*time.Minute {
-			return nil, fmt.Errorf("only %d of %d proxies held after 2 min (errors %d, last: %v)", n, cfg.proxies, c.errors.Load(), c.lastErr.Load())
-		}
-		time.Sleep(20 * time.Millisecond)
+	cpu0 := cpuSeconds(pid)
+	rstart := time.Now()
+	sem := make(chan struct{}, 128)
+	for i := range cfg.proxies {
+		p := newSimProxy(host, i)
+		wg.Add(1)
+		parked.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			err := p.dial(ctx)
+			<-sem
+			if err != nil {
+				c.fail(err)
+				parked.Done()
+				return
+			}
+			p.loop(ctx, &c, ramped, &parked, burst)
+		}()
 	}
-	ramp := time.Since(start)
+	if err := waitHeld(ctx, base, cfg.proxies, &c); err != nil {
+		return nil, err
+	}
+	res.RampSeconds = time.Since(rstart).Seconds()
+	res.RampPollsPerSecond = float64(cfg.proxies) / res.RampSeconds
 	res.RampBrokerCPU = cpuSeconds(pid) - cpu0
-	res.RampSeconds = ramp.Seconds()
-	res.RampPollsPerSecond = float64(cfg.proxies) / ramp.Seconds()
-	runtimeGCPause()
+	close(ramped)
+	time.Sleep(time.Second) // let the broker settle (GC, scavenging)
 	res.RSSWaitingKB = rssKB(pid)
 	if res.RSSWaitingKB > 0 {
 		res.RSSPerProxyBytes = float64(res.RSSWaitingKB-res.RSSIdleKB) * 1024 / float64(cfg.proxies)
 	}
 
-	// Phase 2: clients poll as fast as matches allow.
-	tr := &http.Transport{MaxIdleConnsPerHost: cfg.clients, MaxConnsPerHost: cfg.clients}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	poll, _ := (&messages.ClientPollRequest{Offer: benchOffer, NAT: nat.Unrestricted}).Encode()
+	// Burst: once every hold has expired (10 s), all proxies poll again
+	// at the same moment over their kept-alive connections.
+	waitDone := make(chan struct{})
+	go func() { parked.Wait(); close(waitDone) }()
+	select {
+	case <-waitDone:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if n := c.errors.Load(); n > 0 {
+		return nil, fmt.Errorf("%d errors before the burst, last: %v", n, c.lastErr.Load())
+	}
+	time.Sleep(100 * time.Millisecond) // the last responses' connections back in keep-alive
+	cpu0, gcpu0 := cpuSeconds(pid), cpuSeconds(self)
+	bstart := time.Now()
+	close(burst)
+	if err := waitHeld(ctx, base, cfg.proxies, &c); err != nil {
+		return nil, err
+	}
+	res.BurstSeconds = time.Since(bstart).Seconds()
+	res.BurstPollsPerSecond = float64(cfg.proxies) / res.BurstSeconds
+	res.BurstBrokerCPU, res.BurstGeneratorCPU = cpuSeconds(pid)-cpu0, cpuSeconds(self)-gcpu0
+	res.BrokerMicrosPerPoll = 1e6 * res.BurstBrokerCPU / float64(cfg.proxies)
+
+	// Match phase: clients poll as fast as matches allow, each on its own
+	// keep-alive connection.
+	pollBody, _ := (&messages.ClientPollRequest{Offer: benchOffer, NAT: nat.Unrestricted}).Encode()
+	clientReq := postBytes(host, "/client", pollBody)
 	var latMu sync.Mutex
 	var lat []time.Duration
 	pollsBefore := c.proxyPolls.Load()
-	cpu1 := cpuSeconds(pid)
+	cpu1, gcpu1 := cpuSeconds(pid), cpuSeconds(self)
 	mctx, mcancel := context.WithTimeout(ctx, cfg.duration)
 	defer mcancel()
 	var cwg sync.WaitGroup
@@ -463,22 +602,43 @@ func run(ctx context.Context, cfg config) (*results, error) {
 		go func() {
 			defer cwg.Done()
 			var mine []time.Duration
+			defer func() {
+				latMu.Lock()
+				lat = append(lat, mine...)
+				latMu.Unlock()
+			}()
+			var hc *httpConn
+			defer func() {
+				if hc != nil {
+					hc.conn.Close()
+				}
+			}()
 			for mctx.Err() == nil {
+				if hc == nil {
+					d := net.Dialer{Timeout: 10 * time.Second}
+					conn, err := d.DialContext(mctx, "tcp", host)
+					if err != nil {
+						if mctx.Err() == nil {
+							c.fail(err)
+						}
+						continue
+					}
+					hc = &httpConn{conn: conn, br: bufio.NewReaderSize(conn, 4096)}
+				}
 				t0 := time.Now()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"client", bytes.NewReader(poll))
-				resp, err := client.Do(req)
-				if err != nil {
-					c.errors.Add(1)
+				status, body, closed, err := hc.roundTrip(clientReq)
+				d := time.Since(t0)
+				if err != nil || status != 200 {
+					c.fail(fmt.Errorf("client poll: status %d: %v", status, err))
+					hc.conn.Close()
+					hc = nil
 					continue
 				}
-				b, _ := io.ReadAll(io.LimitReader(resp.Body, messages.MaxBodySize))
-				resp.Body.Close()
-				d := time.Since(t0)
-				r, err := messages.DecodeClientPollResponse(b)
+				r, err := messages.DecodeClientPollResponse(body)
 				switch {
 				case err != nil:
-					c.errors.Add(1)
-				case r.Answer != "":
+					c.fail(err)
+				case r.Answer == benchAnswer:
 					c.matches.Add(1)
 					mine = append(mine, d)
 				case r.Error == messages.ErrStrNoProxies:
@@ -486,22 +646,23 @@ func run(ctx context.Context, cfg config) (*results, error) {
 				case r.Error == messages.ErrStrTimedOut:
 					c.timedOut.Add(1)
 				default:
-					c.errors.Add(1)
+					c.fail(fmt.Errorf("client poll: unexpected response %+v", r))
+				}
+				if closed {
+					hc.conn.Close()
+					hc = nil
 				}
 			}
-			latMu.Lock()
-			lat = append(lat, mine...)
-			latMu.Unlock()
 		}()
 	}
 	cwg.Wait()
 	mdur := time.Since(mstart)
-	res.MatchBrokerCPU = cpuSeconds(pid) - cpu1
+	res.MatchBrokerCPU, res.MatchGeneratorCPU = cpuSeconds(pid)-cpu1, cpuSeconds(self)-gcpu1
 	res.MatchProxyPolls = c.proxyPolls.Load() - pollsBefore
 	res.MatchSeconds = mdur.Seconds()
 	res.Matches = c.matches.Load()
 	res.MatchesPerSecond = float64(res.Matches) / mdur.Seconds()
-	res.ProxyPollsPerSecond = float64(c.proxyPolls.Load()-pollsBefore) / mdur.Seconds()
+	res.ProxyPollsPerSecond = float64(res.MatchProxyPolls) / mdur.Seconds()
 	res.Denied, res.TimedOut, res.Errors = c.denied.Load(), c.timedOut.Load(), c.errors.Load()
 	if e, ok := c.lastErr.Load().(string); ok {
 		res.LastError = e
@@ -515,7 +676,3 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	}
 	return res, nil
 }
-
-// runtimeGCPause gives the broker a moment to settle (GC, allocator
-// scavenging) before its RSS is read.
-func runtimeGCPause() { time.Sleep(time.Second) }

@@ -38,6 +38,9 @@ type Broker struct {
 	// nextPoll holds the advised poll intervals, replaceable at run time
 	// (see SetNextPoll).
 	nextPollUnrestricted, nextPollRestricted atomic.Int64 // milliseconds
+	// noMatch holds the encoded "no match" responses per pool, rebuilt
+	// by SetNextPoll.
+	noMatch [2]atomic.Pointer[[]byte]
 
 	// closed is closed by Close; held polls end at once when it is.
 	// closedCtx is cancelled at the same time.
@@ -50,6 +53,10 @@ type Broker struct {
 	mux http.Handler
 	// resumed are kept-alive connections of answered parked polls.
 	resumed resumedConns
+	// readers recycles the read buffers of kept-alive connections.
+	readers sync.Pool
+	// expiries ends the holds of parked polls.
+	expiries *expiryQueue
 
 	// metricsFileMu serialises appends to the metrics log with reads of
 	// it by /metrics.
@@ -69,6 +76,7 @@ func New(cfg Config) (*Broker, error) {
 		closed: make(chan struct{}),
 	}
 	b.closedCtx, b.closeCancel = context.WithCancel(context.Background())
+	b.expiries = newExpiryQueue(cfg.ProxyPollTimeout)
 	b.metrics = newMetrics(b.pools, time.Now())
 	if cfg.IPCountPrefix != "" {
 		var err error
@@ -88,6 +96,10 @@ func New(cfg Config) (*Broker, error) {
 		}
 	}
 	b.SetNextPoll(cfg.NextPollUnrestricted, cfg.NextPollRestricted)
+	if b.noMatch[0].Load() == nil || b.noMatch[1].Load() == nil {
+		return nil, b.encodeNoMatch()
+	}
+	go b.expiries.run(b.closed, b.expireParked)
 	return b, nil
 }
 
@@ -96,6 +108,7 @@ func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.closed)
 		b.closeCancel()
+		<-b.expiries.done
 		b.releaseParked()
 		b.closeResumed()
 	})
@@ -116,6 +129,21 @@ func (b *Broker) SetNextPoll(unrestricted, restricted time.Duration) {
 	}
 	b.nextPollUnrestricted.Store(unrestricted.Milliseconds())
 	b.nextPollRestricted.Store(restricted.Milliseconds())
+	if err := b.encodeNoMatch(); err != nil {
+		// A status and a number always encode; keep the old bodies.
+		b.log.Error("encode no-match response", "err", err)
+	}
+}
+
+func (b *Broker) encodeNoMatch() error {
+	for _, t := range []nat.Type{nat.Restricted, nat.Unrestricted} {
+		body, err := b.noMatchResponse(t).Encode()
+		if err != nil {
+			return fmt.Errorf("broker: encode no-match response: %w", err)
+		}
+		b.noMatch[poolFor(t)].Store(&body)
+	}
+	return nil
 }
 
 func (b *Broker) nextPoll(t nat.Type) int64 {
@@ -182,9 +210,8 @@ func (b *Broker) ClientPoll(ctx context.Context, req *messages.ClientPollRequest
 	defer b.pools.finish(w.sid, m)
 	o := offer{sdp: req.Offer, natType: req.NAT, relayURL: bridge.WebSocketAddress}
 	if w.conn != nil {
-		w.timer.Stop()
 		b.metrics.proxyPollEnded(w.proxyType, w.natType, true)
-		b.writeParked(w, b.matchResponse(w, o))
+		b.writeParked(w, b.matchBody(w, o))
 	} else {
 		w.ch <- o // never blocks: capacity 1, and only the taker sends
 	}
@@ -282,7 +309,8 @@ func (b *Broker) holdProxyPoll(ctx context.Context, req *messages.ProxyPollReque
 }
 
 // parkProxyPoll holds an admitted poll whose connection was hijacked from
-// net/http: no goroutine waits for it; a timer or a client answers it.
+// net/http: no goroutine waits for it; the expiry queue or a client
+// answers it.
 func (b *Broker) parkProxyPoll(req *messages.ProxyPollRequest, conn net.Conn, keepAlive bool) {
 	// net/http may have left deadlines on the connection; the hold and
 	// writeParked set their own.
@@ -290,12 +318,12 @@ func (b *Broker) parkProxyPoll(req *messages.ProxyPollRequest, conn net.Conn, ke
 	w := newWaiter(req)
 	w.conn = conn
 	w.keepAlive = keepAlive
-	w.timer = time.AfterFunc(b.cfg.ProxyPollTimeout, func() { b.expireParked(w) })
 	if b.isClosed() || !b.pools.add(w, b.cfg.MaxWaitingProxies) {
-		w.timer.Stop()
 		b.metrics.proxyPollEnded(w.proxyType, w.natType, false)
-		b.writeParked(w, b.noMatchResponse(w.natType))
+		b.writeParked(w, b.noMatchBody(w.natType))
+		return
 	}
+	b.expiries.push(w)
 }
 
 // expireParked answers a parked poll whose hold ended, unless a client
@@ -305,30 +333,21 @@ func (b *Broker) expireParked(w *waiter) {
 		return
 	}
 	b.metrics.proxyPollEnded(w.proxyType, w.natType, false)
-	b.writeParked(w, b.noMatchResponse(w.natType))
+	b.writeParked(w, b.noMatchBody(w.natType))
 }
 
 // parkedWriteTimeout bounds the write of a parked poll's response; it
 // is small, and a proxy that does not read it is gone.
 const parkedWriteTimeout = 5 * time.Second
 
-// writeParked writes a complete HTTP/1.1 response on a parked connection,
-// then keeps the connection alive (see serveConn) or closes it.
-func (b *Broker) writeParked(w *waiter, resp *messages.ProxyPollResponse) {
+// writeParked sends a complete HTTP/1.1 response with the given JSON body
+// on a parked connection, then keeps the connection alive (see serveConn)
+// or closes it. The write happens in the connection's own goroutine, so a
+// proxy that does not read cannot stall the caller (the expiry queue or a
+// client poll).
+func (b *Broker) writeParked(w *waiter, body []byte) {
 	keep := w.keepAlive && !b.isClosed()
-	defer func() {
-		if !keep || !b.resume(w.conn) {
-			w.conn.Close()
-		}
-	}()
-	body, err := resp.Encode()
-	if err != nil {
-		b.log.Error("encode proxy poll response", "err", err)
-		keep = false
-		io.WriteString(w.conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-		return
-	}
-	msg := make([]byte, 0, 256+len(body))
+	msg := make([]byte, 0, 192+len(body))
 	msg = append(msg, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"+
 		"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: Origin, X-Session-ID\r\n"...)
 	if !keep {
@@ -338,19 +357,40 @@ func (b *Broker) writeParked(w *waiter, resp *messages.ProxyPollResponse) {
 	msg = strconv.AppendInt(msg, int64(len(body)), 10)
 	msg = append(msg, "\r\n\r\n"...)
 	msg = append(msg, body...)
+	if b.resume(w.conn, msg, keep) {
+		return
+	}
+	// Closing: answer here, bounded by the write timeout.
 	w.conn.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
 	if _, err := w.conn.Write(msg); err != nil {
-		keep = false
 		b.log.Debug("write parked proxy response", "err", err)
 	}
+	w.conn.Close()
+}
+
+// noMatchBody returns the encoded "no match" response for a proxy of the
+// given NAT type, prepared by SetNextPoll: it is most of what the broker
+// sends.
+func (b *Broker) noMatchBody(t nat.Type) []byte {
+	return *b.noMatch[poolFor(t)].Load()
+}
+
+// matchBody encodes the response that gives o to w.
+func (b *Broker) matchBody(w *waiter, o offer) []byte {
+	body, err := b.matchResponse(w, o).Encode()
+	if err != nil {
+		// Only a bug can get here: the offer was decoded from JSON.
+		b.log.Error("encode proxy poll response", "err", err)
+		return b.noMatchBody(w.natType)
+	}
+	return body
 }
 
 // releaseParked answers every parked poll at Close.
 func (b *Broker) releaseParked() {
 	for _, w := range b.pools.drainParked() {
-		w.timer.Stop()
 		b.metrics.proxyPollEnded(w.proxyType, w.natType, false)
-		b.writeParked(w, b.noMatchResponse(w.natType))
+		b.writeParked(w, b.noMatchBody(w.natType))
 	}
 }
 

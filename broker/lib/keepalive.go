@@ -3,7 +3,6 @@ package broker
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,9 +30,10 @@ type resumedConns struct {
 	wg     sync.WaitGroup
 }
 
-// resume serves further requests on conn in a new goroutine. It reports
-// false (and the caller must close conn) after Close.
-func (b *Broker) resume(conn net.Conn) bool {
+// resume writes msg on conn in a new goroutine, then serves further
+// requests on it if keep, else closes it. It reports false (and the caller
+// must answer and close conn) after Close.
+func (b *Broker) resume(conn net.Conn, msg []byte, keep bool) bool {
 	rc := &b.resumed
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -47,6 +47,12 @@ func (b *Broker) resume(conn net.Conn) bool {
 	rc.wg.Add(1)
 	go func() {
 		defer rc.wg.Done()
+		conn.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
+		if _, err := conn.Write(msg); err != nil || !keep {
+			b.forget(conn)
+			conn.Close()
+			return
+		}
 		b.serveConn(conn)
 	}()
 	return true
@@ -73,11 +79,26 @@ func (b *Broker) closeResumed() {
 // keepAliveReadBuffer is small: requests here are proxy polls and answers.
 const keepAliveReadBuffer = 2048
 
+// getReader returns a read buffer for a kept-alive connection from the
+// broker's pool: a connection needs one only while it is being read, not
+// while its poll is parked.
+func (b *Broker) getReader(conn net.Conn) *bufio.Reader {
+	if br, ok := b.readers.Get().(*bufio.Reader); ok {
+		br.Reset(conn)
+		return br
+	}
+	return bufio.NewReaderSize(conn, keepAliveReadBuffer)
+}
+
 // serveConn is the keep-alive loop for one connection.
 func (b *Broker) serveConn(conn net.Conn) {
-	br := bufio.NewReaderSize(conn, keepAliveReadBuffer)
+	br := b.getReader(conn)
 	handed := false // conn parked again: no longer ours
 	defer func() {
+		// A parked connection keeps no buffered bytes (handleProxy keeps
+		// it alive only then), so the reader can serve another one.
+		br.Reset(nil)
+		b.readers.Put(br)
 		if !handed {
 			b.forget(conn)
 			conn.Close()
@@ -96,13 +117,11 @@ func (b *Broker) serveConn(conn net.Conn) {
 			return
 		}
 		req.RemoteAddr = conn.RemoteAddr().String()
-		ctx, cancel := context.WithCancel(context.Background())
-		stop := context.AfterFunc(b.closedCtx, cancel)
 		rw := &connResponseWriter{conn: conn, br: br, header: http.Header{}}
 		conn.SetWriteDeadline(time.Now().Add(max(b.cfg.ProxyPollTimeout, b.cfg.ClientTimeout) + writeMargin))
-		b.mux.ServeHTTP(rw, req.WithContext(ctx))
-		stop()
-		cancel()
+		// The request ends when the broker closes: this loop cannot
+		// notice a peer that hangs up mid-request anyway.
+		b.mux.ServeHTTP(rw, req.WithContext(b.closedCtx))
 		if rw.hijacked {
 			// Parked (or otherwise taken over): the new owner closes it.
 			handed = true
@@ -152,7 +171,9 @@ func (w *connResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("broker: connection already hijacked")
 	}
 	w.hijacked = true
-	return w.conn, bufio.NewReadWriter(w.br, bufio.NewWriter(w.conn)), nil
+	// The broker's handlers never write through the returned writer: a
+	// small one saves a 4 KiB buffer per parked poll.
+	return w.conn, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.conn, 64)), nil
 }
 
 func (w *connResponseWriter) finish(req *http.Request, keep bool) error {

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -49,9 +48,16 @@ func roundUp8(n uint64) uint64 { return (n + 7) / 8 * 8 }
 type roundedCounterVec struct {
 	desc *prometheus.Desc
 	mu   sync.Mutex
-	// values is guarded by mu; keyed by label values joined with NUL.
-	values map[string]*roundedValue
+	// values is guarded by mu; keyed by the label values (a fixed-size
+	// key, so that counting allocates nothing).
+	values map[labelKey]*roundedValue
 }
+
+// maxLabels is the most labels of a roundedCounterVec (client polls have
+// four).
+const maxLabels = 4
+
+type labelKey [maxLabels]string
 
 type roundedValue struct {
 	labels []string
@@ -61,12 +67,13 @@ type roundedValue struct {
 func newRoundedCounterVec(name, help string, labels ...string) *roundedCounterVec {
 	return &roundedCounterVec{
 		desc:   prometheus.NewDesc(prometheus.BuildFQName("snowflake", "", name), help, labels, nil),
-		values: map[string]*roundedValue{},
+		values: map[labelKey]*roundedValue{},
 	}
 }
 
 func (c *roundedCounterVec) inc(labels ...string) {
-	key := strings.Join(labels, "\x00")
+	var key labelKey
+	copy(key[:], labels)
 	c.mu.Lock()
 	v, ok := c.values[key]
 	if !ok {
@@ -157,13 +164,15 @@ func newIntervalCounts(start time.Time) *intervalCounts {
 	return c
 }
 
+// hash is a keyed hash of an address: SHA-256 over key‖address, a PRF
+// for inputs of fixed length, computed without allocating.
 func (c *intervalCounts) hash(a netip.Addr) [16]byte {
-	mac := hmac.New(sha256.New, c.key[:])
-	b := a.As16()
-	mac.Write(b[:])
-	var out [16]byte
-	copy(out[:], mac.Sum(nil))
-	return out
+	var buf [32 + 16]byte
+	copy(buf[:32], c.key[:])
+	a16 := a.As16()
+	copy(buf[32:], a16[:])
+	sum := sha256.Sum256(buf[:])
+	return [16]byte(sum[:16])
 }
 
 func newMetrics(p *pools, now time.Time) *metrics {

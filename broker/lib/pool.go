@@ -5,7 +5,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/snowflake-go/snowflake/common/nat"
 )
@@ -25,7 +24,7 @@ type offer struct {
 //   - parked (conn != nil): the HTTP connection was taken over from
 //     net/http, no goroutine waits; the remover writes the response on conn
 //     and closes it. This keeps a held poll down to a socket, this struct
-//     and a timer.
+//     and an entry in the expiry queue.
 //   - blocking (ch != nil): the handler goroutine waits on ch; a client
 //     sends it exactly one offer after popping it.
 type waiter struct {
@@ -35,7 +34,6 @@ type waiter struct {
 	clients   int
 	ch        chan offer  // blocking mode: capacity 1, written once by the taker
 	conn      net.Conn    // parked mode: the hijacked connection
-	timer     *time.Timer // parked mode: ends the hold
 	keepAlive bool        // parked mode: serve the connection on afterwards
 	index     int         // position in its heap; -1 once out of it
 	seq       uint64      // arrival order, to break ties FIFO
@@ -184,7 +182,6 @@ func (p *pools) popLiveLocked(k poolKind) *waiter {
 		if w.conn == nil || connAlive(w.conn) {
 			return w
 		}
-		w.timer.Stop()
 		w.conn.Close()
 	}
 	return nil
