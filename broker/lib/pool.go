@@ -32,11 +32,11 @@ type waiter struct {
 	proxyType string // normalised (see messages.NormalizeProxyType)
 	natType   nat.Type
 	clients   int
-	ch        chan offer  // blocking mode: capacity 1, written once by the taker
-	conn      net.Conn    // parked mode: the hijacked connection
-	keepAlive bool        // parked mode: serve the connection on afterwards
-	index     int         // position in its heap; -1 once out of it
-	seq       uint64      // arrival order, to break ties FIFO
+	ch        chan offer // blocking mode: capacity 1, written once by the taker
+	conn      net.Conn   // parked mode: the hijacked connection
+	keepAlive bool       // parked mode: serve the connection on afterwards
+	index     int        // position in its heap; -1 once out of it
+	seq       uint64     // arrival order, to break ties FIFO
 }
 
 // waiterHeap is a min-heap on (clients, seq).
