@@ -21,8 +21,11 @@ import (
 )
 
 // PortFilter returns a BPF capture filter for the given ports: proto is
-// "udp", "tcp" or "" for both.
+// "udp", "tcp" or "" for both. Without ports it filters by proto alone.
 func PortFilter(proto string, ports ...int) string {
+	if len(ports) == 0 {
+		return proto
+	}
 	parts := make([]string, len(ports))
 	for i, p := range ports {
 		parts[i] = "port " + strconv.Itoa(p)

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,5 +260,47 @@ func TestCaptureDTLS(t *testing.T) {
 	}
 	if serverHello.SelectedVersion != VersionDTLS12 {
 		t.Errorf("ServerHello: %s", serverHello)
+	}
+}
+
+func TestStartCaptureErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := StartCapture(ctx, CaptureConfig{Interface: "lo"}); err == nil {
+		t.Error("capture without a filter started")
+	}
+	if _, err := StartCapture(ctx, CaptureConfig{Filter: "udp"}); err == nil {
+		t.Error("capture without an interface started")
+	}
+	if _, err := StartCapture(ctx, CaptureConfig{Interface: "lo", Filter: "udp", Dumpcap: "/nonexistent/dumpcap"}); err == nil ||
+		!strings.Contains(err.Error(), "start dumpcap") {
+		t.Errorf("missing dumpcap: %v", err)
+	}
+	dumpcap := testenv.LookPath(t, "dumpcap")
+	_, err := StartCapture(ctx, CaptureConfig{Interface: "sfnoiface0", Filter: "udp", Dumpcap: dumpcap})
+	if err == nil || !strings.Contains(err.Error(), "dumpcap exited") {
+		t.Errorf("unknown interface: %v", err)
+	}
+	_, err = StartCapture(ctx, CaptureConfig{Interface: "lo", Filter: "not a ( filter", Dumpcap: dumpcap})
+	if err == nil || !strings.Contains(err.Error(), "dumpcap exited") {
+		t.Errorf("bad filter: %v", err)
+	}
+}
+
+func TestPortFilter(t *testing.T) {
+	tests := []struct {
+		proto string
+		ports []int
+		want  string
+	}{
+		{"udp", []int{5000}, "udp and (port 5000)"},
+		{"tcp", []int{443, 8443}, "tcp and (port 443 or port 8443)"},
+		{"", []int{1, 2}, "(port 1 or port 2)"},
+		{"udp", nil, "udp"},
+	}
+	for _, tt := range tests {
+		if got := PortFilter(tt.proto, tt.ports...); got != tt.want {
+			t.Errorf("PortFilter(%q, %v) = %q, want %q", tt.proto, tt.ports, got, tt.want)
+		}
 	}
 }
