@@ -25,7 +25,6 @@ const (
 	contentHandshake        uint8 = 22
 	contentApplicationData  uint8 = 23
 	contentHeartbeat        uint8 = 24
-	contentTLS12CID         uint8 = 25
 )
 
 // Message is one complete plaintext handshake message.
@@ -180,7 +179,9 @@ func (d *DatagramReassembler) Add(datagram []byte) ([]Message, error) {
 		version := binary.BigEndian.Uint16(b[1:])
 		epoch := binary.BigEndian.Uint16(b[3:])
 		n := int(binary.BigEndian.Uint16(b[11:]))
-		if typ < contentChangeCipherSpec || typ > contentTLS12CID {
+		// 20–31 keep the classic header: the known types plus DTLS 1.3's
+		// ACK (26) and future ones, whose records are skipped below.
+		if typ < contentChangeCipherSpec || typ > 31 {
 			return out, &ParseError{Msg: "DTLS record", Field: "content_type", Err: fmt.Errorf("unknown type %d", typ)}
 		}
 		if len(b) < 13+n {

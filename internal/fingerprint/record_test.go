@@ -84,6 +84,7 @@ func TestDatagramReassembler(t *testing.T) {
 		"reversed":          {second, first},
 		"with retransmits":  {first, first, second, second, first},
 		"overlap":           {first, dtlsRecord(contentHandshake, VersionDTLS10, 0, 2, dtlsFragment(TypeClientHello, 0, body, 800, 200)), second},
+		"ACK record":        {append(dtlsRecord(26, VersionDTLS12, 0, 5, []byte{0, 0}), first...), second},
 		"encrypted records": {append(dtlsRecord(contentApplicationData, VersionDTLS12, 1, 0, []byte{1, 2, 3}), first...), append(second, 0x2c, 1, 2, 3)},
 	}
 	for name, datagrams := range orders {
