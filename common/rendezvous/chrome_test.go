@@ -301,7 +301,20 @@ func TestChromiumRendezvousJA4(t *testing.T) {
 	protos := maps(s.protos)
 	s.mu.Unlock()
 	var browser, ours []string
+	// The server's answer depends on what the hello offered: the same
+	// version, cipher, extensions and key-share group for both clients
+	// means the server cannot tell them apart either.
+	var browserServer, ourServer []string
 	for _, h := range hellos {
+		if h.Server != nil {
+			answer := fmt.Sprintf("%s key_share=%s", h.Server.Summary(), fingerprint.GroupName(h.Server.KeyShareGroup))
+			switch protos[int(h.Dst.Port())] {
+			case "HTTP/2.0 GET /":
+				browserServer = append(browserServer, answer)
+			case "HTTP/2.0 POST /client":
+				ourServer = append(ourServer, answer)
+			}
+		}
 		if h.Client == nil {
 			continue
 		}
@@ -326,7 +339,15 @@ func TestChromiumRendezvousJA4(t *testing.T) {
 			t.Errorf("JA4 differs: Chromium %s, rendezvous client %s", ja4, ours[0])
 		}
 	}
-	t.Logf("Chromium and rendezvous client JA4: %s", ours[0])
+	if len(browserServer) == 0 || len(ourServer) != 1 {
+		t.Fatalf("captured %d ServerHellos to Chromium and %d to our client", len(browserServer), len(ourServer))
+	}
+	for _, a := range browserServer {
+		if a != ourServer[0] {
+			t.Errorf("server answered differently: to Chromium %s, to our client %s", a, ourServer[0])
+		}
+	}
+	t.Logf("Chromium and rendezvous client JA4: %s; ServerHello to both: %s", ours[0], ourServer[0])
 }
 
 func maps(m map[int]string) map[int]string {
