@@ -47,7 +47,13 @@ func TestUpstreamProxy(t *testing.T) {
 	})
 
 	bin := testenv.Binary(t, "./client")
-	path, args := ns.Command(bin, c.clientArgs("client")...)
+	// The STUN server by name: the proxy resolves it (the client's
+	// namespace has no DNS, and must not need any).
+	cargs := c.clientArgs("client")
+	for i := range cargs {
+		cargs[i] = strings.Replace(cargs[i], "stun:127.0.0.1:", "stun:localhost:", 1)
+	}
+	path, args := ns.Command(bin, cargs...)
 	env := []string{"TOR_PT_MANAGED_TRANSPORT_VER=1", "TOR_PT_CLIENT_TRANSPORTS=snowflake",
 		"TOR_PT_STATE_LOCATION=" + c.dir + "/client-state",
 		"TOR_PT_PROXY=socks5://tor:pw%3B%3Dx@127.0.0.1:1080"}
@@ -66,6 +72,8 @@ func TestUpstreamProxy(t *testing.T) {
 		t.Fatalf("SOCKS connect to the client: %v\n%s", err, p.Output())
 	}
 	dur := c.download(conn, nil)
+	// NAT discovery ran through the proxy against the named server.
+	p.WaitFor(t, "NAT type discovered", 30*time.Second)
 	t.Logf("%d MB through the upstream proxy in %v (%.1f MB/s)", size>>20, dur, float64(size)/1e6/dur.Seconds())
 	t.Logf("SOCKS server: %d CONNECTs (%d bytes), %d UDP associations, %d datagrams (%d bytes), %d auth failures",
 		srv.Connects.Load(), srv.TCPBytes.Load(), srv.Associations.Load(),

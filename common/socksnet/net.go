@@ -16,7 +16,8 @@ import (
 // and the only "interface" is the proxy's address, so ICE gathers no host
 // candidate for the machine's own addresses. It is safe for concurrent use.
 type Net struct {
-	cfg Config
+	cfg   Config
+	names nameTable // placeholders for UDP destination host names
 
 	ifaceOnce sync.Once
 	iface     *transport.Interface
@@ -85,7 +86,7 @@ func (n *Net) ListenUDPContext(ctx context.Context) (*UDPConn, error) {
 		ctrl.Close()
 		return nil, err
 	}
-	return newUDPConn(ctrl, relay)
+	return newUDPConn(ctrl, relay, &n.names)
 }
 
 // ctxError reports a handshake that failed because ctx ended as ctx's
@@ -180,20 +181,48 @@ func (n *Net) DialTCP(network string, _, _ *net.TCPAddr) (transport.TCPConn, err
 	return nil, fmt.Errorf("socksnet: dial %s: %w", network, ErrNotSupported)
 }
 
-// ResolveIPAddr implements transport.Net. Names are resolved locally:
-// SOCKS5 has no resolve command, and a UDP datagram's destination must be
-// an address for pion. IP literals (as in STUN URLs of bridge lines that
-// care) need no lookup.
+// ResolveIPAddr implements transport.Net. pion does not use it on the
+// client's paths; names are looked up locally.
 func (n *Net) ResolveIPAddr(network, address string) (*net.IPAddr, error) {
 	return net.ResolveIPAddr(network, address)
 }
 
-// ResolveUDPAddr implements transport.Net; see ResolveIPAddr.
+// ResolveUDPAddr implements transport.Net. An IP literal is returned as
+// is. A host name is not looked up here (that DNS query would go around
+// the proxy): it gets a placeholder address, and datagrams to it carry the
+// name for the proxy to resolve (see names.go). IPv6 ("udp6") needs IP
+// literals.
 func (n *Net) ResolveUDPAddr(network, address string) (*net.UDPAddr, error) {
-	return net.ResolveUDPAddr(network, address)
+	if err := checkUDP(network); err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, fmt.Errorf("socksnet: resolve %q: %w", address, err)
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return net.ResolveUDPAddr(network, address)
+	}
+	p, err := net.LookupPort("udp", port)
+	if err != nil {
+		return nil, fmt.Errorf("socksnet: resolve %q: %w", address, err)
+	}
+	if network == "udp6" {
+		return nil, fmt.Errorf("socksnet: resolve %q: host names are only relayed over IPv4 here", address)
+	}
+	if host == "" || len(host) > 255 {
+		return nil, fmt.Errorf("socksnet: resolve %q: bad host name", address)
+	}
+	ip, err := n.names.placeholder(host)
+	if err != nil {
+		return nil, err
+	}
+	return &net.UDPAddr{IP: ip, Port: p}, nil
 }
 
-// ResolveTCPAddr implements transport.Net; see ResolveIPAddr.
+// ResolveTCPAddr implements transport.Net (for ICE-TCP, which the client
+// does not use); names are looked up locally. DialContext passes names to
+// the proxy.
 func (n *Net) ResolveTCPAddr(network, address string) (*net.TCPAddr, error) {
 	return net.ResolveTCPAddr(network, address)
 }

@@ -31,6 +31,8 @@ type UDPConn struct {
 	ctrl  net.Conn     // the TCP connection the association belongs to
 	udp   *net.UDPConn // connected to the relay
 	relay *net.UDPAddr
+	names *nameTable // the Net's placeholders for host names
+	reply replyMap   // which sources answer for which placeholder
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -39,7 +41,7 @@ type UDPConn struct {
 
 var _ transport.UDPConn = (*UDPConn)(nil)
 
-func newUDPConn(ctrl net.Conn, relay *net.UDPAddr) (*UDPConn, error) {
+func newUDPConn(ctrl net.Conn, relay *net.UDPAddr, names *nameTable) (*UDPConn, error) {
 	network := "udp6"
 	if relay.IP.To4() != nil {
 		network = "udp4"
@@ -54,7 +56,7 @@ func newUDPConn(ctrl net.Conn, relay *net.UDPAddr) (*UDPConn, error) {
 	// retransmission. The kernel caps these at its maximum.
 	udp.SetReadBuffer(socketBuffer)
 	udp.SetWriteBuffer(socketBuffer)
-	c := &UDPConn{ctrl: ctrl, udp: udp, relay: relay, closed: make(chan struct{})}
+	c := &UDPConn{ctrl: ctrl, udp: udp, relay: relay, names: names, closed: make(chan struct{})}
 	c.wg.Add(1)
 	go c.watch()
 	return c, nil
@@ -157,7 +159,7 @@ func (c *UDPConn) ReadFromUDP(p []byte) (int, *net.UDPAddr, error) {
 		if err != nil {
 			continue
 		}
-		return copy(p, buf[hdr:n]), src, nil
+		return copy(p, buf[hdr:n]), c.reply.source(src), nil
 	}
 }
 
@@ -181,9 +183,14 @@ func (c *UDPConn) WriteToUDP(p []byte, addr *net.UDPAddr) (int, error) {
 	if addr == nil || addr.IP == nil {
 		return 0, errors.New("socksnet: write: no destination address")
 	}
+	dst := Addr{IP: addr.IP, Port: addr.Port}
+	if name, ok := c.names.name(addr.IP); ok {
+		dst = Addr{Name: name, Port: addr.Port}
+		c.reply.sent(addr.IP, addr.Port)
+	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	b, err := AppendDatagram((*bp)[:0], addr, p)
+	b, err := appendDatagram((*bp)[:0], dst, p)
 	if err != nil {
 		return 0, err
 	}
@@ -203,11 +210,15 @@ func (c *UDPConn) WriteMsgUDP(b, _ []byte, addr *net.UDPAddr) (n, oobn int, err 
 // AppendDatagram appends the SOCKS UDP request header for dst (RFC 1928 §7:
 // RSV, FRAG 0, ATYP, DST.ADDR, DST.PORT) and payload to b.
 func AppendDatagram(b []byte, dst *net.UDPAddr, payload []byte) ([]byte, error) {
+	return appendDatagram(b, Addr{IP: dst.IP, Port: dst.Port}, payload)
+}
+
+func appendDatagram(b []byte, dst Addr, payload []byte) ([]byte, error) {
 	if len(payload) > 65535 {
 		return nil, fmt.Errorf("socksnet: datagram of %d bytes is too large", len(payload))
 	}
 	b = append(b, 0, 0, 0)
-	b, err := Addr{IP: dst.IP, Port: dst.Port}.appendTo(b)
+	b, err := dst.appendTo(b)
 	if err != nil {
 		return nil, err
 	}

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/snowflake-go/snowflake/common/nat"
+	"github.com/snowflake-go/snowflake/internal/stunserver"
 )
 
 // echoUDP echoes datagrams back to their sender.
@@ -280,5 +284,84 @@ func TestAppendDatagramErrors(t *testing.T) {
 	b, err := AppendDatagram(nil, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 3478}, []byte("p"))
 	if err != nil || fmt.Sprint(b) != fmt.Sprint([]byte{0, 0, 0, 1, 192, 0, 2, 1, 0x0d, 0x96, 'p'}) {
 		t.Errorf("got %v, %v", b, err)
+	}
+}
+
+// TestUDPHostNames: a UDP destination given by name is not looked up
+// locally; the proxy resolves it, and replies come back from the name's
+// placeholder address.
+func TestUDPHostNames(t *testing.T) {
+	srv := startServer(t, "", "")
+	echo := echoUDP(t)
+	other := echoUDP(t)
+	n, _ := New(Config{Addr: srv.Addr()})
+	byName := "localhost:" + strconv.Itoa(echo.Port)
+	a, err := n.ResolveUDPAddr("udp4", byName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(&net.IPNet{IP: net.IPv4(198, 18, 0, 0), Mask: net.CIDRMask(15, 32)}).Contains(a.IP) || a.Port != echo.Port {
+		t.Fatalf("placeholder %v, want 198.18.0.0/15 and port %d", a, echo.Port)
+	}
+	if again, _ := n.ResolveUDPAddr("udp", byName); !again.IP.Equal(a.IP) {
+		t.Errorf("same name, new placeholder %v (was %v)", again, a)
+	}
+	if b, _ := n.ResolveUDPAddr("udp4", "stun.invalid:3478"); b == nil || b.IP.Equal(a.IP) {
+		t.Errorf("another name got %v", b)
+	}
+	if lit, _ := n.ResolveUDPAddr("udp4", echo.String()); lit == nil || !lit.IP.Equal(echo.IP) {
+		t.Errorf("IP literal resolved to %v", lit)
+	}
+	if _, err := n.ResolveUDPAddr("udp6", byName); err == nil {
+		t.Error("udp6 name resolved")
+	}
+
+	c, err := n.ListenUDPContext(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	for i, dst := range []*net.UDPAddr{a, other, a} {
+		msg := []byte(fmt.Sprintf("datagram %d", i))
+		if _, err := c.WriteTo(msg, dst); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, from, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(buf[:k]) != string(msg) {
+			t.Errorf("echo %q, want %q", buf[:k], msg)
+		}
+		if fa := from.(*net.UDPAddr); !fa.IP.Equal(dst.IP) || fa.Port != dst.Port {
+			t.Errorf("reply to %v came from %v", dst, from)
+		}
+	}
+}
+
+// TestNATDiscoveryByName: RFC 5780 NAT discovery through the proxy against
+// a STUN server named in its URL.
+func TestNATDiscoveryByName(t *testing.T) {
+	srv := startServer(t, "", "")
+	stun, err := stunserver.Listen("127.0.0.1", "127.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stun.Close()
+	n, _ := New(Config{Addr: srv.Addr()})
+	url := strings.Replace(stun.URL(), "127.0.0.1", "localhost", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	typ, err := nat.Discover(ctx, n, []string{url}, nil)
+	if err != nil {
+		t.Fatalf("discover via %s: %v", url, err)
+	}
+	if typ == nat.Unknown {
+		t.Errorf("NAT type unknown through the proxy")
+	}
+	if srv.UDPPackets.Load() < 4 {
+		t.Errorf("proxy relayed %d datagrams, want the STUN exchanges", srv.UDPPackets.Load())
 	}
 }
