@@ -39,6 +39,7 @@ type options struct {
 	window         time.Duration
 	rampTimeout    time.Duration
 	skipUpstream   bool
+	mixed          bool
 	dir            string
 }
 
@@ -55,6 +56,7 @@ func main() {
 	flag.DurationVar(&o.window, "window", 8*time.Second, "measurement window for aggregate throughput")
 	flag.DurationVar(&o.rampTimeout, "ramp-timeout", 90*time.Second, "give up waiting for concurrent clients to connect after this long")
 	flag.BoolVar(&o.skipUpstream, "skip-upstream", false, "measure only our binaries")
+	flag.BoolVar(&o.mixed, "mixed", true, "also measure our client with Debian's proxy and Debian's client with our proxy (single client)")
 	flag.StringVar(&o.dir, "dir", "", "working directory for logs (default: temporary, removed afterwards)")
 	flag.Parse()
 	var err error

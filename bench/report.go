@@ -15,6 +15,14 @@ const (
 	targetCPUPer100  = 3.7
 	targetRamp50     = 5 * time.Second
 	targetConcClient = 50
+
+	// Component targets (proxy and client issues): absolute, and as a
+	// ratio to Debian's 2.5.1 in the same chain, since absolute figures
+	// drift between machines (their references: 1.7 of 4.2 s, 1.6 of 3.0 s).
+	targetProxyCPU    = 1.7
+	targetProxyRatio  = 0.4
+	targetClientCPU   = 1.6
+	targetClientRatio = 0.53
 )
 
 func report(w io.Writer, o options, rs []*result) {
@@ -24,8 +32,9 @@ func report(w io.Writer, o options, rs []*result) {
 	for _, r := range rs {
 		header += r.name + "\t"
 	}
-	if len(rs) == 2 {
-		header += "ratio\t"
+	// Each other chain is compared with ours (the first) in a ratio column.
+	for _, r := range rs[1:] {
+		header += "ours/" + r.name + "\t"
 	}
 	fmt.Fprintln(tw, header)
 	row := func(name string, f func(r *result) (float64, bool), unit string) {
@@ -41,9 +50,9 @@ func report(w io.Writer, o options, rs []*result) {
 			line += fmt.Sprintf("%.3g %s\t", v, unit)
 			vals = append(vals, v)
 		}
-		if len(rs) == 2 {
-			if vals[1] != 0 {
-				line += fmt.Sprintf("%.2fx\t", vals[0]/vals[1])
+		for _, v := range vals[1:] {
+			if v != 0 && vals[0] != 0 {
+				line += fmt.Sprintf("%.2fx\t", vals[0]/v)
 			} else {
 				line += "-\t"
 			}
@@ -79,6 +88,7 @@ func report(w io.Writer, o options, rs []*result) {
 		}
 		row(fmt.Sprintf("%d clients: connected", n), func(r *result) (float64, bool) { c, ok := find(r); return float64(c.connected), ok }, "")
 		row(fmt.Sprintf("%d clients: ramp", n), func(r *result) (float64, bool) { c, ok := find(r); return c.ramp.Seconds(), ok }, "s")
+		row(fmt.Sprintf("%d clients: ramp, half", n), func(r *result) (float64, bool) { c, ok := find(r); return c.rampP50.Seconds(), ok }, "s")
 		row(fmt.Sprintf("%d clients: aggregate", n), func(r *result) (float64, bool) { c, ok := find(r); return c.aggMBps, ok }, "MB/s")
 	}
 	tw.Flush()
@@ -112,6 +122,25 @@ func report(w io.Writer, o options, rs []*result) {
 				fmt.Sprintf("%.1f vs %.1f MB/s", c50.aggMBps, c10.aggMBps))
 		}
 	}
+	// Component comparisons: one Debian part swapped in, the rest ours.
+	byName := map[string]*result{}
+	for _, r := range rs {
+		byName[r.name] = r
+	}
+	compare := func(comp, other string, target float64, targetRatio float64) {
+		r := byName[other]
+		if r == nil || r.err != nil || ours.err != nil {
+			return
+		}
+		a, b := ours.cpuPer100[comp], r.cpuPer100[comp]
+		if b == 0 {
+			return
+		}
+		check(fmt.Sprintf("%s CPU per 100 MB <= %.1f s, or <= %.2fx Debian's in the same chain", comp, target, targetRatio),
+			a <= target || a/b <= targetRatio, fmt.Sprintf("%.2f s vs Debian's %.2f s (%.2fx); bulk %.1f vs %.1f MB/s", a, b, a/b, ours.bulkMBps, r.bulkMBps))
+	}
+	compare("proxy", "debian-proxy", targetProxyCPU, targetProxyRatio)
+	compare("client", "debian-client", targetClientCPU, targetClientRatio)
 	for _, r := range rs {
 		if r.err != nil {
 			fmt.Fprintf(w, "\n%s: incomplete: %s\n", r.name, strings.SplitN(r.err.Error(), "\n", 2)[0])

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,8 +22,18 @@ type concResult struct {
 	n         int
 	connected int
 	ramp      time.Duration // until the last client received its first byte
+	rampP50   time.Duration // until half of the clients received their first byte
 	aggMBps   float64
+	// cpuPer100 is CPU seconds per 100 MB during the aggregate window:
+	// "clients" sums all client processes.
+	cpuPer100 map[string]float64
+	// serverErrors are the server's error counters that grew during the
+	// aggregate window (dropped packets show here).
+	serverErrors map[string]float64
 }
+
+// Metrics is a server metrics scrape (nil if the scrape failed).
+type Metrics = chain.Metrics
 
 // result holds the figures of one chain.
 type result struct {
@@ -38,10 +49,10 @@ type result struct {
 }
 
 type flavorSpec struct {
-	name          string
-	client, proxy string
-	flavor        chain.Flavor
-	counts        []int
+	name                      string
+	client, proxy             string
+	clientFlavor, proxyFlavor chain.Flavor
+	counts                    []int
 }
 
 func run(ctx context.Context, o options) error {
@@ -61,13 +72,20 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(d)
 		o.dir = d
 	}
-	specs := []flavorSpec{{name: "ours", client: paths[3], proxy: paths[2], flavor: chain.Ours, counts: o.clients}}
+	specs := []flavorSpec{{name: "ours", client: paths[3], proxy: paths[2], clientFlavor: chain.Ours, proxyFlavor: chain.Ours, counts: o.clients}}
 	if !o.skipUpstream {
-		specs = append(specs, flavorSpec{name: "debian-2.5.1", client: o.upClient, proxy: o.upProxy, flavor: chain.Upstream, counts: o.upstreamCounts})
+		specs = append(specs, flavorSpec{name: "debian-2.5.1", client: o.upClient, proxy: o.upProxy, clientFlavor: chain.Upstream, proxyFlavor: chain.Upstream, counts: o.upstreamCounts})
+		if o.mixed {
+			// One Debian component at a time, so each of ours is compared
+			// with its Debian counterpart in an otherwise equal chain.
+			specs = append(specs,
+				flavorSpec{name: "debian-proxy", client: paths[3], proxy: o.upProxy, clientFlavor: chain.Ours, proxyFlavor: chain.Upstream},
+				flavorSpec{name: "debian-client", client: o.upClient, proxy: paths[2], clientFlavor: chain.Upstream, proxyFlavor: chain.Ours})
+		}
 	}
 	var results []*result
 	for _, s := range specs {
-		fmt.Fprintf(os.Stderr, "bench: measuring %s client+proxy (our broker and server)\n", s.name)
+		fmt.Fprintf(os.Stderr, "bench: measuring %s: %s client, %s proxy (our broker and server)\n", s.name, s.clientFlavor, s.proxyFlavor)
 		r := measure(ctx, o, paths[0], paths[1], s)
 		if r.err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s.name, r.err)
@@ -91,7 +109,7 @@ func measure(ctx context.Context, o options, server, broker string, s flavorSpec
 
 func measureInto(ctx context.Context, o options, server, broker string, s flavorSpec, r *result) error {
 	dir := filepath.Join(o.dir, s.name)
-	c, err := chain.Start(ctx, chain.Config{Dir: dir, Server: server, Broker: broker})
+	c, err := chain.Start(ctx, chain.Config{Dir: dir, Server: server, Broker: broker, ServerMetrics: true})
 	if err != nil {
 		return err
 	}
@@ -104,7 +122,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		}
 		return errors.New(b.String())
 	}
-	proxy, err := c.StartProxy(ctx, chain.ProxyConfig{Path: s.proxy, Flavor: s.flavor})
+	proxy, err := c.StartProxy(ctx, chain.ProxyConfig{Path: s.proxy, Flavor: s.proxyFlavor})
 	if err != nil {
 		return err
 	}
@@ -114,7 +132,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 	if err != nil {
 		return fail(err, proxy)
 	}
-	cl, err := c.StartClient(ctx, chain.ClientConfig{Path: s.client, Flavor: s.flavor})
+	cl, err := c.StartClient(ctx, chain.ClientConfig{Path: s.client, Flavor: s.clientFlavor})
 	if err != nil {
 		return err
 	}
@@ -188,11 +206,14 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 	cl.Stop(5 * time.Second)
 
 	for _, n := range s.counts {
-		cr, err := concurrent(ctx, o, c, s, n)
+		cr, err := concurrent(ctx, o, c, proxy, s, n)
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v, %.1f MB/s aggregate\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.aggMBps)
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"])
+		for k, v := range cr.serverErrors {
+			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
+		}
 		r.conc = append(r.conc, cr)
 	}
 
@@ -211,7 +232,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 // concurrent starts n clients at once, each downloading an endless stream;
 // it measures the time until every client has received its first byte, then
 // the aggregate throughput over o.window.
-func concurrent(ctx context.Context, o options, c *chain.Chain, s flavorSpec, n int) (concResult, error) {
+func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Proc, s flavorSpec, n int) (concResult, error) {
 	cr := concResult{n: n}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -224,7 +245,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, s flavorSpec, n 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, err := c.StartClient(ctx, chain.ClientConfig{Path: s.client, Flavor: s.flavor})
+			cl, err := c.StartClient(ctx, chain.ClientConfig{Path: s.client, Flavor: s.clientFlavor})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && startErr == nil {
@@ -252,6 +273,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, s flavorSpec, n 
 	allIn := make(chan struct{})
 	var lastMu sync.Mutex
 	var last time.Time
+	var firsts []time.Duration
 	rampCtx, rampCancel := context.WithTimeout(ctx, o.rampTimeout)
 	defer rampCancel()
 	for _, cl := range clients {
@@ -268,6 +290,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, s flavorSpec, n 
 					first = false
 					lastMu.Lock()
 					last = time.Now()
+					firsts = append(firsts, last.Sub(start))
 					lastMu.Unlock()
 					if connected.Add(1) == int64(n) {
 						close(allIn)
@@ -287,19 +310,59 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, s flavorSpec, n 
 	if !last.IsZero() {
 		cr.ramp = last.Sub(start)
 	}
+	// Median over all n clients: undefined (zero) if fewer than half connected.
+	if half := (n - 1) / 2; len(firsts) > half {
+		sorted := slices.Clone(firsts)
+		slices.Sort(sorted)
+		cr.rampP50 = sorted[half]
+	}
 	lastMu.Unlock()
 	if cr.connected == 0 {
 		cancel()
 		wg.Wait()
 		return cr, fmt.Errorf("no client connected within %v", o.rampTimeout)
 	}
+	cpu := func() map[string]time.Duration {
+		m := map[string]time.Duration{}
+		for name, p := range map[string]*chain.Proc{"proxy": proxy, "server": c.Server} {
+			if u, err := p.Usage(); err == nil {
+				m[name] = u.CPU
+			}
+		}
+		for _, cl := range clients {
+			if u, err := cl.Proc.Usage(); err == nil {
+				m["clients"] += u.CPU
+			}
+		}
+		return m
+	}
+	errs := func() Metrics {
+		m, _ := chain.ScrapeMetrics(ctx, c.ServerMetricsURL())
+		return Metrics(m)
+	}
+	errs0 := errs()
+	cpu0 := cpu()
 	b0 := total.Load()
 	t0 := time.Now()
 	select {
 	case <-time.After(o.window):
 	case <-ctx.Done():
 	}
-	cr.aggMBps = float64(total.Load()-b0) / 1e6 / time.Since(t0).Seconds()
+	moved := total.Load() - b0
+	cr.aggMBps = float64(moved) / 1e6 / time.Since(t0).Seconds()
+	errs1 := errs()
+	cr.serverErrors = map[string]float64{}
+	for k, v := range errs1 {
+		if strings.HasPrefix(k, "snowflake_server_errors_total{") && v > errs0[k] {
+			cr.serverErrors[k] = v - errs0[k]
+		}
+	}
+	if moved > 0 {
+		cr.cpuPer100 = map[string]float64{}
+		for name, d := range cpu() {
+			cr.cpuPer100[name] = (d - cpu0[name]).Seconds() * 100e6 / float64(moved)
+		}
+	}
 	cancel()
 	wg.Wait()
 	return cr, nil
