@@ -83,6 +83,9 @@ type ClientHello struct {
 	// RecordVersion is the version of the record that carried the hello's
 	// first byte; zero when the hello was decoded without its record.
 	RecordVersion uint16
+	// Length is the size of the hello's body in bytes (without record
+	// and handshake headers); length-based rules look at it.
+	Length int
 	// LegacyVersion is the hello's client_version field.
 	LegacyVersion uint16
 	Random        [32]byte
@@ -263,7 +266,7 @@ func parseExtensions(r *reader) ([]Extension, error) {
 // (without its 4-byte TLS or 12-byte DTLS handshake header).
 func ParseClientHello(body []byte, dtls bool) (*ClientHello, error) {
 	r := &reader{b: body, msg: "ClientHello"}
-	c := &ClientHello{DTLS: dtls}
+	c := &ClientHello{DTLS: dtls, Length: len(body)}
 	var err error
 	if c.LegacyVersion, err = r.u16("client_version"); err != nil {
 		return nil, err

@@ -77,7 +77,7 @@ func (c *ClientHello) String() string {
 	if c.DTLS {
 		kind = "DTLS"
 	}
-	fmt.Fprintf(&b, "%s ClientHello record=%s legacy=%s", kind, VersionName(c.RecordVersion), VersionName(c.LegacyVersion))
+	fmt.Fprintf(&b, "%s ClientHello length=%d record=%s legacy=%s", kind, c.Length, VersionName(c.RecordVersion), VersionName(c.LegacyVersion))
 	if len(c.SupportedVersions) > 0 {
 		fmt.Fprintf(&b, " versions=[%s]", joinNames(c.SupportedVersions, VersionName))
 	}
