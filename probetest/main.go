@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,16 +47,11 @@ func run() error {
 	)
 	fs.Parse(os.Args[1:])
 
-	var out io.Writer = os.Stderr
-	if *logFile != "" {
-		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			return fmt.Errorf("open log: %w", err)
-		}
-		defer f.Close()
-		out = f
+	logger, logCloser, err := scrub.OpenLogger(*logFile, slog.LevelInfo, *unsafeLogging)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(scrub.NewHandler(slog.NewTextHandler(out, nil), *unsafeLogging))
+	defer logCloser.Close()
 
 	cfg := probetest.Config{KeepLocalAddresses: *keepLocal, Logger: logger}
 	for s := range strings.SplitSeq(*stun, ",") {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -101,20 +100,15 @@ func run() error {
 		debug.SetGCPercent(400)
 	}
 
-	var out io.Writer = os.Stderr
-	if *logFile != "" {
-		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			return fmt.Errorf("open log: %w", err)
-		}
-		defer f.Close()
-		out = f
-	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(scrub.NewHandler(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}), *unsafeLogging))
+	logger, logCloser, err := scrub.OpenLogger(*logFile, level, *unsafeLogging)
+	if err != nil {
+		return err
+	}
+	defer logCloser.Close()
 
 	cfg := proxy.Config{
 		BrokerURL:         *broker,

@@ -89,17 +89,7 @@ func main() {
 }
 
 func newLogger(o options) (*slog.Logger, io.Closer, error) {
-	var w io.Writer = os.Stderr
-	var closer io.Closer = io.NopCloser(nil)
-	if o.logFile != "" {
-		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			return nil, nil, fmt.Errorf("open log: %w", err)
-		}
-		w, closer = f, f
-	}
-	h := scrub.NewHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}), o.unsafeLogging)
-	return slog.New(h), closer, nil
+	return scrub.OpenLogger(o.logFile, slog.LevelInfo, o.unsafeLogging)
 }
 
 func run(o options) error {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -78,4 +80,40 @@ func FuzzString(f *testing.F) {
 			t.Errorf("address survived: %q -> %q", s, out)
 		}
 	})
+}
+
+func TestOpenLogger(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	for _, unsafe := range []bool{false, true} {
+		logger, closer, err := OpenLogger(path, slog.LevelInfo, unsafe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger.Debug("hidden", "addr", "192.0.2.1")
+		logger.Info("shown", "addr", "192.0.2.1:443")
+		if err := closer.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	// The second logger appended to what the first wrote.
+	if len(lines) != 2 {
+		t.Fatalf("log file lines %q: want one line per logger", lines)
+	}
+	if strings.Contains(lines[0], "192.0.2.1") || !strings.Contains(lines[0], "shown") {
+		t.Errorf("scrubbed logger wrote %q", lines[0])
+	}
+	if !strings.Contains(lines[1], "192.0.2.1:443") {
+		t.Errorf("unsafe logger wrote %q", lines[1])
+	}
+	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("log file mode %v, err %v", info.Mode().Perm(), err)
+	}
+	if _, _, err := OpenLogger(filepath.Join(t.TempDir(), "missing", "log"), slog.LevelInfo, false); err == nil {
+		t.Error("a log in a missing directory opened without error")
+	}
 }
