@@ -15,9 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // RequireTools reports whether missing external tools fail tests instead of
@@ -110,7 +112,8 @@ func build(t testing.TB, pkg string, race bool) string {
 		return p
 	}
 	if buildDir == "" {
-		dir, err := os.MkdirTemp("", "snowflake-testbin-")
+		removeStaleBuildDirs()
+		dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", buildDirPrefix, os.Getpid()))
 		if err != nil {
 			t.Fatalf("testenv: %v", err)
 		}
@@ -183,4 +186,41 @@ func FreeUDPPort(t testing.TB) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// buildDirPrefix starts the name of every test process's binary directory;
+// the creating process's PID follows it.
+const buildDirPrefix = "snowflake-testbin-"
+
+// removeStaleBuildDirs deletes the binary directories of test processes
+// that have exited. A test process cannot remove its own at exit (the
+// binaries are shared by all its tests and Go has no exit hook), so each
+// new one cleans up after the dead: otherwise every `make test` left about
+// a gigabyte behind. Directories of running processes are kept, and so
+// are unparsable names younger than a day.
+func removeStaleBuildDirs() {
+	if _, err := os.Stat("/proc/self"); err != nil {
+		return // no way to tell live processes from dead ones
+	}
+	tmp := os.TempDir()
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Name(), buildDirPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidText, _, hasPID := strings.Cut(name, "-")
+		pid, err := strconv.Atoi(pidText)
+		if hasPID && err == nil {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				continue // its process is alive (or the PID was reused: keep)
+			}
+		} else if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < 24*time.Hour {
+			continue
+		}
+		os.RemoveAll(filepath.Join(tmp, e.Name()))
+	}
 }

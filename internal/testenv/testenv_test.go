@@ -1,0 +1,51 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestRemoveStaleBuildDirs(t *testing.T) {
+	if _, err := os.Stat("/proc/self"); err != nil {
+		t.Skip("needs /proc")
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+
+	// A PID that certainly belongs to no process now.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+
+	dirs := map[string]bool{ // name -> kept
+		fmt.Sprintf("%s%d-abc", buildDirPrefix, dead):        false,
+		fmt.Sprintf("%s%d-def", buildDirPrefix, os.Getpid()): true,
+		buildDirPrefix + "123456":                            true,  // old style, recent
+		buildDirPrefix + "654321":                            false, // old style, two days old
+		"unrelated-dir":                                      true,
+	}
+	for name := range dirs {
+		if err := os.Mkdir(filepath.Join(tmp, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(filepath.Join(tmp, buildDirPrefix+"654321"), old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	removeStaleBuildDirs()
+
+	for name, kept := range dirs {
+		_, err := os.Stat(filepath.Join(tmp, name))
+		if exists := err == nil; exists != kept {
+			t.Errorf("%s: exists %v, want %v", name, exists, kept)
+		}
+	}
+}
