@@ -19,9 +19,9 @@ import (
 // default mode, and the ServerHellos of our client in both cases and of
 // Chromium's own server side (two RTCPeerConnections in the same browser).
 //
-// Our proxy's ClientHello must have Chromium's JA4 and offer the same
-// versions, suites, extension set, groups, key-share groups and signature
-// algorithms. Our client must send no HelloVerifyRequest and the same
+// Our proxy's ClientHello must have Chromium's JA4, record version and
+// key-share sizes, and offer the same versions, suites, extension set,
+// groups, key-share groups and signature algorithms. Our client must send no HelloVerifyRequest and the same
 // ServerHello to Chromium as to our proxy. Chromium's own ServerHello is
 // DTLS 1.3; pion/dtls v3 has no DTLS 1.3, so our client's (1.2) can only
 // be reported next to it, not made equal.
@@ -176,6 +176,9 @@ func TestDTLSLikeChromium(t *testing.T) {
 		if k2 := slices.IndexFunc(chromium.KeyShares, func(c fingerprint.KeyShare) bool { return c.Group == k.Group }); k2 >= 0 && chromium.KeyShares[k2].KeyLen != k.KeyLen {
 			t.Errorf("key share %#04x: %d bytes, Chromium's %d", k.Group, k.KeyLen, chromium.KeyShares[k2].KeyLen)
 		}
+	}
+	if ours.RecordVersion != chromium.RecordVersion {
+		t.Errorf("ClientHello record version %#04x, Chromium's %#04x", ours.RecordVersion, chromium.RecordVersion)
 	}
 	if len(ours.SessionID) != len(chromium.SessionID) {
 		t.Errorf("session id of %d bytes, Chromium's %d", len(ours.SessionID), len(chromium.SessionID))

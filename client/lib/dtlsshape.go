@@ -28,14 +28,18 @@ func (c *Config) dtlsShape() (dtlsshape.Mode, *dtlsshape.Profile, error) {
 // client is normally the DTLS server (its offer lets the proxy choose, and
 // proxies choose to be the DTLS client): what shows is its certificate,
 // the absence of a HelloVerifyRequest and, should a proxy make it the
-// DTLS client, its ClientHello.
+// DTLS client, its ClientHello. It also installs the transport's network
+// (t.net), wrapped so that hello records carry a browser's version.
 func (t *Transport) shapeDTLS(se *webrtc.SettingEngine) {
 	mode, profile, err := t.cfg.dtlsShape()
 	if err == nil {
-		err = dtlsshape.Apply(se, mode, profile)
+		err = dtlsshape.Apply(se, mode, profile, t.net)
 	}
 	if err != nil { // Validate already refused such a configuration
 		t.logger.Warn("DTLS shaping off", "err", err)
+		if t.net != nil {
+			se.SetNet(t.net)
+		}
 	}
 }
 

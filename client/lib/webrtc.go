@@ -72,9 +72,7 @@ func (t *Transport) webrtcAPI() *webrtc.API {
 	if t.cfg.KeepLocalAddresses {
 		se.SetIncludeLoopbackCandidate(true)
 	}
-	if t.net != nil {
-		se.SetNet(t.net)
-	}
+	// shapeDTLS also installs t.net (the SOCKS proxy's, if any).
 	t.shapeDTLS(&se)
 	return webrtcapi.New(se)
 }

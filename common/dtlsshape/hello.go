@@ -279,7 +279,7 @@ func (s *shaper) mimic(m handshake.MessageClientHello, own []*rawExtension, p Pr
 // randomize shuffles pion's own offer and keeps a random part of each
 // list, always keeping what every Snowflake peer needs to complete a
 // handshake (an ECDSA AES-GCM suite, x25519 and P-256, the ECDSA P-256
-// signature, an SRTP profile).
+// signature, the AES-CM SRTP profile).
 func randomize(m handshake.MessageClientHello, own []*rawExtension) (*handshake.MessageClientHello, error) {
 	out := m
 	out.CipherSuiteIDs = preferECDSAGCM(randomSubset(m.CipherSuiteIDs, func(c uint16) bool { return c == 0xc02b }))
@@ -296,9 +296,11 @@ func randomize(m handshake.MessageClientHello, own []*rawExtension) (*handshake.
 				r.data = u16List(randomSubset(vs, func(a uint16) bool { return a == 0x0403 }), 2)
 			}
 		case extUseSRTP:
-			if vs, rest, ok := parseU16List(e.data); ok && len(vs) > 0 {
-				first := vs[mrand.IntN(len(vs))]
-				b := u16List(randomSubset(vs, func(p uint16) bool { return p == first }), 2)
+			// SRTP_AES128_CM_HMAC_SHA1_80 is the one profile every
+			// peer implements (pion/webrtc v3, in Snowflake 2.5, lacks
+			// AES-256-GCM): an offer without it can fail the handshake.
+			if vs, rest, ok := parseU16List(e.data); ok && slices.Contains(vs, 0x0001) {
+				b := u16List(randomSubset(vs, func(p uint16) bool { return p == 0x0001 }), 2)
 				r.data = append(b, rest...)
 			}
 		}

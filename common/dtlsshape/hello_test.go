@@ -86,7 +86,12 @@ func runHandshake(t *testing.T, hook func(handshake.MessageClientHello) handshak
 	if hook != nil {
 		opts = append(opts, dtls.WithClientHelloMessageHook(hook))
 	}
-	cc, err := dtls.ClientWithOptions(a, b.LocalAddr(), opts...)
+	var clientConn net.PacketConn = a
+	if hook != nil {
+		// A shaped peer's sockets rewrite the hello's record version.
+		clientConn = newShapingUDPConn(a)
+	}
+	cc, err := dtls.ClientWithOptions(clientConn, b.LocalAddr(), opts...)
 	if err == nil {
 		err = cc.HandshakeContext(ctx)
 	}
@@ -139,6 +144,9 @@ func TestMimicClientHelloIsChromiums(t *testing.T) {
 			t.Fatalf("skip hello verify %v: %d ClientHellos, want %d", hv, len(hellos), wantHellos)
 		}
 		for _, ch := range hellos {
+			if ch.RecordVersion != fingerprint.VersionDTLS10 {
+				t.Errorf("record version %#04x, want DTLS 1.0 as Chromium", ch.RecordVersion)
+			}
 			if got := ch.JA4(); got != chromiumJA4 {
 				t.Errorf("JA4 = %s, want %s\n%s", got, chromiumJA4, ch.JA4R())
 			}

@@ -86,10 +86,11 @@ func Chromium() Profile {
 	}
 }
 
-// usableCipherSuites are the suites pion/dtls v3 implements with an ECDSA
-// certificate, which every Snowflake peer uses. A profile must offer one,
-// or no deployed peer could complete a handshake with it.
-var usableCipherSuites = []uint16{0xc02b, 0xc02c, 0xc00a, 0xcca9}
+// requiredCipherSuite, ECDHE-ECDSA-AES128-GCM-SHA256, is the one suite
+// every pion/dtls version (v2 in Snowflake 2.5 to v3 now) implements with
+// the ECDSA certificates all Snowflake peers use. A profile must offer it,
+// or a deployed peer could fail to complete a handshake with it.
+const requiredCipherSuite = 0xc02b
 
 // ProfileFromClientHello builds a profile from a captured DTLS
 // ClientHello given in hex (upstream's covertdtls-fingerprint): a whole
@@ -156,8 +157,8 @@ func ProfileFromClientHello(hexHello string) (Profile, error) {
 // validate reports a profile no deployed peer could complete a DTLS 1.2
 // handshake with.
 func (p Profile) validate() error {
-	if !slices.ContainsFunc(p.CipherSuites, func(c uint16) bool { return slices.Contains(usableCipherSuites, c) }) {
-		return errors.New("dtlsshape: profile offers no cipher suite usable with an ECDSA certificate")
+	if !slices.Contains(p.CipherSuites, requiredCipherSuite) {
+		return errors.New("dtlsshape: profile lacks ECDHE-ECDSA-AES128-GCM-SHA256, the one suite every Snowflake peer implements")
 	}
 	if !slices.Contains(p.Extensions, extEMS) {
 		return errors.New("dtlsshape: profile lacks extended_master_secret, which Snowflake peers require")
@@ -171,8 +172,8 @@ func (p Profile) validate() error {
 	if !slices.Contains(p.SignatureAlgorithms, 0x0403) {
 		return errors.New("dtlsshape: profile lacks ecdsa_secp256r1_sha256, the signature of every Snowflake certificate")
 	}
-	if len(p.SRTPProfiles) == 0 {
-		return errors.New("dtlsshape: profile lacks use_srtp, which WebRTC requires")
+	if !slices.Contains(p.SRTPProfiles, 0x0001) && !slices.Contains(p.SRTPProfiles, 0x0007) {
+		return errors.New("dtlsshape: profile offers neither SRTP profile that Snowflake 2.5 peers implement (0x0001, 0x0007)")
 	}
 	for _, s := range p.SRTPProfiles {
 		if !slices.Contains([]uint16{0x0001, 0x0002, 0x0007, 0x0008}, s) {

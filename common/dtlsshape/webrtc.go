@@ -14,18 +14,37 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 )
 
 // Apply configures se so that every PeerConnection made with it shapes
 // its DTLS handshake by mode: the ClientHello (when the peer is the DTLS
-// client, as the proxy is), the SRTP profiles it accepts, and no
-// HelloVerifyRequest when it is the DTLS server (Chromium sends none).
-// profile nil means Chromium(). Disable leaves pion's defaults.
-func Apply(se *webrtc.SettingEngine, mode Mode, profile *Profile) error {
+// client, as the proxy is) and the version of the records carrying it,
+// the SRTP profiles it accepts, and no HelloVerifyRequest when it is the
+// DTLS server (Chromium sends none). profile nil means Chromium(). The
+// peer's sockets come from inner (nil: the operating system's), wrapped;
+// callers must not call se.SetNet afterwards. Disable leaves pion's
+// defaults (and sets inner, if any).
+func Apply(se *webrtc.SettingEngine, mode Mode, profile *Profile, inner transport.Net) error {
 	if mode == Disable {
+		if inner != nil {
+			se.SetNet(inner)
+		}
 		return nil
 	}
+	n, err := WrapNet(inner)
+	if err != nil {
+		return err
+	}
+	if err := apply(se, mode, profile); err != nil {
+		return err
+	}
+	se.SetNet(n)
+	return nil
+}
+
+func apply(se *webrtc.SettingEngine, mode Mode, profile *Profile) error {
 	p := Chromium()
 	if profile != nil {
 		p = *profile

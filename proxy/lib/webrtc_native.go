@@ -57,7 +57,7 @@ func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 	if err != nil {
 		return se, err
 	}
-	if err := dtlsshape.Apply(&se, mode, nil); err != nil {
+	if err := dtlsshape.Apply(&se, mode, nil, nil); err != nil {
 		return se, err
 	}
 	if c.ConfigureWebRTC != nil {
