@@ -1,6 +1,7 @@
 package rendezvous
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/big"
@@ -15,11 +17,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	utls "github.com/refraction-networking/utls"
 
 	"github.com/snowflake-go/snowflake/internal/fingerprint"
 	"github.com/snowflake-go/snowflake/internal/testenv"
@@ -219,6 +225,46 @@ func TestDefaultHelloIsChrome156(t *testing.T) {
 	// permutation (the chance of a repeat among five is below 1e-13).
 	if len(orders) != 5 {
 		t.Errorf("%d distinct extension orders in 5 connections", len(orders))
+	}
+}
+
+// TestChromeTrustAnchorsMatchCapture compares the trust_anchors payload of
+// our spec with the one in a captured Chromium 156 hello.
+func TestChromeTrustAnchorsMatchCapture(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "internal/fingerprint/testdata/chromium156-tls-clienthello.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := hex.DecodeString(strings.TrimSpace(string(text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r fingerprint.StreamReassembler
+	msgs, err := r.Add(stream)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("%d messages, %v", len(msgs), err)
+	}
+	captured, err := fingerprint.ParseClientHello(msgs[0].Body, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := ChromeSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ours []byte
+	for _, e := range spec.Extensions {
+		if g, ok := e.(*utls.GenericExtension); ok && g.Id == 0xca34 {
+			ours = g.Data
+		}
+	}
+	for _, e := range captured.Extensions {
+		if e.Type == 0xca34 && !bytes.Equal(e.Data, ours) {
+			t.Fatalf("trust_anchors differ:\ncaptured %x\nours     %x", e.Data, ours)
+		}
+	}
+	if ours == nil {
+		t.Fatal("spec has no trust_anchors extension")
 	}
 }
 

@@ -2,7 +2,10 @@ package fingerprint
 
 import (
 	"bytes"
+	"encoding/hex"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -11,8 +14,22 @@ import (
 // decode to the same hello; fingerprints are computable; reassembly does
 // not depend on how the bytes were cut.
 
+// goldenStream returns the captured Chromium hello (see golden_test.go),
+// or nil when the file is missing.
+func goldenStream() []byte {
+	text, err := os.ReadFile("testdata/chromium156-tls-clienthello.hex")
+	if err != nil {
+		return nil
+	}
+	b, _ := hex.DecodeString(strings.TrimSpace(string(text)))
+	return b
+}
+
 func FuzzParseClientHello(f *testing.F) {
 	f.Add(marshalClientHello(chromium156()), false)
+	if g := goldenStream(); len(g) > 9 {
+		f.Add(g[9:], false) // after the record and handshake headers
+	}
 	_, first, _ := fragmentedHello(&testing.T{})
 	f.Add(first[13+12:], true)
 	f.Add([]byte{0xfe, 0xfd}, true)
@@ -75,6 +92,7 @@ func FuzzStreamReassembler(f *testing.F) {
 	ch := handshake(TypeClientHello, marshalClientHello(chromium156()))
 	f.Add(append(tlsRecord(contentHandshake, VersionTLS10, ch[:300]), tlsRecord(contentHandshake, VersionTLS12, ch[300:])...), uint8(7))
 	f.Add(tlsRecord(contentHandshake, VersionTLS10, []byte{1, 0, 0, 0, 2, 0, 0, 0}), uint8(1))
+	f.Add(goldenStream(), uint8(200))
 	f.Fuzz(func(t *testing.T, stream []byte, chunk uint8) {
 		var whole StreamReassembler
 		want, wantErr := whole.Add(stream)
