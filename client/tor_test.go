@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,5 +56,64 @@ func TestTor(t *testing.T) {
 	}
 	if strings.Contains(log, "127.0.0.") {
 		t.Errorf("client log contains an IP address without -unsafe-logging:\n%s", log)
+	}
+}
+
+// TestTorUpstreamProxy: tor configured with Socks5Proxy (and credentials)
+// hands the proxy to our client as TOR_PT_PROXY; the client checks it,
+// answers PROXY DONE, and sends its rendezvous through it.
+func TestTorUpstreamProxy(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	tor := testenv.LookPath(t, "tor")
+	bin := testenv.Binary(t, "./client")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := testenv.ServeSOCKS5(t, ln, &testenv.SOCKS5Server{Username: "toruser", Password: "torpass"})
+	dir := t.TempDir()
+	clientLog := filepath.Join(dir, "client.log")
+	// The front resolves (at the proxy) to loopback, where nothing
+	// listens on 443: the rendezvous is attempted through the proxy and
+	// fails there.
+	bridge := "snowflake 192.0.2.3:80 2B280B23E1107BB62ABFC40DDCC8824814F80A72" +
+		" fingerprint=2B280B23E1107BB62ABFC40DDCC8824814F80A72" +
+		" url=https://snowflake-broker.invalid/ fronts=localhost" +
+		" ice=stun:127.0.0.1:3478 utls-imitate=hellorandomizedalpn"
+	conf := strings.Join([]string{
+		"DataDirectory " + filepath.Join(dir, "data"),
+		"SocksPort 0",
+		"UseBridges 1",
+		"ShutdownWaitLength 0",
+		"Log notice stdout",
+		"Socks5Proxy " + srv.Addr(),
+		"Socks5ProxyUsername toruser",
+		"Socks5ProxyPassword torpass",
+		"ClientTransportPlugin snowflake exec " + bin + " -log " + clientLog,
+		"Bridge " + bridge,
+	}, "\n") + "\n"
+	torrc := filepath.Join(dir, "torrc")
+	if err := os.WriteFile(torrc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.Start(t, "tor", nil, tor, "-f", torrc, "--ignore-missing-torrc")
+	p.WaitFor(t, "using the upstream SOCKS5 proxy", 90*time.Second)
+	p.WaitFor(t, "proxy attempt failed", 90*time.Second)
+	if out := p.Output(); strings.Contains(out, "PROXY-ERROR") || strings.Contains(out, "proxy error") {
+		t.Errorf("tor reports a proxy error:\n%s", out)
+	}
+	// The start-up check (UDP ASSOCIATE) and the fronted rendezvous
+	// (CONNECT to localhost:443) both reached the proxy, with tor's
+	// credentials.
+	if srv.Associations.Load() == 0 {
+		t.Error("the client did not check the proxy's UDP ASSOCIATE")
+	}
+	if srv.Requests.Load() < 2 {
+		t.Errorf("proxy saw %d requests, want the check and a rendezvous", srv.Requests.Load())
+	}
+	if srv.AuthFailures.Load() != 0 {
+		t.Error("tor's proxy credentials did not reach the client intact")
 	}
 }

@@ -26,6 +26,7 @@ type SOCKS5Server struct {
 	ListenRelay func(ip net.IP) (*net.UDPConn, error)
 
 	// Counters, updated as traffic flows.
+	Requests     atomic.Int64 // requests read after authentication, granted or not
 	Connects     atomic.Int64 // CONNECT requests granted
 	TCPBytes     atomic.Int64 // bytes relayed by CONNECTs, both directions
 	Associations atomic.Int64 // UDP ASSOCIATE requests granted
@@ -134,6 +135,7 @@ func (s *SOCKS5Server) serve(c net.Conn) {
 	if _, err := io.ReadFull(c, req[:]); err != nil || req[0] != 5 {
 		return
 	}
+	s.Requests.Add(1)
 	host, port, ok := readSOCKSAddr(c)
 	if !ok {
 		reply(c, 8, nil)
