@@ -21,8 +21,8 @@ import (
 type concResult struct {
 	n         int
 	connected int
-	ramp      time.Duration // until the last client received its first byte
-	rampP50   time.Duration // until half of the clients received their first byte
+	ramp      time.Duration // until the last client had its first echo
+	rampP50   time.Duration // until half of the clients had their first echo
 	aggMBps   float64
 	// cpuPer100 is CPU seconds per 100 MB during the aggregate window:
 	// "clients" sums all client processes.
@@ -229,9 +229,9 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 	return nil
 }
 
-// concurrent starts n clients at once, each downloading an endless stream;
-// it measures the time until every client has received its first byte, then
-// the aggregate throughput over o.window.
+// concurrent starts n client processes at once; it measures the time from
+// then until each has a byte echoed through a proxy, then the aggregate
+// throughput over o.window with every client downloading at once.
 func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Proc, s flavorSpec, n int) (concResult, error) {
 	cr := concResult{n: n}
 	ctx, cancel := context.WithCancel(ctx)
@@ -268,45 +268,35 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	if startErr != nil {
 		return cr, startErr
 	}
-	var total atomic.Uint64
+	// Ramp: every client connects and gets one echo back through its
+	// proxy. Downloads start only once the ramp is over, so the clients'
+	// own bulk traffic (on the same two cores, unlike real clients) does
+	// not delay the connections being measured.
 	var connected atomic.Int64
-	allIn := make(chan struct{})
 	var lastMu sync.Mutex
 	var last time.Time
 	var firsts []time.Duration
+	ok := make([]bool, n)
 	rampCtx, rampCancel := context.WithTimeout(ctx, o.rampTimeout)
 	defer rampCancel()
-	for _, cl := range clients {
+	for i, cl := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := cl.Dial(rampCtx)
-			if err != nil {
+			if _, err := chain.EchoOnce(rampCtx, cl); err != nil {
 				return
 			}
-			first := true
-			chain.Download(ctx, conn, 7, 0, chain.MaxDownload, nopHash{}, func(k int) {
-				if first {
-					first = false
-					lastMu.Lock()
-					last = time.Now()
-					firsts = append(firsts, last.Sub(start))
-					lastMu.Unlock()
-					if connected.Add(1) == int64(n) {
-						close(allIn)
-					}
-				}
-				total.Add(uint64(k))
-			})
-			conn.Close()
+			lastMu.Lock()
+			last = time.Now()
+			firsts = append(firsts, last.Sub(start))
+			ok[i] = true
+			lastMu.Unlock()
+			connected.Add(1)
 		}()
 	}
-	select {
-	case <-allIn:
-	case <-rampCtx.Done():
-	}
+	wg.Wait()
+	rampCancel()
 	cr.connected = int(connected.Load())
-	lastMu.Lock()
 	if !last.IsZero() {
 		cr.ramp = last.Sub(start)
 	}
@@ -316,11 +306,32 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		slices.Sort(sorted)
 		cr.rampP50 = sorted[half]
 	}
-	lastMu.Unlock()
 	if cr.connected == 0 {
-		cancel()
-		wg.Wait()
 		return cr, fmt.Errorf("no client connected within %v", o.rampTimeout)
+	}
+
+	// Aggregate: every connected client downloads an endless stream on a
+	// new stream of its session.
+	var total atomic.Uint64
+	for i, cl := range clients {
+		if !ok[i] {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := cl.Dial(ctx)
+			if err != nil {
+				return
+			}
+			chain.Download(ctx, conn, 7, 0, chain.MaxDownload, nopHash{}, func(k int) { total.Add(uint64(k)) })
+			conn.Close()
+		}()
+	}
+	// Let the transfers get going before the window opens.
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
 	}
 	cpu := func() map[string]time.Duration {
 		m := map[string]time.Duration{}
