@@ -245,7 +245,9 @@ func parseExtensions(r *reader) ([]Extension, error) {
 		return nil, err
 	}
 	er := &reader{b: block, msg: r.msg}
-	var exts []Extension
+	// Non-nil even when empty: an empty block is on the wire and differs
+	// from none.
+	exts := []Extension{}
 	for len(er.b) > 0 {
 		typ, err := er.u16("extension type")
 		if err != nil {
