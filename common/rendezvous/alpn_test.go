@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,7 @@ type alpnServer struct {
 
 	mu     sync.Mutex
 	protos []string // r.Proto of each request, in order
+	body   []string // and its body
 }
 
 func startALPNServer(t *testing.T, protos ...[]string) *alpnServer {
@@ -49,9 +51,10 @@ func startALPNServer(t *testing.T, protos ...[]string) *alpnServer {
 	s.addr = ln.Addr().String()
 	hs := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.Copy(io.Discard, io.LimitReader(r.Body, MaxBodySize))
+			b, _ := io.ReadAll(io.LimitReader(r.Body, MaxBodySize))
 			s.mu.Lock()
 			s.protos = append(s.protos, r.Proto)
+			s.body = append(s.body, string(b))
 			s.mu.Unlock()
 			io.WriteString(w, `{"error":"no snowflake proxies currently available"}`)
 		}),
@@ -64,6 +67,12 @@ func startALPNServer(t *testing.T, protos ...[]string) *alpnServer {
 	}()
 	t.Cleanup(func() { hs.Close(); <-done })
 	return s
+}
+
+func (s *alpnServer) bodies() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.body...)
 }
 
 func (s *alpnServer) seen() []string {
@@ -159,6 +168,36 @@ func TestUTLSALPNKeepsConnections(t *testing.T) {
 		}
 		if n := srv.conns.Load(); n != 1 {
 			t.Errorf("%v: %d connections for 5 sequential requests, want 1", protos, n)
+		}
+	}
+}
+
+// TestUTLSALPNBodyWithoutGetBody: a request whose body cannot be re-read
+// by net/http (no GetBody, as the AWS SDK's) still survives the retry on
+// the other HTTP version, with its body intact.
+func TestUTLSALPNBodyWithoutGetBody(t *testing.T) {
+	for _, protos := range [][]string{{"http/1.1"}, {"h2"}} {
+		srv := startALPNServer(t, protos)
+		var asked []string
+		var mu sync.Mutex
+		rt, err := NewRoundTripper(TransportConfig{RootCAs: srv.pool, UTLSImitate: "hellochrome_auto",
+			Dial: loopbackDial(srv.addr, &asked, &mu)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both orders: the first request for an address tries HTTP/2.
+		for i := 0; i < 3; i++ {
+			body := io.NopCloser(struct{ io.Reader }{strings.NewReader(pollBody)})
+			req, _ := http.NewRequest(http.MethodPost, "https://example.com/client", body)
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatalf("%v request %d: %v", protos, i, err)
+			}
+			resp.Body.Close()
+			rt.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+		}
+		if got := srv.bodies(); len(got) != 3 || got[0] != pollBody || got[2] != pollBody {
+			t.Errorf("%v: server got bodies %q", protos, got)
 		}
 	}
 }

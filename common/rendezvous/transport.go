@@ -1,12 +1,14 @@
 package rendezvous
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -176,13 +178,17 @@ const (
 // errALPNMismatch means a new connection negotiated the other HTTP version
 // than the transport that dialled it speaks; the connection is kept for the
 // other transport.
-var errALPNMismatch = errors.New("rendezvous: utls: server negotiated the other HTTP version")
+var errALPNMismatch = errors.New("server negotiated the other HTTP version")
 
 func (r *utlsRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "https" {
 		return r.plain.RoundTrip(req)
 	}
 	h := r.host(canonicalAddr(req.URL.Host))
+	req, err := replayable(req)
+	if err != nil {
+		return nil, err
+	}
 	for try := 1; ; try++ {
 		r.mu.Lock()
 		var rt http.RoundTripper = h.h1
@@ -210,6 +216,32 @@ func (r *utlsRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) 
 			req.Body = body
 		}
 	}
+}
+
+// maxReplayBody bounds the request bodies kept for a retry; rendezvous
+// bodies (poll requests, SQS calls) are a few kilobytes.
+const maxReplayBody = 1 << 20
+
+// replayable returns req with a body that can be sent again (GetBody set),
+// reading a body without GetBody (as the AWS SDK sends) into memory, so an
+// ALPN retry does not depend on the caller.
+func replayable(req *http.Request) (*http.Request, error) {
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
+		return req, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(req.Body, maxReplayBody+1))
+	req.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: utls: read request body: %w", err)
+	}
+	if len(b) > maxReplayBody {
+		return nil, fmt.Errorf("rendezvous: utls: request body over %d bytes", maxReplayBody)
+	}
+	req = req.Clone(req.Context())
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	req.Body, _ = req.GetBody()
+	req.ContentLength = int64(len(b))
+	return req, nil
 }
 
 // host returns the transports for addr, creating them on first use. A
