@@ -13,7 +13,7 @@ export SNOWFLAKE_REQUIRE_TOOLS = 1
 
 # binary name => main package
 MAINS := snowflake-server:./server snowflake-broker:./broker snowflake-proxy:./proxy \
-         snowflake-client:./client probetest:./probetest
+         snowflake-client:./client probetest:./probetest fingerprint:./cmd/fingerprint
 
 .PHONY: all build test test-deps npm-deps vet demo bench lint fuzz clean
 
