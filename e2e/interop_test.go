@@ -43,7 +43,7 @@ func TestInteropMatrix(t *testing.T) {
 	// moves the full size; the others only need to prove the handshake
 	// and a few megabytes.
 	modes := []string{"mimic", "randomize", "randomizemimic", "disable"}
-	const size, modeSize = 20 << 20, 2 << 20
+	const size, modeSize = 20 << 20, 1 << 20
 	seed := uint64(1)
 	for _, cs := range clients {
 		for _, ps := range proxies {
@@ -53,6 +53,13 @@ func TestInteropMatrix(t *testing.T) {
 						continue
 					}
 					mode = ""
+				}
+				// Our client is the DTLS server, where randomize and
+				// randomizemimic shape nothing mimic does not (their
+				// difference is the ClientHello): against the Debian
+				// proxy, mimic and disable cover it.
+				if cs.flavor == chain.Ours && ps.flavor == chain.Upstream && (mode == "randomize" || mode == "randomizemimic") {
+					continue
 				}
 				seed++
 				name := fmt.Sprintf("client=%s/proxy=%s", cs.flavor, ps.flavor)
