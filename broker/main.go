@@ -196,6 +196,18 @@ func run(o options) error {
 		cfg.TLSConfig = tlsConfig
 	}
 
+	// A failure here is not fatal: the broker works, with fewer proxies.
+	// Connections are capped below the limit (leaving room for files,
+	// listeners and SQS), so that extra ones wait in the listen queue
+	// instead of failing in accept.
+	const spareFiles = 64
+	if n, err := raiseFileLimit(); err != nil {
+		logger.Warn("cannot raise the open-file limit", "err", err)
+	} else if n > 2*spareFiles && n < uint64(cfg.MaxConnections)+spareFiles {
+		cfg.MaxConnections = int(n) - spareFiles
+		logger.Warn("open-file limit caps -max-connections", "limit", n, "max_connections", cfg.MaxConnections)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

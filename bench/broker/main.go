@@ -480,7 +480,7 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open-file limit: %w", err)
 	}
-	const spare = 50
+	const spare = 120
 	if most := int(limit) - cfg.clients - spare; cfg.proxies > most {
 		if most <= 0 {
 			return nil, fmt.Errorf("open-file limit %d too low", limit)
@@ -492,7 +492,7 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	defer cancel()
 	base, pid := cfg.url, cfg.pid
 	if base == "" {
-		cmd, u, err := startBroker(cfg.brokerBin, cfg.proxies+cfg.clients+spare/2)
+		cmd, u, err := startBroker(cfg.brokerBin, cfg.proxies+cfg.clients+spare/4)
 		if err != nil {
 			return nil, err
 		}
@@ -574,9 +574,7 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if n := c.errors.Load(); n > 0 {
-		return nil, fmt.Errorf("%d errors before the burst, last: %v", n, c.lastErr.Load())
-	}
+	// Errors so far (a proxy redials and goes on) are in the totals.
 	time.Sleep(100 * time.Millisecond) // the last responses' connections back in keep-alive
 	cpu0, gcpu0 := cpuSeconds(pid), cpuSeconds(self)
 	bstart := time.Now()
