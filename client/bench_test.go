@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net"
 	"os"
 	"slices"
 	"testing"
@@ -15,7 +16,9 @@ import (
 // time to the first echoed byte of a new session (rendezvous, ICE, DTLS,
 // SCTP, KCP), round-trip time p50 through the tunnel, and single-stream
 // bulk throughput with the client's CPU time per 100 MB. It checks the
-// SHA-256 of every download. Set SNOWFLAKE_BENCH=1 to run it; build
+// SHA-256 of every download. A third row runs our client through a SOCKS5
+// upstream proxy (TOR_PT_PROXY) served by the test process. Set
+// SNOWFLAKE_BENCH=1 to run it (=ours or =socks5 for one row); build
 // without -race for meaningful figures:
 //
 //	SNOWFLAKE_BENCH=1 go test -run TestBenchChain -v ./client/
@@ -29,15 +32,29 @@ func TestBenchChain(t *testing.T) {
 	c := startChain(t, 100*mb)
 	c.startProxy("proxy")
 	c.waitProxies(1)
-	clients := []struct{ name, bin string }{
-		{"ours", testenv.Binary(t, "./client")},
-		{"debian-2.5.1", testenv.LookPath(t, "snowflake-client")},
+	// A SOCKS5 upstream proxy (TOR_PT_PROXY) for the third row: the
+	// cost of relaying everything through it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if os.Getenv("SNOWFLAKE_BENCH") == "ours" {
+	upstream := testenv.ServeSOCKS5(t, ln, &testenv.SOCKS5Server{})
+	clients := []struct {
+		name, bin string
+		env       []string
+	}{
+		{"ours", testenv.Binary(t, "./client"), nil},
+		{"debian-2.5.1", testenv.LookPath(t, "snowflake-client"), nil},
+		{"ours+socks5", testenv.Binary(t, "./client"), []string{"TOR_PT_PROXY=socks5://" + upstream.Addr()}},
+	}
+	switch os.Getenv("SNOWFLAKE_BENCH") {
+	case "ours":
 		clients = clients[:1] // quick iterations on our client alone
+	case "socks5":
+		clients = clients[2:]
 	}
 	for _, cl := range clients {
-		p, socks := c.startClient(cl.name, cl.bin, c.clientArgs(cl.name)...)
+		p, socks := c.startClientEnv(cl.name, cl.env, cl.bin, c.clientArgs(cl.name)...)
 		c.waitProxies(1)
 
 		// First echoed byte of a new session, then RTT samples.

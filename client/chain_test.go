@@ -167,9 +167,15 @@ func (c *chain) startDebianProxy(name string) *testenv.Process {
 // its SOCKS address.
 func (c *chain) startClient(name, bin string, args ...string) (*testenv.Process, string) {
 	c.t.Helper()
+	return c.startClientEnv(name, nil, bin, args...)
+}
+
+// startClientEnv is startClient with extra environment (TOR_PT_PROXY).
+func (c *chain) startClientEnv(name string, extra []string, bin string, args ...string) (*testenv.Process, string) {
+	c.t.Helper()
 	state := filepath.Join(c.dir, name+"-state")
-	env := []string{"TOR_PT_MANAGED_TRANSPORT_VER=1", "TOR_PT_CLIENT_TRANSPORTS=snowflake",
-		"TOR_PT_STATE_LOCATION=" + state}
+	env := append([]string{"TOR_PT_MANAGED_TRANSPORT_VER=1", "TOR_PT_CLIENT_TRANSPORTS=snowflake",
+		"TOR_PT_STATE_LOCATION=" + state}, extra...)
 	p := testenv.Start(c.t, name, env, bin, args...)
 	line := p.WaitFor(c.t, "CMETHOD snowflake socks5", 30*time.Second)
 	f := strings.Fields(line)
