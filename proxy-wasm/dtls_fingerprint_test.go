@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -21,7 +23,9 @@ import (
 //
 // Our proxy's ClientHello must have Chromium's JA4, record version and
 // key-share sizes, and offer the same versions, suites, extension set,
-// groups, key-share groups and signature algorithms. Our client must send no HelloVerifyRequest and the same
+// groups, key-share groups and signature algorithms. The certificates of
+// our proxy and client (plaintext in DTLS 1.2) must have the subject,
+// issuer, validity period, algorithms and serial size of Chromium's. Our client must send no HelloVerifyRequest and the same
 // ServerHello to Chromium as to our proxy. Chromium's own ServerHello is
 // DTLS 1.3; pion/dtls v3 has no DTLS 1.3, so our client's (1.2) can only
 // be reported next to it, not made equal.
@@ -103,9 +107,10 @@ func TestDTLSLikeChromium(t *testing.T) {
 		t.Logf("some flows did not decode: %v", err)
 	}
 	type phase struct {
-		clients []*fingerprint.ClientHello
-		servers []*fingerprint.ServerHello
-		verify  int
+		clients    []*fingerprint.ClientHello
+		servers    []*fingerprint.ServerHello
+		verify     int
+		dtlsClient netip.AddrPort // who sent the first ClientHello
 	}
 	phases := make([]phase, 3)
 	for _, h := range hellos {
@@ -123,6 +128,9 @@ func TestDTLSLikeChromium(t *testing.T) {
 		}
 		switch {
 		case h.Client != nil:
+			if len(phases[i].clients) == 0 {
+				phases[i].dtlsClient = h.Src
+			}
 			phases[i].clients = append(phases[i].clients, h.Client)
 		case h.Server != nil:
 			phases[i].servers = append(phases[i].servers, h.Server)
@@ -189,6 +197,39 @@ func TestDTLSLikeChromium(t *testing.T) {
 		}
 	}
 
+	// DTLS 1.2 sends certificates in the clear: ours must look like the
+	// one Chromium sent in phase 1.
+	certs := dtlsCertificates(t, packets, start1, start3)
+	var chromiumCert *x509.Certificate
+	var ourCerts []*x509.Certificate
+	for _, c := range certs {
+		switch {
+		case c.at.Before(start2) && c.from == phases[0].dtlsClient:
+			chromiumCert = c.cert
+		default: // our client's (phases 1 and 2) and our proxy's
+			ourCerts = append(ourCerts, c.cert)
+		}
+	}
+	if chromiumCert == nil || len(ourCerts) < 3 {
+		t.Fatalf("captured Chromium's certificate %v and %d of ours, want 3 (client twice, proxy)", chromiumCert != nil, len(ourCerts))
+	}
+	t.Logf("Chromium's certificate: CN=%q, valid %v, %d-bit serial, %v", chromiumCert.Subject.CommonName,
+		chromiumCert.NotAfter.Sub(chromiumCert.NotBefore), chromiumCert.SerialNumber.BitLen(), chromiumCert.SignatureAlgorithm)
+	for _, c := range ourCerts {
+		if c.Subject.String() != chromiumCert.Subject.String() || c.Issuer.String() != chromiumCert.Issuer.String() {
+			t.Errorf("certificate subject %q issuer %q, Chromium's %q %q", c.Subject, c.Issuer, chromiumCert.Subject, chromiumCert.Issuer)
+		}
+		if d, want := c.NotAfter.Sub(c.NotBefore), chromiumCert.NotAfter.Sub(chromiumCert.NotBefore); d != want {
+			t.Errorf("certificate valid for %v, Chromium's for %v", d, want)
+		}
+		if c.SerialNumber.BitLen() > 64 {
+			t.Errorf("certificate serial of %d bits; Chromium's are at most 64", c.SerialNumber.BitLen())
+		}
+		if c.SignatureAlgorithm != chromiumCert.SignatureAlgorithm || c.PublicKeyAlgorithm != chromiumCert.PublicKeyAlgorithm {
+			t.Errorf("certificate %v/%v, Chromium's %v/%v", c.PublicKeyAlgorithm, c.SignatureAlgorithm, chromiumCert.PublicKeyAlgorithm, chromiumCert.SignatureAlgorithm)
+		}
+	}
+
 	toChromium, toOurs, reference := phases[0].servers[0].Summary(), phases[1].servers[0].Summary(), phases[2].servers[0].Summary()
 	if !toChromium.Equal(toOurs) {
 		t.Errorf("our client's ServerHello differs by peer: to Chromium %s, to our proxy %s", toChromium, toOurs)
@@ -196,4 +237,57 @@ func TestDTLSLikeChromium(t *testing.T) {
 	if !toChromium.Equal(reference) {
 		t.Logf("KNOWN DIFFERENCE (pion/dtls v3 has no DTLS 1.3): our client's ServerHello %s, Chromium's own %s", toChromium, reference)
 	}
+}
+
+type capturedCert struct {
+	at   time.Time
+	from netip.AddrPort
+	cert *x509.Certificate
+}
+
+// dtlsCertificates returns the certificates of the plaintext DTLS 1.2
+// Certificate messages captured between from and to.
+func dtlsCertificates(t *testing.T, packets []fingerprint.Packet, from, to time.Time) []capturedCert {
+	t.Helper()
+	const typeCertificate = 11
+	type flow struct{ src, dst netip.AddrPort }
+	flows := map[flow]*fingerprint.DatagramReassembler{}
+	var out []capturedCert
+	for _, p := range packets {
+		// DTLS records start with a content type of 20 to 63 (RFC 7983).
+		if !p.UDP || p.Time.Before(from) || p.Time.After(to) || len(p.Payload) == 0 || p.Payload[0] < 20 || p.Payload[0] > 63 {
+			continue
+		}
+		k := flow{p.Src, p.Dst}
+		r := flows[k]
+		if r == nil {
+			r = &fingerprint.DatagramReassembler{}
+			flows[k] = r
+		}
+		msgs, err := r.Add(p.Payload)
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Type != typeCertificate {
+				continue
+			}
+			// certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1>;
+			// the first is the end-entity certificate.
+			b := m.Body
+			if len(b) < 6 {
+				t.Fatalf("short Certificate message from %v", p.Src)
+			}
+			n := int(b[3])<<16 | int(b[4])<<8 | int(b[5])
+			if 6+n > len(b) {
+				t.Fatalf("truncated Certificate message from %v", p.Src)
+			}
+			c, err := x509.ParseCertificate(b[6 : 6+n])
+			if err != nil {
+				t.Fatalf("certificate from %v: %v", p.Src, err)
+			}
+			out = append(out, capturedCert{at: p.Time, from: p.Src, cert: c})
+		}
+	}
+	return out
 }
