@@ -4,6 +4,8 @@
 // transport.Net, so that a WebRTC peer connection built with it sends every
 // packet (STUN, ICE, DTLS, SCTP) through the proxy. This is how the client
 // honours tor's TOR_PT_PROXY without traffic leaking around the proxy.
+// Host names are left to the proxy to resolve (in the CONNECT request, or
+// in each datagram's header), so no DNS query goes around it either.
 package socksnet
 
 import (
@@ -142,7 +144,7 @@ func (c *Config) check() error {
 	return nil
 }
 
-// dialServer connects to the SOCKS server and authenticates.
+// dialServer opens the TCP connection to the SOCKS server.
 func (c *Config) dialServer(ctx context.Context) (net.Conn, error) {
 	dial := c.Dial
 	if dial == nil {
