@@ -63,17 +63,59 @@ func rewriteHelloRecords(b []byte) []byte {
 // WrapNet returns a transport.Net whose UDP sockets write ClientHello
 // records as browsers do. inner nil means the operating system's network.
 func WrapNet(inner transport.Net) (transport.Net, error) {
-	if inner == nil {
-		n, err := stdnet.NewNet()
-		if err != nil {
-			return nil, fmt.Errorf("dtlsshape: %w", err)
-		}
-		inner = n
+	if inner != nil {
+		return shapingNet{Net: inner}, nil
 	}
-	return shapingNet{inner}, nil
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("dtlsshape: %w", err)
+	}
+	return shapingNet{Net: n, os: true}, nil
 }
 
-type shapingNet struct{ transport.Net }
+type shapingNet struct {
+	transport.Net
+	// os: the inner net is the operating system's. stdnet lists the
+	// interfaces once, when created, and pion's default makes one per
+	// PeerConnection; a proxy running for weeks must see address changes,
+	// so interfaces are listed afresh on every call, as pion would.
+	os bool
+}
+
+func (n shapingNet) current() (transport.Net, error) {
+	if !n.os {
+		return n.Net, nil
+	}
+	s, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("dtlsshape: %w", err)
+	}
+	return s, nil
+}
+
+func (n shapingNet) Interfaces() ([]*transport.Interface, error) {
+	c, err := n.current()
+	if err != nil {
+		return nil, err
+	}
+	return c.Interfaces()
+}
+
+func (n shapingNet) InterfaceByIndex(index int) (*transport.Interface, error) {
+	c, err := n.current()
+	if err != nil {
+		return nil, err
+	}
+	return c.InterfaceByIndex(index)
+}
+
+func (n shapingNet) InterfaceByName(name string) (*transport.Interface, error) {
+	c, err := n.current()
+	if err != nil {
+		return nil, err
+	}
+	return c.InterfaceByName(name)
+}
 
 func (n shapingNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)

@@ -5,7 +5,10 @@ package dtlsshape
 import (
 	"bytes"
 	"encoding/hex"
+	"net"
+	"net/netip"
 	"testing"
+	"time"
 )
 
 func mustHex(t testing.TB, s string) []byte {
@@ -64,4 +67,52 @@ func FuzzRewriteHelloRecords(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestWrapNetRewritesOnTheWire(t *testing.T) {
+	n, err := WrapNet(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := n.Interfaces()
+	if err != nil || len(ifs) == 0 {
+		t.Fatalf("interfaces: %v, %v", ifs, err)
+	}
+	recv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	for _, listen := range []func() (net.PacketConn, error){
+		func() (net.PacketConn, error) { return n.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}) },
+		func() (net.PacketConn, error) { return n.ListenPacket("udp4", "127.0.0.1:0") },
+	} {
+		c, err := listen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hello := mustHex(t, "16fefd0000000000000000000401000000")
+		if _, err := c.WriteTo(hello, recv.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		if w, ok := c.(interface {
+			WriteToAddrPort([]byte, netip.AddrPort) (int, error)
+		}); ok {
+			if _, err := w.WriteToAddrPort(hello, recv.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
+	buf := make([]byte, 64)
+	for i := range 3 {
+		recv.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, _, err := recv.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if got := hex.EncodeToString(buf[:k]); got != "16feff0000000000000000000401000000" {
+			t.Errorf("datagram %d on the wire: %s", i, got)
+		}
+	}
 }
