@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -82,17 +83,21 @@ const keepAliveReadBuffer = 2048
 // getReader returns a read buffer for a kept-alive connection from the
 // broker's pool: a connection needs one only while it is being read, not
 // while its poll is parked.
-func (b *Broker) getReader(conn net.Conn) *bufio.Reader {
+func (b *Broker) getReader(r io.Reader) *bufio.Reader {
 	if br, ok := b.readers.Get().(*bufio.Reader); ok {
-		br.Reset(conn)
+		br.Reset(r)
 		return br
 	}
-	return bufio.NewReaderSize(conn, keepAliveReadBuffer)
+	return bufio.NewReaderSize(r, keepAliveReadBuffer)
 }
 
 // serveConn is the keep-alive loop for one connection.
 func (b *Broker) serveConn(conn net.Conn) {
-	br := b.getReader(conn)
+	// Headers are read through a limit, as net/http does with
+	// MaxHeaderBytes: textproto would otherwise take a line of any length.
+	// Bodies are bounded by the handlers and by the drain below.
+	lr := &io.LimitedReader{R: conn}
+	br := b.getReader(lr)
 	handed := false // conn parked again: no longer ours
 	defer func() {
 		// A parked connection keeps no buffered bytes (handleProxy keeps
@@ -107,15 +112,21 @@ func (b *Broker) serveConn(conn net.Conn) {
 	for {
 		// Idle wait for the next request, then the full read timeout.
 		conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		// The bytes read from here until the headers are parsed count
+		// against the limit.
+		lr.N = maxHeaderBytes
 		if _, err := br.Peek(1); err != nil {
 			return
 		}
-		conn.SetReadDeadline(time.Now().Add(readTimeout))
+		start := time.Now()
+		conn.SetReadDeadline(start.Add(readHeaderTimeout))
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			io.WriteString(conn, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 			return
 		}
+		lr.N = math.MaxInt64
+		conn.SetReadDeadline(start.Add(readTimeout))
 		req.RemoteAddr = conn.RemoteAddr().String()
 		rw := &connResponseWriter{conn: conn, br: br, header: http.Header{}}
 		conn.SetWriteDeadline(time.Now().Add(max(b.cfg.ProxyPollTimeout, b.cfg.ClientTimeout) + writeMargin))

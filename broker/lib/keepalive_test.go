@@ -117,3 +117,35 @@ func TestKeepAliveBadRequest(t *testing.T) {
 		t.Fatalf("garbage got %q", all)
 	}
 }
+
+// TestKeepAliveLimits checks that a kept-alive connection is held to the
+// same header size limit as a fresh one: an endless header line ends the
+// connection as soon as the limit is passed (with a 400, unless the reset
+// caused by the unread excess destroys it first), not after the header
+// timeout with an ever-growing buffer.
+func TestKeepAliveLimits(t *testing.T) {
+	_, srv := newTestBroker(t, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	body := proxyPollBody(t, "raw", nat.Unrestricted, 0, "snowflake.torproject.net$")
+	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "no match") {
+		t.Fatalf("first response: %q %v", buf[:n], err)
+	}
+	// Now on the keep-alive loop: 256 KiB of one unterminated header line.
+	start := time.Now()
+	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nX-Long: "+strings.Repeat("a", 256<<10))
+	all, _ := io.ReadAll(conn)
+	if len(all) > 0 && !strings.HasPrefix(string(all), "HTTP/1.1 400 ") {
+		t.Fatalf("oversized header got %q", all)
+	}
+	if d := time.Since(start); d >= readHeaderTimeout {
+		t.Fatalf("connection ended after %v: by the header timeout, not the size limit", d)
+	}
+}
