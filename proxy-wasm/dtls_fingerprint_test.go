@@ -110,7 +110,7 @@ func TestDTLSLikeChromium(t *testing.T) {
 		clients    []*fingerprint.ClientHello
 		servers    []*fingerprint.ServerHello
 		verify     int
-		dtlsClient netip.AddrPort // who sent the first ClientHello
+		dtlsServer netip.AddrPort // who sent the first ServerHello
 	}
 	phases := make([]phase, 3)
 	for _, h := range hellos {
@@ -128,11 +128,11 @@ func TestDTLSLikeChromium(t *testing.T) {
 		}
 		switch {
 		case h.Client != nil:
-			if len(phases[i].clients) == 0 {
-				phases[i].dtlsClient = h.Src
-			}
 			phases[i].clients = append(phases[i].clients, h.Client)
 		case h.Server != nil:
+			if len(phases[i].servers) == 0 {
+				phases[i].dtlsServer = h.Src
+			}
 			phases[i].servers = append(phases[i].servers, h.Server)
 		case h.Verify != nil:
 			phases[i].verify++
@@ -204,7 +204,10 @@ func TestDTLSLikeChromium(t *testing.T) {
 	var ourCerts []*x509.Certificate
 	for _, c := range certs {
 		switch {
-		case c.at.Before(start2) && c.from == phases[0].dtlsClient:
+		// The DTLS server sends its certificate in the flight of its
+		// ServerHello, so from the same address; the client's may come
+		// from another candidate once ICE switched pairs.
+		case c.at.Before(start2) && c.from != phases[0].dtlsServer:
 			chromiumCert = c.cert
 		default: // our client's (phases 1 and 2) and our proxy's
 			ourCerts = append(ourCerts, c.cert)

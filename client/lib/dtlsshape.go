@@ -57,3 +57,12 @@ func (t *Transport) certificates() []webrtc.Certificate {
 	}
 	return certs
 }
+
+// shapeSDP gives the offer Chromium's layout unless DTLS shaping is
+// disabled (dtlsshape.ShapeSDP).
+func (t *Transport) shapeSDP(sdp string) string {
+	if mode, _, err := t.cfg.dtlsShape(); err != nil || mode == dtlsshape.Disable {
+		return sdp
+	}
+	return dtlsshape.ShapeSDP(sdp)
+}

@@ -133,6 +133,7 @@ func (t *Transport) newPeer(ctx context.Context) (*dataconn.Conn, error) {
 	if !t.cfg.KeepLocalAddresses {
 		offerSDP = candidate.StripLocal(offerSDP)
 	}
+	offerSDP = t.shapeSDP(offerSDP)
 	envelope, err := messages.SessionDescription{Type: messages.SDPTypeOffer, SDP: offerSDP}.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("client: encode offer: %w", err)

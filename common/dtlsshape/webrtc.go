@@ -110,9 +110,9 @@ func newCertificate(now time.Time) (*ecdsa.PrivateKey, *x509.Certificate, error)
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, nil, fmt.Errorf("dtlsshape: certificate serial: %w", err)
 	}
-	// A positive serial below 2^63 encodes in at most 8 bytes; zero is
-	// not a valid serial.
-	serial := new(big.Int).SetUint64(binary.BigEndian.Uint64(b[:])>>1 | 1)
+	// Chromium's serials are uniform 64-bit values (captured: 62 to 64
+	// bits); zero is not a valid serial.
+	serial := new(big.Int).SetUint64(max(binary.BigEndian.Uint64(b[:]), 1))
 	name := pkix.Name{CommonName: "WebRTC"}
 	notBefore := now.Add(-24 * time.Hour).UTC().Truncate(time.Second)
 	tpl := &x509.Certificate{

@@ -310,6 +310,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	if !p.cfg.KeepLocalAddresses {
 		answerSDP = candidate.StripLocal(answerSDP)
 	}
+	answerSDP = p.shapeSDP(answerSDP)
 	env, err := messages.SessionDescription{Type: messages.SDPTypeAnswer, SDP: answerSDP}.Encode()
 	if err != nil {
 		return fmt.Errorf("answer: %w", err)

@@ -72,6 +72,15 @@ func (c *Config) validateDTLSShape() error {
 	return err
 }
 
+// shapeSDP gives the answer Chromium's layout unless DTLS shaping is
+// disabled (dtlsshape.ShapeSDP).
+func (p *Proxy) shapeSDP(sdp string) string {
+	if mode, err := dtlsshape.ParseMode(p.cfg.CovertDTLSConfig); err != nil || mode == dtlsshape.Disable {
+		return sdp
+	}
+	return dtlsshape.ShapeSDP(sdp)
+}
+
 // peerConfiguration is the configuration of every PeerConnection: the
 // STUN servers, and a fresh browser-like certificate unless DTLS shaping
 // is disabled. pion's own certificate (130-bit serial, 30 days) would
