@@ -33,8 +33,32 @@ type resumedConns struct {
 
 // resume writes msg on conn in a new goroutine, then serves further
 // requests on it if keep, else closes it. It reports false (and the caller
-// must answer and close conn) after Close.
+// must answer and close conn) after Close. Close waits for the goroutine;
+// it closes the connection only once the response is written (bounded by
+// parkedWriteTimeout), so that no answered poll loses its response.
 func (b *Broker) resume(conn net.Conn, msg []byte, keep bool) bool {
+	rc := &b.resumed
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.closed {
+		return false
+	}
+	rc.wg.Add(1)
+	go func() {
+		defer rc.wg.Done()
+		conn.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
+		if _, err := conn.Write(msg); err != nil || !keep || !b.track(conn) {
+			conn.Close()
+			return
+		}
+		b.serveConn(conn)
+	}()
+	return true
+}
+
+// track registers a kept-alive connection so that Close can end it. It
+// reports false after Close.
+func (b *Broker) track(conn net.Conn) bool {
 	rc := &b.resumed
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -45,17 +69,6 @@ func (b *Broker) resume(conn net.Conn, msg []byte, keep bool) bool {
 		rc.conns = map[net.Conn]struct{}{}
 	}
 	rc.conns[conn] = struct{}{}
-	rc.wg.Add(1)
-	go func() {
-		defer rc.wg.Done()
-		conn.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
-		if _, err := conn.Write(msg); err != nil || !keep {
-			b.forget(conn)
-			conn.Close()
-			return
-		}
-		b.serveConn(conn)
-	}()
 	return true
 }
 
