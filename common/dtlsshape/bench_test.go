@@ -1,0 +1,50 @@
+//go:build !js
+
+package dtlsshape
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3/pkg/protocol"
+	"github.com/pion/dtls/v3/pkg/protocol/extension"
+	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+)
+
+// pionHello is a ClientHello as pion/dtls v3 builds it for WebRTC.
+func pionHello(b *testing.B) handshake.MessageClientHello {
+	var r handshake.Random
+	if err := r.Populate(); err != nil {
+		b.Fatal(err)
+	}
+	return handshake.MessageClientHello{
+		Version:            protocol.Version1_2,
+		Random:             r,
+		CipherSuiteIDs:     []uint16{0xc02b, 0xc02f, 0xcca9, 0xcca8, 0xc00a, 0xc014, 0xc02c, 0xc030},
+		CompressionMethods: []*protocol.CompressionMethod{{}},
+		Extensions: []extension.Extension{
+			&extension.RenegotiationInfo{},
+			&extension.UseExtendedMasterSecret{Supported: true},
+		},
+	}
+}
+
+// BenchmarkMimicHello is the per-connection cost of the default shape:
+// one ML-KEM-768 and two X25519 key generations and the hello's encoding.
+func BenchmarkMimicHello(b *testing.B) {
+	s := newShaper(Mimic, Chromium())
+	for b.Loop() {
+		m := s.clientHello(pionHello(b))
+		if _, err := m.Marshal(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCertificate(b *testing.B) {
+	for b.Loop() {
+		if _, err := Certificate(time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
