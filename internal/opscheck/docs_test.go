@@ -68,6 +68,7 @@ var codeConstants = map[string]any{
 
 	"client.DefaultMax":         client.DefaultMax,
 	"client.CollectInterval":    client.CollectInterval,
+	"client.FirstRetry":         client.FirstRetry,
 	"client.DataChannelTimeout": client.DataChannelTimeout,
 	"client.StaleTimeout":       client.StaleTimeout,
 
