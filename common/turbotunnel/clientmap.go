@@ -34,7 +34,7 @@ func newClientMap(timeout time.Duration) *clientMap {
 func (m *clientMap) recordLocked(addr net.Addr, now time.Time) *clientRecord {
 	r := m.clients[addr]
 	if r == nil {
-		r = &clientRecord{queue: make(chan []byte, QueueSize)}
+		r = &clientRecord{queue: make(chan []byte, OutgoingQueueSize)}
 		m.clients[addr] = r
 	}
 	r.lastUsed = now

@@ -17,6 +17,16 @@ const MaxPacketSize = 1500
 // client stays bounded.
 const QueueSize = 512
 
+// OutgoingQueueSize is the capacity, in packets, of each per-client
+// outgoing queue of a [QueuePacketConn] (the server's queue towards one
+// client). KCP runs without congestion control, so at the start of a
+// download the server emits a whole smux stream window (1 MiB, ~770
+// packets) at once. With 512 slots the tail of that burst was dropped and
+// only recovered by KCP's retransmission timeout, stalling some downloads
+// for about a second; 1024 slots hold the whole window. The channel costs
+// 24 bytes per slot; packet buffers are held only while queued.
+const OutgoingQueueSize = 1024
+
 // packetPool recycles fixed-size packet buffers. Each buffer is a
 // *[MaxPacketSize]byte so that Put does not allocate.
 type packetPool struct{ p sync.Pool }

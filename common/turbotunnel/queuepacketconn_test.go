@@ -68,16 +68,16 @@ func TestQueuePacketConnOutgoing(t *testing.T) {
 		t.Fatal("no packet on the outgoing queue")
 	}
 	// Full queues drop instead of blocking or growing.
-	for range 2 * QueueSize {
+	for range 2 * OutgoingQueueSize {
 		if _, err := c.WriteTo([]byte("y"), a); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(q) != QueueSize {
-		t.Fatalf("queue holds %d packets, want %d", len(q), QueueSize)
+	if len(q) != OutgoingQueueSize {
+		t.Fatalf("queue holds %d packets, want %d", len(q), OutgoingQueueSize)
 	}
-	if d := c.DroppedOutgoing(); d != QueueSize {
-		t.Fatalf("DroppedOutgoing = %d, want %d", d, QueueSize)
+	if d := c.DroppedOutgoing(); d != OutgoingQueueSize {
+		t.Fatalf("DroppedOutgoing = %d, want %d", d, OutgoingQueueSize)
 	}
 	if _, err := c.WriteTo(make([]byte, MaxPacketSize+1), a); err == nil {
 		t.Error("oversize WriteTo succeeded")
