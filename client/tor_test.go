@@ -28,20 +28,7 @@ func TestTor(t *testing.T) {
 		" fingerprint=2B280B23E1107BB62ABFC40DDCC8824814F80A72" +
 		" url=https://snowflake-broker.invalid/ fronts=front1.invalid,front2.invalid" +
 		" ice=stun:127.0.0.1:3478,stun:127.0.0.2:3478 utls-imitate=hellorandomizedalpn"
-	conf := strings.Join([]string{
-		"DataDirectory " + filepath.Join(dir, "data"),
-		"SocksPort 0",
-		"UseBridges 1",
-		"ShutdownWaitLength 0",
-		"Log notice stdout",
-		"ClientTransportPlugin snowflake exec " + bin + " -log " + clientLog,
-		"Bridge " + bridge,
-	}, "\n") + "\n"
-	torrc := filepath.Join(dir, "torrc")
-	if err := os.WriteFile(torrc, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, "tor", nil, tor, "-f", torrc, "--ignore-missing-torrc")
+	p := startTor(t, tor, dir, bin, clientLog, bridge)
 	p.WaitFor(t, "snowflake-client started", 90*time.Second)
 	p.WaitFor(t, "Connected to pluggable transport", 90*time.Second)
 	// The client logs to tor (PT LOG lines) that it could not reach the
@@ -82,23 +69,8 @@ func TestTorUpstreamProxy(t *testing.T) {
 		" fingerprint=2B280B23E1107BB62ABFC40DDCC8824814F80A72" +
 		" url=https://snowflake-broker.invalid/ fronts=localhost" +
 		" ice=stun:127.0.0.1:3478 utls-imitate=hellorandomizedalpn"
-	conf := strings.Join([]string{
-		"DataDirectory " + filepath.Join(dir, "data"),
-		"SocksPort 0",
-		"UseBridges 1",
-		"ShutdownWaitLength 0",
-		"Log notice stdout",
-		"Socks5Proxy " + srv.Addr(),
-		"Socks5ProxyUsername toruser",
-		"Socks5ProxyPassword torpass",
-		"ClientTransportPlugin snowflake exec " + bin + " -log " + clientLog,
-		"Bridge " + bridge,
-	}, "\n") + "\n"
-	torrc := filepath.Join(dir, "torrc")
-	if err := os.WriteFile(torrc, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, "tor", nil, tor, "-f", torrc, "--ignore-missing-torrc")
+	p := startTor(t, tor, dir, bin, clientLog, bridge,
+		"Socks5Proxy "+srv.Addr(), "Socks5ProxyUsername toruser", "Socks5ProxyPassword torpass")
 	p.WaitFor(t, "using the upstream SOCKS5 proxy", 90*time.Second)
 	p.WaitFor(t, "proxy attempt failed", 90*time.Second)
 	if out := p.Output(); strings.Contains(out, "PROXY-ERROR") || strings.Contains(out, "proxy error") {
@@ -116,4 +88,25 @@ func TestTorUpstreamProxy(t *testing.T) {
 	if srv.AuthFailures.Load() != 0 {
 		t.Error("tor's proxy credentials did not reach the client intact")
 	}
+}
+
+// startTor runs tor as a bridge client whose snowflake transport is bin
+// (logging to clientLog), with extra torrc lines.
+func startTor(t *testing.T, tor, dir, bin, clientLog, bridge string, extra ...string) *testenv.Process {
+	t.Helper()
+	lines := append([]string{
+		"DataDirectory " + filepath.Join(dir, "data"),
+		"SocksPort 0",
+		"UseBridges 1",
+		"ShutdownWaitLength 0",
+		"Log notice stdout",
+	}, extra...)
+	lines = append(lines,
+		"ClientTransportPlugin snowflake exec "+bin+" -log "+clientLog,
+		"Bridge "+bridge)
+	torrc := filepath.Join(dir, "torrc")
+	if err := os.WriteFile(torrc, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return testenv.Start(t, "tor", nil, tor, "-f", torrc, "--ignore-missing-torrc")
 }
