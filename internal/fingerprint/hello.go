@@ -210,6 +210,24 @@ func u16s(b []byte, msg, field string) ([]uint16, error) {
 }
 
 // u16s decodes b as a list of 16-bit values of the extension r decodes.
+// whole8 and whole16 read a vector that must be all that is left of the
+// extension body.
+func (r *reader) whole8(field string) ([]byte, error) {
+	b, err := r.vec8(field)
+	if err != nil {
+		return nil, err
+	}
+	return b, r.done(field)
+}
+
+func (r *reader) whole16(field string) ([]byte, error) {
+	b, err := r.vec16(field)
+	if err != nil {
+		return nil, err
+	}
+	return b, r.done(field)
+}
+
 func (r *reader) u16s(b []byte) ([]uint16, error) { return r.u16sNamed(b, "data") }
 
 func (r *reader) u16sNamed(b []byte, field string) ([]uint16, error) {
@@ -321,11 +339,8 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 		if len(e.Data) == 0 {
 			return nil // a server's empty acknowledgement; tolerated here too
 		}
-		list, err := r.vec16(field)
+		list, err := r.whole16(field)
 		if err != nil {
-			return err
-		}
-		if err := r.done(field); err != nil {
 			return err
 		}
 		lr := &reader{b: list, msg: msg, ext: ext}
@@ -343,11 +358,8 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 			}
 		}
 	case ExtALPN:
-		list, err := r.vec16(field)
+		list, err := r.whole16(field)
 		if err != nil {
-			return err
-		}
-		if err := r.done(field); err != nil {
 			return err
 		}
 		lr := &reader{b: list, msg: msg, ext: ext}
@@ -359,31 +371,22 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 			c.ALPN = append(c.ALPN, string(p))
 		}
 	case ExtSupportedVersions:
-		list, err := r.vec8(field)
+		list, err := r.whole8(field)
 		if err != nil {
-			return err
-		}
-		if err := r.done(field); err != nil {
 			return err
 		}
 		c.SupportedVersions, err = r.u16s(list)
 		return err
 	case ExtSignatureAlgorithms:
-		list, err := r.vec16(field)
+		list, err := r.whole16(field)
 		if err != nil {
-			return err
-		}
-		if err := r.done(field); err != nil {
 			return err
 		}
 		c.SignatureAlgorithms, err = r.u16s(list)
 		return err
 	case ExtSupportedGroups:
-		list, err := r.vec16(field)
+		list, err := r.whole16(field)
 		if err != nil {
-			return err
-		}
-		if err := r.done(field); err != nil {
 			return err
 		}
 		c.SupportedGroups, err = r.u16s(list)
@@ -394,11 +397,8 @@ func (c *ClientHello) decodeExtension(e Extension) error {
 		}
 		return r.done(field)
 	case ExtKeyShare:
-		list, err := r.vec16(field)
+		list, err := r.whole16(field)
 		if err != nil {
-			return err
-		}
-		if err := r.done(field); err != nil {
 			return err
 		}
 		lr := &reader{b: list, msg: msg, ext: ext}
