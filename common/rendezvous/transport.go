@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	utls "github.com/refraction-networking/utls"
@@ -200,7 +201,11 @@ func (r *utlsRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) 
 		if err == nil {
 			return resp, nil
 		}
-		if !errors.Is(err, errALPNMismatch) || try == maxALPNTries {
+		// A server that refuses a randomized hello may do so only after
+		// the handshake, by closing the connection: the request then fails
+		// on write, unprocessed, and goes again with a new hello.
+		retry := errors.Is(err, errALPNMismatch) || r.randomized() && errors.Is(err, syscall.EPIPE)
+		if !retry || try == maxALPNTries {
 			return nil, fmt.Errorf("rendezvous: utls: %w", err)
 		}
 		// The transport closed the body; send a fresh copy.
@@ -308,22 +313,48 @@ func (r *utlsRoundTripper) dialFor(ctx context.Context, h *hostTransports, netwo
 }
 
 func (r *utlsRoundTripper) dialTLS(ctx context.Context, network, addr string) (*utls.UConn, error) {
-	// A randomized fingerprint sometimes picks a key-share group that
-	// uTLS itself cannot generate, failing before anything is sent; a new
-	// randomization usually works.
+	// A randomized fingerprint is a new random hello on every dial, and
+	// some are unusable: uTLS cannot generate some key-share groups it
+	// picks ("unsupported curve", uTLS issue 366), and some servers refuse
+	// some combinations (handshake_failure). Such a handshake failure says
+	// nothing about the server, so a randomized hello is redrawn a few
+	// times; the other fingerprints fail at once.
+	attempts := 1
+	if r.randomized() {
+		attempts = randomizedAttempts
+	}
 	var err error
-	for attempt := 0; attempt < 4; attempt++ {
+	for range attempts {
 		var uc *utls.UConn
 		uc, err = r.dialTLSOnce(ctx, network, addr)
 		if err == nil {
 			return uc, nil
 		}
-		if !strings.Contains(err.Error(), "unsupported curve") || ctx.Err() != nil {
+		var he *handshakeError
+		if !errors.As(err, &he) || ctx.Err() != nil {
 			break
 		}
 	}
 	return nil, err
 }
+
+// randomized reports whether every dial draws a new random hello.
+func (r *utlsRoundTripper) randomized() bool { return strings.HasPrefix(r.id.Client, "Randomized") }
+
+// randomizedAttempts bounds the handshakes tried with fresh randomized
+// hellos for one connection.
+const randomizedAttempts = 8
+
+// handshakeError is a failed TLS handshake (as opposed to a failed dial).
+type handshakeError struct {
+	host string
+	err  error
+}
+
+func (e *handshakeError) Error() string {
+	return fmt.Sprintf("tls handshake with %s: %v", e.host, e.err)
+}
+func (e *handshakeError) Unwrap() error { return e.err }
 
 func (r *utlsRoundTripper) dialTLSOnce(ctx context.Context, network, addr string) (*utls.UConn, error) {
 	host, _, err := net.SplitHostPort(addr)
@@ -358,7 +389,7 @@ func (r *utlsRoundTripper) dialTLSOnce(ctx context.Context, network, addr string
 	defer cancel()
 	if err := uconn.HandshakeContext(hctx); err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("tls handshake with %s: %w", host, err)
+		return nil, &handshakeError{host: host, err: err}
 	}
 	return uconn, nil
 }
