@@ -31,7 +31,7 @@ func TestSketchAccuracy(t *testing.T) {
 		n      int
 		maxErr float64 // relative
 	}{
-		{0, 0}, {1, 0}, {2, 0}, {7, 0}, {50, 0.02}, {1000, 0.02}, {20000, 0.03}, {200000, 0.03},
+		{0, 0}, {1, 0}, {2, 0}, {7, 0}, {50, 0}, {1000, 0}, {exactLimit, 0}, {exactLimit + 1, 0.02}, {20000, 0.03}, {200000, 0.03},
 	}
 	for _, tt := range tests {
 		s := newSketch()
@@ -55,8 +55,10 @@ func TestSketchAccuracy(t *testing.T) {
 }
 
 func TestSketchExtremeHashes(t *testing.T) {
-	// All-zero and all-one remainders hit the largest and smallest ranks.
+	// All-zero and all-one remainders hit the largest and smallest ranks
+	// (registers only: the exact set is off).
 	s := newSketch()
+	s.exact = nil
 	s.add(0)
 	s.add(math.MaxUint64)
 	s.add(1 << 63) // a third register, with an all-zero remainder
@@ -203,5 +205,16 @@ func BenchmarkAdd(b *testing.B) {
 	a := netip.MustParseAddr("198.51.100.7")
 	for b.Loop() {
 		c.Add(a, "proxies", "standalone")
+	}
+}
+
+// TestSketchSmallCountsExact: two hashes in one register still count as two
+// while the exact set is on.
+func TestSketchSmallCountsExact(t *testing.T) {
+	s := newSketch()
+	s.add(1 << 40) // same register index (top bits), different remainders
+	s.add(1 << 41)
+	if got := s.Estimate(); got != 2 {
+		t.Fatalf("estimate %d, want 2", got)
 	}
 }

@@ -1,7 +1,7 @@
 // Package ipcount counts distinct IP addresses per time interval without
 // storing any address: each address is hashed under a random key that
-// lives only as long as its interval, and only a HyperLogLog sketch of the
-// hashes is kept. At the end of an interval the estimates are written to a
+// lives only as long as its interval, and only the keyed hashes (while
+// few) and a HyperLogLog sketch of them are kept. At the end of an interval the estimates are written to a
 // new file and the key is discarded, so nothing left in memory or on disk
 // can tell whether a given address was seen.
 package ipcount
@@ -24,13 +24,31 @@ const numRegisters = 1 << precision
 // use.
 type Sketch struct {
 	reg []uint8
+	// exact holds every distinct hash while there are at most exactLimit
+	// of them, so small counts are exact: with registers alone two of a
+	// handful of addresses share a register once in a few thousand
+	// intervals and the count comes out one short. nil once over.
+	exact map[uint64]struct{}
 }
 
-func newSketch() *Sketch { return &Sketch{reg: make([]uint8, numRegisters)} }
+// exactLimit bounds the exact set (about 64 KiB of hashes); above it the
+// registers' estimate is used, whose error (~0.8 %) is then below one in
+// most intervals anyway.
+const exactLimit = 4096
+
+func newSketch() *Sketch {
+	return &Sketch{reg: make([]uint8, numRegisters), exact: make(map[uint64]struct{})}
+}
 
 // add records one hash. The top bits choose a register; the register keeps
 // the longest run of leading zeros (plus one) seen in the remaining bits.
 func (s *Sketch) add(h uint64) {
+	if s.exact != nil {
+		s.exact[h] = struct{}{}
+		if len(s.exact) > exactLimit {
+			s.exact = nil
+		}
+	}
 	idx := h >> (64 - precision)
 	// The low bits shifted up, with a sentinel so that rank is at most
 	// 64-precision+1 even for an all-zero remainder.
@@ -50,6 +68,9 @@ const maxRank = 64 - precision + 1
 // HyperLogLog sketches", 2017), which needs no empirical bias tables and
 // is accurate from zero up: small counts come out (nearly) exact.
 func (s *Sketch) Estimate() uint64 {
+	if s.exact != nil {
+		return uint64(len(s.exact))
+	}
 	var hist [maxRank + 1]int
 	for _, r := range s.reg {
 		hist[r]++

@@ -161,6 +161,13 @@ func (c *Conn) closedErr() error {
 func (c *Conn) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
+		// The data channel is closed in the background after the conn
+		// closes; until then its Write would still succeed.
+		select {
+		case <-c.done:
+			return written, net.ErrClosed
+		default:
+		}
 		chunk := p
 		if len(chunk) > maxMessage {
 			chunk = chunk[:maxMessage]
