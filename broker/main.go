@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -91,16 +90,11 @@ type options struct {
 }
 
 func run(o options) error {
-	var logOut io.Writer = os.Stderr
-	if o.logPath != "" {
-		f, err := os.OpenFile(o.logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
-		if err != nil {
-			return fmt.Errorf("log file: %w", err)
-		}
-		defer f.Close()
-		logOut = f
+	logger, logCloser, err := scrub.OpenLogger(o.logPath, slog.LevelInfo, o.unsafeLogging)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(scrub.NewHandler(slog.NewTextHandler(logOut, nil), o.unsafeLogging))
+	defer logCloser.Close()
 	if o.trustedHops < 0 {
 		return fmt.Errorf("-trusted-hops %d: must be 0 or more", o.trustedHops)
 	}
@@ -159,7 +153,6 @@ func run(o options) error {
 		}
 		return geoip.Load(o.geoipDB, o.geoip6DB)
 	}
-	var err error
 	if cfg.GeoIP, err = loadGeoIP(); err != nil {
 		return err
 	}
