@@ -13,6 +13,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // pair connects two in-process PeerConnections over loopback and returns
@@ -45,20 +47,7 @@ func pair(t *testing.T, cfg Config) (a, b *Conn, dcA *webrtc.DataChannel) {
 	pcB.OnDataChannel(func(dc *webrtc.DataChannel) {
 		dc.OnOpen(func() { dcBch <- dc })
 	})
-	offer, _ := pcA.CreateOffer(nil)
-	gA := webrtc.GatheringCompletePromise(pcA)
-	pcA.SetLocalDescription(offer)
-	<-gA
-	if err := pcB.SetRemoteDescription(*pcA.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := pcB.CreateAnswer(nil)
-	gB := webrtc.GatheringCompletePromise(pcB)
-	pcB.SetLocalDescription(answer)
-	<-gB
-	if err := pcA.SetRemoteDescription(*pcB.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
+	testenv.ExchangeSDP(t, pcA, pcB)
 	var dcB *webrtc.DataChannel
 	select {
 	case <-openA:

@@ -8,6 +8,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // TestWebRTCThroughProxy: a pion peer connection whose SettingEngine uses
@@ -53,16 +55,7 @@ func TestWebRTCThroughProxy(t *testing.T) {
 		d.OnMessage(func(m webrtc.DataChannelMessage) { d.Send(m.Data) })
 	})
 
-	offer, err := offerer.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(offerer)
-	if err := offerer.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	sdp := offerer.LocalDescription().SDP
+	sdp := testenv.ExchangeSDP(t, offerer, answerer)
 	cands := 0
 	for _, line := range strings.Split(sdp, "\n") {
 		if !strings.HasPrefix(line, "a=candidate:") {
@@ -76,21 +69,6 @@ func TestWebRTCThroughProxy(t *testing.T) {
 	}
 	if cands == 0 {
 		t.Fatalf("offer has no candidates:\n%s", sdp)
-	}
-	if err := answerer.SetRemoteDescription(*offerer.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := answerer.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agathered := webrtc.GatheringCompletePromise(answerer)
-	if err := answerer.SetLocalDescription(answer); err != nil {
-		t.Fatal(err)
-	}
-	<-agathered
-	if err := offerer.SetRemoteDescription(*answerer.LocalDescription()); err != nil {
-		t.Fatal(err)
 	}
 	select {
 	case <-opened:

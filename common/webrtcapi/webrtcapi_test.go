@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // TestDataChannelOnly connects two peers made by New over loopback and
@@ -40,33 +42,9 @@ func TestDataChannelOnly(t *testing.T) {
 	}
 	dc.OnOpen(func() { dc.SendText("hello") })
 
-	offer, err := offerer.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(offerer)
-	if err := offerer.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	sdp := offerer.LocalDescription().SDP
+	sdp := testenv.ExchangeSDP(t, offerer, answerer)
 	if strings.Contains(sdp, "m=audio") || strings.Contains(sdp, "m=video") {
 		t.Fatalf("offer has a media section:\n%s", sdp)
-	}
-	if err := answerer.SetRemoteDescription(*offerer.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := answerer.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered = webrtc.GatheringCompletePromise(answerer)
-	if err := answerer.SetLocalDescription(answer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	if err := offerer.SetRemoteDescription(*answerer.LocalDescription()); err != nil {
-		t.Fatal(err)
 	}
 	select {
 	case m := <-got:
