@@ -17,7 +17,8 @@ import (
 	"time"
 
 	utls "github.com/refraction-networking/utls"
-	"golang.org/x/net/http2"
+
+	"github.com/snowflake-go/snowflake/common/h2client"
 )
 
 // ResponseHeaderTimeout bounds the wait for a broker's response headers on
@@ -152,10 +153,15 @@ type utlsRoundTripper struct {
 	hosts map[string]*hostTransports
 }
 
-// hostTransports are the two transports of one address.
+// hostTransports are the two transports of one address. HTTP/2 is
+// h2client's, which opens connections and frames requests as Chromium does
+// (Go's own HTTP/2 client has a fingerprint of its own right after the
+// handshake). It serves every utls-imitate mode: pairing a Firefox or
+// randomized hello with Go's HTTP/2 would be no more consistent, and Go's
+// is the one fingerprint that names a non-browser.
 type hostTransports struct {
 	h1 *http.Transport
-	h2 *http2.Transport
+	h2 *h2client.Transport
 
 	useH2 bool               // the last handshake negotiated h2
 	spare map[bool]spareConn // handshaken conns for the transport of that kind
@@ -269,11 +275,12 @@ func (r *utlsRoundTripper) host(addr string) *hostTransports {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   2,
 	}
-	h.h2 = &http2.Transport{
-		DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+	h.h2 = &h2client.Transport{
+		DialTLSContext: func(ctx context.Context, network, a string) (net.Conn, error) {
 			return r.dialFor(ctx, h, network, a, true)
 		},
-		ReadIdleTimeout: 30 * time.Second,
+		// Poll responses are far smaller; SQS answers too.
+		Config: h2client.Config{MaxBodyBytes: maxReplayBody},
 	}
 	r.hosts[addr] = h
 	return h
@@ -298,7 +305,7 @@ func (r *utlsRoundTripper) dialFor(ctx context.Context, h *hostTransports, netwo
 	if err != nil {
 		return nil, err // not uc: a nil *UConn would be a non-nil net.Conn
 	}
-	gotH2 := uc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS
+	gotH2 := uc.ConnectionState().NegotiatedProtocol == "h2"
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h.useH2 = gotH2
