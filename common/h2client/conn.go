@@ -410,6 +410,19 @@ func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 		{":method", method}, {":authority", authority}, {":scheme", "https"}, {":path", path},
 	}, fields...)
 
+	// Checked before anything is encoded: the HPACK encoder's table must
+	// not remember headers that were never sent.
+	var size int
+	for _, f := range all {
+		size += len(f[0]) + len(f[1]) + 32
+	}
+	c.mu.Lock()
+	limit := c.peerHdrList
+	c.mu.Unlock()
+	if limit != 0 && size > int(limit) {
+		return nil, fmt.Errorf("h2client: request headers (%d bytes) over the server's limit of %d", size, limit)
+	}
+
 	s, ping, err := c.openStream(req)
 	if err != nil {
 		return nil, err
@@ -511,17 +524,12 @@ func (c *Conn) writeHeaders(s *stream, fields [][2]string, endStream bool) error
 	c.mu.Lock()
 	dep := c.lastOpened
 	c.lastOpened = s.id
-	limit, frameSize := c.peerHdrList, c.peerFrame
+	frameSize := c.peerFrame
 	c.mu.Unlock()
 
-	var size uint32
 	c.hbuf.Reset()
 	for _, f := range fields {
-		size += uint32(len(f[0]) + len(f[1]) + 32)
 		c.henc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	if limit != 0 && size > limit {
-		return fmt.Errorf("h2client: request headers (%d bytes) over the server's limit of %d: %w", size, limit, errHeaderTooLarge)
 	}
 	block := c.hbuf.Bytes()
 	first := block
@@ -555,18 +563,14 @@ func (c *Conn) writeHeaders(s *stream, fields [][2]string, endStream bool) error
 // errStopSending ends an upload the server no longer wants.
 var errStopSending = errors.New("server stopped the request body")
 
-// errHeaderTooLarge is kept local: a header list the server refuses is
-// the caller's problem, not the connection's.
-var errHeaderTooLarge = errors.New("header list too large")
-
 // writeBody sends the request body in DATA frames within the server's
 // flow-control windows; the last frame carries END_STREAM, as Chromium's
 // does.
 func (c *Conn) writeBody(ctx context.Context, s *stream, body io.Reader) error {
-	cur := make([]byte, 0, defaultFrameSize)
-	next := make([]byte, 0, defaultFrameSize)
+	// Two frame-sized buffers: the next one is read ahead so that the
+	// last DATA frame can carry END_STREAM.
+	bufs := [2][]byte{make([]byte, defaultFrameSize), make([]byte, defaultFrameSize)}
 	fill := func(b []byte) ([]byte, bool, error) {
-		b = b[:cap(b)]
 		n, err := io.ReadFull(body, b)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return b[:n], true, nil
@@ -576,19 +580,19 @@ func (c *Conn) writeBody(ctx context.Context, s *stream, body io.Reader) error {
 		}
 		return b[:n], false, nil
 	}
-	cur, eof, err := fill(cur)
+	cur, eof, err := fill(bufs[0])
 	if err != nil {
 		return err
 	}
-	for {
-		last := eof
+	for which := 1; ; which = 1 - which {
+		var next []byte
 		if !eof {
-			if next, eof, err = fill(next); err != nil {
+			if next, eof, err = fill(bufs[which]); err != nil {
 				return err
 			}
-			last = eof && len(next) == 0
 		}
-		for len(cur) > 0 || last {
+		last := eof && len(next) == 0
+		for {
 			n, err := c.awaitWindow(ctx, s, len(cur))
 			if err == errStopSending {
 				return nil
@@ -605,6 +609,9 @@ func (c *Conn) writeBody(ctx context.Context, s *stream, body io.Reader) error {
 			if end {
 				c.mu.Lock()
 				s.sentEnd = true
+				if s.ended {
+					c.removeStreamLocked(s)
+				}
 				c.mu.Unlock()
 				return nil
 			}
@@ -612,7 +619,7 @@ func (c *Conn) writeBody(ctx context.Context, s *stream, body io.Reader) error {
 				break
 			}
 		}
-		cur, next = next, cur[:0]
+		cur = next
 	}
 }
 
