@@ -356,8 +356,11 @@ func (c *Conn) CanTakeRequest() bool {
 }
 
 func (c *Conn) canTakeLocked() bool {
-	return !c.closing && c.err == nil && uint32(len(c.streams)) < c.maxStreams &&
-		c.nextID < 1<<31-2 && time.Since(c.idleSince) < c.cfg.IdleTimeout
+	if len(c.streams) == 0 && time.Since(c.idleSince) >= c.cfg.IdleTimeout {
+		// About to be closed by its idle deadline.
+		return false
+	}
+	return !c.closing && c.err == nil && uint32(len(c.streams)) < c.maxStreams && c.nextID < 1<<31-2
 }
 
 // Idle reports whether c has no open requests.

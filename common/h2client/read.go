@@ -288,6 +288,10 @@ func (c *Conn) handleHeaders(f *http2.MetaHeadersFrame) error {
 		c.resetLocked(s, http2.ErrCodeProtocol, fmt.Errorf("h2client: response headers over %d bytes", maxHeaderListSize))
 		return nil
 	}
+	if s.ended {
+		c.resetLocked(s, http2.ErrCodeStreamClosed, errors.New("h2client: HEADERS after END_STREAM"))
+		return nil
+	}
 	if s.resp != nil {
 		// Trailers: they must end the stream.
 		if !f.StreamEnded() {

@@ -36,6 +36,9 @@ type h2Record struct {
 	HeaderFlags  http2.Flags
 	BodyFrames   []string // DATA frames of the first request, "len[+END_STREAM]"
 	Body         []byte
+	// TLSRecords are the client's TLS records up to the end of the first
+	// request, "type:length" (what a censor sees of the frames above).
+	TLSRecords []string
 }
 
 // Akamai returns the fingerprint in the Akamai format: settings
@@ -143,12 +146,13 @@ func startH2RecordServer(t *testing.T, names ...string) *h2RecordServer {
 					s.mu.Unlock()
 					c.Close()
 				}()
-				tc := tls.Server(c, conf)
+				tap := &recordTap{Conn: c}
+				tc := tls.Server(tap, conf)
 				c.SetDeadline(time.Now().Add(30 * time.Second))
 				if err := tc.Handshake(); err != nil {
 					return
 				}
-				s.serve(tc)
+				s.serve(tc, tap)
 			}()
 		}
 	}()
@@ -198,7 +202,7 @@ func (s *h2RecordServer) waitFor(timeout time.Duration, ok func(int, *h2Record) 
 
 // serve speaks just enough HTTP/2 to answer requests, recording the
 // frames up to the end of the first request.
-func (s *h2RecordServer) serve(c net.Conn) {
+func (s *h2RecordServer) serve(c net.Conn, tap *recordTap) {
 	br := bufio.NewReader(c)
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(br, preface); err != nil || string(preface) != http2.ClientPreface {
@@ -229,6 +233,7 @@ func (s *h2RecordServer) serve(c net.Conn) {
 			return
 		}
 		recording = false
+		rec.TLSRecords = tap.list()
 		s.mu.Lock()
 		s.records = append(s.records, rec)
 		close(s.notify)
@@ -352,4 +357,35 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// recordTap splits what the client sends into TLS records as the server
+// reads it.
+type recordTap struct {
+	net.Conn
+	mu      sync.Mutex
+	pending []byte
+	records []string
+}
+
+func (r *recordTap) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, p[:n]...)
+	for len(r.pending) >= 5 {
+		l := int(r.pending[3])<<8 | int(r.pending[4])
+		if len(r.pending) < 5+l {
+			break
+		}
+		r.records = append(r.records, fmt.Sprintf("%d:%d", r.pending[0], l))
+		r.pending = r.pending[5+l:]
+	}
+	return n, err
+}
+
+func (r *recordTap) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.records...)
 }
