@@ -12,6 +12,7 @@ package h2client
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"golang.org/x/net/http2"
@@ -111,12 +112,8 @@ var connectionHeaders = map[string]bool{
 // whether accept-encoding was added here (then this package undoes the
 // content coding, as a browser does).
 func requestHeaders(req *http.Request, bodyLen int64) (fields [][2]string, addedEncoding bool, err error) {
-	have := map[string][]string{}
+	have := make(map[string][]string, len(req.Header)+len(chromiumDefaults)+2)
 	var extra []string // caller headers not in headerOrder, in sorted order
-	known := map[string]bool{}
-	for _, n := range headerOrder {
-		known[n] = true
-	}
 	for k, vs := range req.Header {
 		name := strings.ToLower(k)
 		if connectionHeaders[name] {
@@ -137,7 +134,7 @@ func requestHeaders(req *http.Request, bodyLen int64) (fields [][2]string, added
 				return nil, false, errInvalidHeader(k)
 			}
 		}
-		if _, dup := have[name]; !dup && !known[name] {
+		if _, dup := have[name]; !dup && !slices.Contains(headerOrder, name) {
 			extra = append(extra, name)
 		}
 		have[name] = append(have[name], vs...)
@@ -162,6 +159,7 @@ func requestHeaders(req *http.Request, bodyLen int64) (fields [][2]string, added
 			have["content-type"] = []string{textPlainUTF8}
 		}
 	}
+	fields = make([][2]string, 0, len(have)+len(extra))
 	for _, name := range headerOrder {
 		if name == "" {
 			for _, e := range extra {

@@ -432,21 +432,24 @@ func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	endStream := body == nil
 	err = c.write(func() error {
+		if err := c.writeHeaders(s, all, endStream); err != nil {
+			return err
+		}
 		if ping != 0 {
+			// Chromium writes its check right after the HEADERS and
+			// before the body (seen on a connection idle for 12 s).
 			var data [8]byte
 			binary.BigEndian.PutUint64(data[:], ping)
-			if err := c.fr.WritePing(false, data); err != nil {
-				return err
-			}
+			return c.fr.WritePing(false, data)
 		}
-		return c.writeHeaders(s, all, endStream)
+		return nil
 	})
 	if err != nil {
 		c.closeStream(s, nil)
 		return nil, c.connErr(err)
 	}
 	if body != nil {
-		if err := c.writeBody(ctx, s, body); err != nil {
+		if err := c.writeBody(ctx, s, body, bodyLen); err != nil {
 			c.resetStream(s, http2.ErrCodeCancel, err)
 			return nil, err
 		}
@@ -569,10 +572,15 @@ var errStopSending = errors.New("server stopped the request body")
 // writeBody sends the request body in DATA frames within the server's
 // flow-control windows; the last frame carries END_STREAM, as Chromium's
 // does.
-func (c *Conn) writeBody(ctx context.Context, s *stream, body io.Reader) error {
-	// Two frame-sized buffers: the next one is read ahead so that the
-	// last DATA frame can carry END_STREAM.
-	bufs := [2][]byte{make([]byte, defaultFrameSize), make([]byte, defaultFrameSize)}
+func (c *Conn) writeBody(ctx context.Context, s *stream, body io.Reader, bodyLen int64) error {
+	// Two buffers of up to a frame: the next one is read ahead so that
+	// the last DATA frame can carry END_STREAM. A body of known length
+	// needs no more than its size (a poll is a few hundred bytes).
+	size := int64(defaultFrameSize)
+	if bodyLen > 0 && bodyLen < size {
+		size = bodyLen
+	}
+	bufs := [2][]byte{make([]byte, size), make([]byte, size)}
 	fill := func(b []byte) ([]byte, bool, error) {
 		n, err := io.ReadFull(body, b)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {

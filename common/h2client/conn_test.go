@@ -514,13 +514,31 @@ func TestHealthCheckPing(t *testing.T) {
 	cfg := Config{PingAfter: 50 * time.Millisecond, PingTimeout: 300 * time.Millisecond}
 	c, p := newPair(t, cfg)
 	time.Sleep(100 * time.Millisecond)
-	ch := roundTrip(c, newRequest(t, "GET", "https://b.test/", ""))
-	ping := p.readType(http2.FramePing).(*http2.PingFrame)
+	ch := roundTrip(c, newRequest(t, "POST", "https://b.test/", "body"))
+	// Chromium's order: HEADERS, PING, DATA.
+	var order []http2.FrameType
+	var ping *http2.PingFrame
+	var h *http2.MetaHeadersFrame
+	for len(order) < 3 {
+		f := p.read()
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			ping = f
+		case *http2.MetaHeadersFrame:
+			h = f
+		case *http2.DataFrame:
+		default:
+			continue
+		}
+		order = append(order, f.Header().Type)
+	}
+	if !slices.Equal(order, []http2.FrameType{http2.FrameHeaders, http2.FramePing, http2.FrameData}) {
+		t.Errorf("frames %v, want HEADERS, PING, DATA", order)
+	}
 	if ping.IsAck() || ping.Data != [8]byte{0, 0, 0, 0, 0, 0, 0, 1} {
 		t.Errorf("PING %v %x", ping.IsAck(), ping.Data)
 	}
 	p.write(func(fr *http2.Framer) error { return fr.WritePing(true, ping.Data) })
-	h := p.readType(http2.FrameHeaders).(*http2.MetaHeadersFrame)
 	p.respond(h.StreamID, "alive")
 	if r := wait(t, ch); r.err != nil {
 		t.Fatal(r.err)
