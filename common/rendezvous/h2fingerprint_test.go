@@ -36,9 +36,6 @@ type h2Record struct {
 	HeaderFlags  http2.Flags
 	BodyFrames   []string // DATA frames of the first request, "len[+END_STREAM]"
 	Body         []byte
-	// Later are the frames after the first request, "TYPE[flags]" (PING
-	// with its data), recorded until the connection ends.
-	Later []string
 	// TLSRecords are the client's TLS records up to the end of the first
 	// request, "type:length" (what a censor sees of the frames above).
 	TLSRecords []string
@@ -265,19 +262,8 @@ func (s *h2RecordServer) serve(c net.Conn, tap *recordTap) {
 		if err != nil {
 			return
 		}
-		desc := fmt.Sprintf("%s%s", f.Header().Type, flagString(f.Header()))
-		switch f := f.(type) {
-		case *http2.PingFrame:
-			desc += fmt.Sprintf("(%x)", f.Data)
-		case *http2.WindowUpdateFrame:
-			desc += fmt.Sprintf("(%d:+%d)", f.StreamID, f.Increment)
-		}
 		if recording {
-			rec.Frames = append(rec.Frames, desc)
-		} else {
-			s.mu.Lock()
-			rec.Later = append(rec.Later, desc)
-			s.mu.Unlock()
+			rec.Frames = append(rec.Frames, fmt.Sprintf("%s%s", f.Header().Type, flagString(f.Header())))
 		}
 		switch f := f.(type) {
 		case *http2.SettingsFrame:
