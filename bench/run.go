@@ -30,6 +30,12 @@ type concResult struct {
 	// serverErrors are the server's error counters that grew during the
 	// aggregate window (dropped packets show here).
 	serverErrors map[string]float64
+	// retransPct is the share of the server's KCP segments that were
+	// retransmissions during the aggregate window (-1: not exported).
+	retransPct float64
+	// idleCPUPct is the CPU each client process used, on average, while
+	// all were connected and none transferred (percent of one core).
+	idleCPUPct float64
 }
 
 // Metrics is a server metrics scrape (nil if the scrape failed).
@@ -210,7 +216,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"])
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; server retransmissions %.1f%%; idle CPU per client %.2f%%\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.retransPct, cr.idleCPUPct)
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -310,6 +316,30 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		return cr, fmt.Errorf("no client connected within %v", o.rampTimeout)
 	}
 
+	// Idle cost: every client holds a session and a proxy, nothing moves.
+	// With many clients on one machine this is what is left of the CPU
+	// for the transfers.
+	cpu := func() map[string]time.Duration {
+		m := map[string]time.Duration{}
+		for name, p := range map[string]*chain.Proc{"proxy": proxy, "server": c.Server} {
+			if u, err := p.Usage(); err == nil {
+				m[name] = u.CPU
+			}
+		}
+		for _, cl := range clients {
+			if u, err := cl.Proc.Usage(); err == nil {
+				m["clients"] += u.CPU
+			}
+		}
+		return m
+	}
+	idle0, idleT0 := cpu(), time.Now()
+	select {
+	case <-time.After(idleWindow):
+	case <-ctx.Done():
+	}
+	cr.idleCPUPct = (cpu()["clients"] - idle0["clients"]).Seconds() / time.Since(idleT0).Seconds() / float64(n) * 100
+
 	// Aggregate: every connected client downloads an endless stream on a
 	// new stream of its session.
 	var total atomic.Uint64
@@ -333,20 +363,6 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	case <-time.After(time.Second):
 	case <-ctx.Done():
 	}
-	cpu := func() map[string]time.Duration {
-		m := map[string]time.Duration{}
-		for name, p := range map[string]*chain.Proc{"proxy": proxy, "server": c.Server} {
-			if u, err := p.Usage(); err == nil {
-				m[name] = u.CPU
-			}
-		}
-		for _, cl := range clients {
-			if u, err := cl.Proc.Usage(); err == nil {
-				m["clients"] += u.CPU
-			}
-		}
-		return m
-	}
 	errs := func() Metrics {
 		m, _ := chain.ScrapeMetrics(ctx, c.ServerMetricsURL())
 		return Metrics(m)
@@ -368,6 +384,11 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 			cr.serverErrors[k] = v - errs0[k]
 		}
 	}
+	cr.retransPct = -1
+	const sent, resent = `snowflake_server_kcp_segments_total{kind="sent"}`, `snowflake_server_kcp_segments_total{kind="retransmitted"}`
+	if d := errs1[sent] - errs0[sent]; d > 0 {
+		cr.retransPct = (errs1[resent] - errs0[resent]) / d * 100
+	}
 	if moved > 0 {
 		cr.cpuPer100 = map[string]float64{}
 		for name, d := range cpu() {
@@ -378,6 +399,9 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	wg.Wait()
 	return cr, nil
 }
+
+// idleWindow is how long the idle CPU of connected clients is measured.
+const idleWindow = 2 * time.Second
 
 // nopHash discards what it is given; concurrent downloads are not checked
 // (the bulk download is), so their hashing would only add CPU noise.

@@ -41,7 +41,7 @@ func DialSession(pconn net.PacketConn) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("turbotunnel: kcp dial: %w", err)
 	}
-	if err := ConfigureKCP(conn); err != nil {
+	if err := configureKCP(conn, clientUpdateInterval); err != nil {
 		conn.Close()
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/xtaci/kcp-go/v5"
 )
 
 // errReason classifies the errors the server counts.
@@ -128,11 +129,13 @@ var (
 		"Stream bytes relayed, by direction (up: client to tor).", []string{"direction"}, nil)
 	descErrors = prometheus.NewDesc("snowflake_server_errors_total",
 		"Errors, by reason.", []string{"reason"}, nil)
+	descKCPSegments = prometheus.NewDesc("snowflake_server_kcp_segments_total",
+		"KCP segments sent, by kind (sent: all; retransmitted: the part that were resends).", []string{"kind"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWS, descWSActive, descWSRejected, descSessions,
-		descSessionsActive, descStreams, descStreamsActive, descBytes, descErrors} {
+		descSessionsActive, descStreams, descStreamsActive, descBytes, descErrors, descKCPSegments} {
 		ch <- d
 	}
 }
@@ -161,4 +164,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for r := range numErrReasons {
 		counter(descErrors, st.Errors[r.String()], r.String())
 	}
+	// KCP counts process-wide; every KCP session in this process is one of
+	// the server's.
+	counter(descKCPSegments, int64(atomic.LoadUint64(&kcp.DefaultSnmp.OutSegs)), "sent")
+	counter(descKCPSegments, int64(atomic.LoadUint64(&kcp.DefaultSnmp.RetransSegs)), "retransmitted")
 }
