@@ -263,7 +263,10 @@ func (c *Conn) Close() error {
 		c.mu.Unlock()
 		if clean {
 			// A browser says goodbye before closing a session; a short
-			// deadline keeps an unresponsive peer from holding Close.
+			// deadline keeps an unresponsive peer from holding Close,
+			// set before taking the lock so that it also cuts short a
+			// write in progress.
+			c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 			c.wmu.Lock()
 			c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 			if c.fr.WriteGoAway(0, http2.ErrCodeNo, nil) == nil {
@@ -379,6 +382,12 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // means the server did not process the request.
 func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
 	body, bodyLen, err := requestBody(req)
 	if err != nil {
 		return nil, err
@@ -395,7 +404,7 @@ func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	path := req.URL.RequestURI()
-	if req.URL.Opaque != "" || path == "" || path[0] != '/' {
+	if path == "" || path[0] != '/' {
 		if req.Method != http.MethodOptions || path != "*" {
 			return nil, fmt.Errorf("h2client: request path %q is not absolute", path)
 		}

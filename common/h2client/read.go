@@ -441,7 +441,7 @@ func (c *Conn) handleData(f *http2.DataFrame) error {
 // Chromium, it sends a WINDOW_UPDATE when half a window is unacknowledged.
 func (c *Conn) consumedLocked(s *stream, n int64) {
 	var streamInc, connInc uint32
-	if s != nil && !s.ended {
+	if s != nil && !s.ended && c.streams[s.id] == s {
 		s.recvUnacked += n
 		if s.recvUnacked >= streamWindow/2 {
 			streamInc = uint32(s.recvUnacked)
