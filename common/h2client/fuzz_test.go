@@ -82,7 +82,7 @@ func FuzzConn(f *testing.F) {
 			wg.Wait()
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "POST", "https://b.test/client", bytes.NewReader(make([]byte, 100)))
 		if resp, err := c.RoundTrip(req); err == nil {
