@@ -715,3 +715,76 @@ func TestCloseFailsOpenRequests(t *testing.T) {
 		t.Errorf("GOAWAY %v", g.ErrCode)
 	}
 }
+
+// TestTransportRetriesOnReusedConnLoss: a reused connection that breaks
+// before any of the answer arrived (a server closing it as the request
+// went out) costs a new connection, not the request; the first request of
+// a fresh connection is not resent.
+func TestTransportRetriesOnReusedConnLoss(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var dials atomic.Int32
+	tr := &Transport{DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, ln.Addr().String())
+	}}
+	defer tr.Close()
+	// Connection 1 answers one request and drops the second; connection
+	// 2 answers; connection 3 drops its first request.
+	go func() {
+		for i := range 3 {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			p := &peer{t: t, nc: nc}
+			p.fr = http2.NewFramer(nc, nc)
+			p.fr.ReadMetaHeaders = newDecoder()
+			p.enc = newEncoder(&p.hbuf)
+			nc.SetDeadline(time.Now().Add(20 * time.Second))
+			io.ReadFull(nc, make([]byte, len(http2.ClientPreface)))
+			switch i {
+			case 0:
+				h, _ := p.readRequest()
+				p.respond(h.StreamID, "first")
+				p.readRequest()
+				nc.Close()
+			case 1:
+				h, body := p.readRequest()
+				p.respond(h.StreamID, "again "+string(body))
+			case 2:
+				p.readRequest()
+				nc.Close()
+			}
+		}
+	}()
+	send := func() (string, error) {
+		resp, err := tr.RoundTrip(newRequest(t, "POST", "https://b.test/client", "poll"))
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	for _, want := range []string{"first", "again poll"} {
+		if got, err := send(); got != want || err != nil {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
+	}
+	if n := dials.Load(); n != 2 {
+		t.Errorf("%d dials, want 2", n)
+	}
+	tr.CloseIdleConnections()
+	if _, err := send(); err == nil || IsRetryable(err) || !errors.Is(err, ErrConnClosed) {
+		t.Errorf("first request on a fresh connection: %v", err)
+	}
+	if n := dials.Load(); n != 3 {
+		t.Errorf("%d dials, want 3", n)
+	}
+}

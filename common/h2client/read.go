@@ -80,10 +80,23 @@ func (c *Conn) readFailed(err error) {
 		return
 	}
 	if errors.Is(err, io.EOF) {
-		c.fail(fmt.Errorf("h2client: server closed the connection: %w", ErrConnClosed))
-		return
+		err = fmt.Errorf("h2client: server closed the connection: %w", ErrConnClosed)
+	} else {
+		err = fmt.Errorf("h2client: read: %w", err)
 	}
-	c.fail(fmt.Errorf("h2client: read: %w", err))
+	// Like Chromium, which resends a request whose reused connection
+	// broke before any of the answer arrived: the server most likely
+	// closed an idle connection as the request went out. The first
+	// request of a connection is not resent (a server that cannot
+	// answer it would be asked again and again).
+	c.mu.Lock()
+	for _, s := range c.streams {
+		if s.resp == nil && s.id > 1 && s.err == nil {
+			s.err = fmt.Errorf("%w: %w", err, errNotProcessed)
+		}
+	}
+	c.mu.Unlock()
+	c.fail(err)
 }
 
 // connError ends the connection after a protocol error by the server.
