@@ -29,9 +29,6 @@ type Proxy struct {
 	tokens *tokens
 	gate   *relayGate
 	stats  Stats
-	// relayDial is shared by every relay connection (its HTTP transport
-	// keeps no state for upgraded connections).
-	relayDial *websocket.DialOptions
 
 	natType atomic.Value // nat.Type
 	wg      sync.WaitGroup
@@ -60,8 +57,6 @@ func New(cfg Config) (*Proxy, error) {
 		send:   send,
 		tokens: newTokens(c.Capacity),
 		gate:   newRelayGate(),
-
-		relayDial: relayDialOptions(),
 	}
 	p.natType.Store(nat.Unknown)
 	return p, nil
@@ -349,7 +344,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	clientIP := candidate.ClientIP(offer.SDP)
 	target := withClientIP(relayU, clientIP)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	ws, _, err := websocket.Dial(dctx, target.String(), p.relayDial)
+	ws, _, err := websocket.Dial(dctx, target.String(), nil)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("dial relay: %w", err)
