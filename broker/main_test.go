@@ -20,7 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/broker/ipcount"
 	"github.com/snowflake-go/snowflake/common/messages"

@@ -1,7 +1,7 @@
 package client
 
 import (
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/dtlsshape"
 )
@@ -41,6 +41,16 @@ func (t *Transport) shapeDTLS(se *webrtc.SettingEngine) {
 			se.SetNet(t.net)
 		}
 	}
+}
+
+// iceCredentials returns what gives each peer browser-shaped ICE
+// credentials, or nil (pion's) when shaping is disabled.
+func (t *Transport) iceCredentials() func(*webrtc.SettingEngine) error {
+	mode, _, err := t.cfg.dtlsShape()
+	if err != nil {
+		return nil
+	}
+	return dtlsshape.ICECredentials(mode)
 }
 
 // certificates returns the certificates for one PeerConnection: a fresh

@@ -20,12 +20,12 @@ import (
 	"time"
 
 	"github.com/pion/transport/v5"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/snowflake-go/snowflake/common/dataconn"
 	"github.com/snowflake-go/snowflake/common/nat"
 	"github.com/snowflake-go/snowflake/common/rendezvous"
 	"github.com/snowflake-go/snowflake/common/turbotunnel"
+	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // CollectInterval is the cadence of new proxy attempts while fewer than Max
@@ -45,7 +45,7 @@ const FirstRetry = 1 * time.Second
 type Transport struct {
 	cfg    Config
 	logger *slog.Logger
-	api    *webrtc.API
+	api    *webrtcapi.Factory
 	method rendezvous.Method
 	nat    *natState
 	// net is the network stack for WebRTC and NAT discovery; nil means the

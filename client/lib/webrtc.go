@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/dataconn"
@@ -60,7 +60,7 @@ func selectICEServers(urls []string) []string {
 // addresses are removed from the offer text (see candidate.StripLocal),
 // not filtered at gathering time, which would also lose the
 // server-reflexive candidates of a client behind a NAT.
-func (t *Transport) webrtcAPI() *webrtc.API {
+func (t *Transport) webrtcAPI() *webrtcapi.Factory {
 	var se webrtc.SettingEngine
 	se.DetachDataChannels()
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -74,7 +74,7 @@ func (t *Transport) webrtcAPI() *webrtc.API {
 	}
 	// shapeDTLS also installs t.net (the SOCKS proxy's, if any).
 	t.shapeDTLS(&se)
-	return webrtcapi.New(se)
+	return webrtcapi.NewFactory(se, t.iceCredentials())
 }
 
 // newPeer runs one rendezvous: it builds an offer with all candidates,

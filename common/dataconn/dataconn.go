@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/datachannel"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 )
 
 // Flow-control thresholds. pion queues writes without limit, so a fast

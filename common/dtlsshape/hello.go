@@ -3,66 +3,39 @@
 package dtlsshape
 
 import (
-	"crypto/ecdh"
-	"crypto/mlkem"
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	mrand "math/rand/v2"
 	"slices"
 	"sync"
 
-	"github.com/pion/dtls/v3/pkg/protocol/extension"
-	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+	"github.com/pion/dtls/v4/pkg/protocol/extension"
+	"github.com/pion/dtls/v4/pkg/protocol/handshake"
+
+	"github.com/snowflake-go/snowflake/internal/fingerprint"
 )
 
-// rawExtension is one extension as bytes; it lets a hello carry
-// extensions pion has no type for (key_share, supported_versions,
-// psk_key_exchange_modes).
-type rawExtension struct {
-	typ  uint16
-	data []byte
-}
-
-func (e *rawExtension) TypeValue() extension.TypeValue { return extension.TypeValue(e.typ) }
-
-func (e *rawExtension) Marshal() ([]byte, error) {
-	if len(e.data) > 0xffff {
-		return nil, fmt.Errorf("dtlsshape: extension %#04x too long", e.typ)
-	}
-	out := make([]byte, 4, 4+len(e.data))
-	binary.BigEndian.PutUint16(out, e.typ)
-	binary.BigEndian.PutUint16(out[2:], uint16(len(e.data)))
-	return append(out, e.data...), nil
-}
-
-func (e *rawExtension) Unmarshal(b []byte) error {
-	if len(b) < 4 || int(binary.BigEndian.Uint16(b[2:])) != len(b)-4 {
-		return fmt.Errorf("dtlsshape: malformed extension")
-	}
-	e.typ = binary.BigEndian.Uint16(b)
-	e.data = append([]byte(nil), b[4:]...)
-	return nil
-}
-
-// toRaw converts pion's typed extensions to bytes.
-func toRaw(exts []extension.Extension) ([]*rawExtension, error) {
-	out := make([]*rawExtension, 0, len(exts))
+// toRaw converts pion's typed extensions to type and bytes.
+func toRaw(exts []extension.Value) ([]extension.Raw, error) {
+	out := make([]extension.Raw, 0, len(exts))
 	for _, e := range exts {
-		b, err := e.Marshal()
+		d, err := e.MarshalData()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("dtlsshape: extension %#04x: %w", uint16(e.ExtensionType()), err)
 		}
-		if len(b) == 0 { // pion marshals a disabled extension as nothing
-			continue
-		}
-		r := &rawExtension{}
-		if err := r.Unmarshal(b); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
+		out = append(out, extension.Raw{Type: e.ExtensionType(), Data: d})
 	}
 	return out, nil
+}
+
+// find returns the data of the extension typ in exts.
+func find(exts []extension.Raw, typ uint16) ([]byte, bool) {
+	for _, e := range exts {
+		if uint16(e.Type) == typ {
+			return e.Data, true
+		}
+	}
+	return nil, false
 }
 
 func u16List(vs []uint16, lenBytes int) []byte {
@@ -94,51 +67,8 @@ func parseU16List(b []byte) (vs []uint16, rest []byte, ok bool) {
 	return vs, b[2+n:], true
 }
 
-// keyShareEntry generates a fresh key share for group. The private keys
-// are dropped: the stack only completes DTLS 1.2, so a share is never
-// used, but it must be a well-formed public key (a censor can check that
-// an ML-KEM encapsulation key decodes), hence real key generation.
-func keyShareEntry(group uint16) ([]byte, error) {
-	var pub []byte
-	switch group {
-	case groupX25519MLKEM768:
-		dk, err := mlkem.GenerateKey768()
-		if err != nil {
-			return nil, err
-		}
-		x, err := ecdh.X25519().GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		pub = append(dk.EncapsulationKey().Bytes(), x.PublicKey().Bytes()...)
-	case groupX25519, groupP256, groupP384:
-		curve := map[uint16]ecdh.Curve{groupX25519: ecdh.X25519(), groupP256: ecdh.P256(), groupP384: ecdh.P384()}[group]
-		k, err := curve.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		pub = k.PublicKey().Bytes()
-	default:
-		return nil, fmt.Errorf("dtlsshape: no key share for group %#04x", group)
-	}
-	out := binary.BigEndian.AppendUint16(nil, group)
-	out = binary.BigEndian.AppendUint16(out, uint16(len(pub)))
-	return append(out, pub...), nil
-}
-
-func keyShareExtension(groups []uint16) ([]byte, error) {
-	var entries []byte
-	for _, g := range groups {
-		e, err := keyShareEntry(g)
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, e...)
-	}
-	return append(binary.BigEndian.AppendUint16(nil, uint16(len(entries))), entries...), nil
-}
-
-// extensionData builds the data of one profile extension.
+// extensionData builds the data of one profile extension that holds no
+// per-connection value.
 func (p *Profile) extensionData(typ uint16, srtpMKI []byte) ([]byte, error) {
 	switch typ {
 	case extSupportedGroups:
@@ -155,12 +85,8 @@ func (p *Profile) extensionData(typ uint16, srtpMKI []byte) ([]byte, error) {
 		return nil, nil
 	case extRenegotiation:
 		return []byte{0}, nil
-	case extSupportedVersion:
-		return u16List(p.SupportedVersions, 1), nil
 	case extPSKModes:
 		return append([]byte{byte(len(p.PSKModes))}, p.PSKModes...), nil
-	case extKeyShare:
-		return keyShareExtension(p.KeyShareGroups)
 	}
 	if d, ok := p.Raw[typ]; ok {
 		return d, nil
@@ -198,14 +124,23 @@ func (s *shaper) clientHello(m handshake.MessageClientHello) handshake.Message {
 	prev := s.recent[key]
 	s.mu.Unlock()
 	if prev != nil {
-		again := *prev
-		again.Cookie = append([]byte(nil), m.Cookie...)
-		return &again
+		again, err := retry(prev, m)
+		if err != nil {
+			return &m
+		}
+		return again
 	}
 	out, err := s.shape(m)
 	if err != nil {
 		return &m
 	}
+	// Random stays pion's, Unix time in its first four bytes included
+	// (browsers fill all 32 at random): pion/dtls derives DTLS 1.2 keys
+	// and checks the server's signature with its own Random, so a hello
+	// with another one completes DTLS 1.3 but fails the DTLS 1.2 every
+	// deployed peer speaks, and pion/webrtc offers no way to set those
+	// four bytes (dtls.WithHelloRandomBytesGenerator sets only the other
+	// 28 and is not exposed by the SettingEngine).
 	s.mu.Lock()
 	if _, ok := s.recent[key]; !ok {
 		s.recent[key] = out
@@ -217,6 +152,33 @@ func (s *shaper) clientHello(m handshake.MessageClientHello) handshake.Message {
 	}
 	s.mu.Unlock()
 	return out
+}
+
+// retry is the hello sent again after a HelloVerifyRequest (DTLS 1.2) or
+// a HelloRetryRequest (DTLS 1.3): the first one with pion's new cookie
+// and, after a HelloRetryRequest, pion's new key share and cookie
+// extension, in the places a browser puts them (RFC 9147 5.1, RFC 8446
+// 4.1.2: the hello is otherwise unchanged).
+func retry(prev *handshake.MessageClientHello, m handshake.MessageClientHello) (*handshake.MessageClientHello, error) {
+	own, err := toRaw(m.Extensions)
+	if err != nil {
+		return nil, err
+	}
+	again := *prev
+	again.Cookie = slices.Clone(m.Cookie)
+	again.Extensions = make([]extension.Value, 0, len(prev.Extensions)+1)
+	for _, e := range prev.Extensions {
+		if e.ExtensionType() == extension.Type(extKeyShare) {
+			if d, ok := find(own, extKeyShare); ok {
+				e = &extension.Raw{Type: extension.Type(extKeyShare), Data: d}
+			}
+		}
+		again.Extensions = append(again.Extensions, e)
+	}
+	if d, ok := find(own, extCookie); ok {
+		again.Extensions = append(again.Extensions, &extension.Raw{Type: extension.Type(extCookie), Data: d})
+	}
+	return &again, nil
 }
 
 func (s *shaper) shape(m handshake.MessageClientHello) (*handshake.MessageClientHello, error) {
@@ -241,67 +203,115 @@ func (s *shaper) shape(m handshake.MessageClientHello) (*handshake.MessageClient
 	return &m, nil
 }
 
-// mimic builds the profile's hello around pion's per-connection values.
-func (s *shaper) mimic(m handshake.MessageClientHello, own []*rawExtension, p Profile) (*handshake.MessageClientHello, error) {
-	var mki []byte
-	for _, e := range own {
-		if e.typ == extUseSRTP {
-			if _, rest, ok := parseU16List(e.data); ok && len(rest) >= 1 && int(rest[0]) == len(rest)-1 {
-				mki = rest[1:]
-			}
+// offersDTLS13 reports whether pion's own hello offers DTLS 1.3, and so
+// carries key shares it holds the private keys of.
+func offersDTLS13(own []extension.Raw) bool {
+	d, ok := find(own, extSupportedVersion)
+	if !ok || len(d) < 1 || int(d[0]) != len(d)-1 || len(d)%2 != 1 {
+		return false
+	}
+	for i := 1; i < len(d); i += 2 {
+		if binary.BigEndian.Uint16(d[i:]) == fingerprint.VersionDTLS13 {
+			return true
 		}
 	}
+	return false
+}
+
+// keptExtensions are pion's extensions that a shaped hello keeps although
+// the profile lacks them: each carries a setting the connection needs
+// (an ALPN list, a server name, a connection ID). Others pion adds on its
+// own (signature_algorithms_cert) are dropped, as Chromium sends none.
+var keptExtensions = []uint16{0x0000, extALPN, extConnectionID, 0x003d}
+
+// mimic builds the profile's hello around pion's per-connection values:
+// its key shares (pion holds their private keys, so a DTLS 1.3 peer can
+// use them and no HelloRetryRequest is needed), SRTP MKI and Random.
+func (s *shaper) mimic(m handshake.MessageClientHello, own []extension.Raw, p Profile) (*handshake.MessageClientHello, error) {
+	var mki []byte
+	if d, ok := find(own, extUseSRTP); ok {
+		if _, rest, ok := parseU16List(d); ok && len(rest) >= 1 && int(rest[0]) == len(rest)-1 {
+			mki = rest[1:]
+		}
+	}
+	dtls13 := offersDTLS13(own)
+	// pion requires (as RFC 8446 4.2.8 asks) key shares in the order of
+	// supported_groups.
+	p.SupportedGroups = shareOrder(p.SupportedGroups, keyShareGroups(own))
 	order := slices.Clone(p.Extensions)
 	if p.PermuteExtensions {
 		mrand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	}
-	exts := make([]extension.Extension, 0, len(order)+2)
+	exts := make([]extension.Value, 0, len(order)+2)
 	for _, typ := range order {
-		d, err := p.extensionData(typ, mki)
-		if err != nil {
-			return nil, err
+		var d []byte
+		switch typ {
+		case extKeyShare, extSupportedVersion, extPSKModes:
+			// Offering DTLS 1.3 that the stack would not complete
+			// could only fail a handshake with a DTLS 1.3 server.
+			if !dtls13 {
+				continue
+			}
+			if typ == extPSKModes {
+				var err error
+				if d, err = p.extensionData(typ, mki); err != nil {
+					return nil, err
+				}
+				break
+			}
+			d, _ = find(own, typ)
+		default:
+			var err error
+			if d, err = p.extensionData(typ, mki); err != nil {
+				return nil, err
+			}
 		}
-		exts = append(exts, &rawExtension{typ: typ, data: d})
+		exts = append(exts, &extension.Raw{Type: extension.Type(typ), Data: d})
 	}
-	// Extensions pion needs for this connection that the profile lacks
-	// (ALPN, SNI or connection ID when configured) are kept.
 	for _, e := range own {
-		if !slices.Contains(order, e.typ) {
-			exts = append(exts, e)
+		if slices.Contains(keptExtensions, uint16(e.Type)) && !slices.Contains(order, uint16(e.Type)) {
+			exts = append(exts, &extension.Raw{Type: e.Type, Data: e.Data})
 		}
 	}
 	out := m
 	out.CipherSuiteIDs = slices.Clone(p.CipherSuites)
+	if !dtls13 {
+		out.CipherSuiteIDs = slices.DeleteFunc(out.CipherSuiteIDs, func(c uint16) bool { return c>>8 == 0x13 })
+	}
 	out.Extensions = exts
 	return &out, nil
 }
 
 // randomize shuffles pion's own offer and keeps a random part of each
 // list, always keeping what every Snowflake peer needs to complete a
-// handshake (an ECDSA AES-GCM suite, x25519 and P-256, the ECDSA P-256
+// handshake (an ECDSA AES-GCM suite, the TLS 1.3 AES-128-GCM suite, the
+// groups pion sent key shares for, x25519 and P-256, the ECDSA P-256
 // signature, the AES-CM SRTP profile).
-func randomize(m handshake.MessageClientHello, own []*rawExtension) (*handshake.MessageClientHello, error) {
+func randomize(m handshake.MessageClientHello, own []extension.Raw) (*handshake.MessageClientHello, error) {
 	out := m
-	out.CipherSuiteIDs = preferECDSAGCM(randomSubset(m.CipherSuiteIDs, func(c uint16) bool { return c == 0xc02b }))
-	exts := make([]extension.Extension, 0, len(own))
+	out.CipherSuiteIDs = preferECDSAGCM(randomSubset(m.CipherSuiteIDs, func(c uint16) bool { return c == 0xc02b || c == 0x1301 }))
+	shares := keyShareGroups(own)
+	exts := make([]extension.Value, 0, len(own))
 	for _, e := range own {
-		r := &rawExtension{typ: e.typ, data: e.data}
-		switch e.typ {
+		r := &extension.Raw{Type: e.Type, Data: e.Data}
+		switch uint16(e.Type) {
 		case extSupportedGroups:
-			if vs, _, ok := parseU16List(e.data); ok {
-				r.data = u16List(randomSubset(vs, func(g uint16) bool { return g == groupX25519 || g == groupP256 }), 2)
+			if vs, _, ok := parseU16List(e.Data); ok {
+				r.Data = u16List(shareOrder(randomSubset(vs, func(g uint16) bool {
+					return g == groupX25519 || g == groupP256 || slices.Contains(shares, g)
+				}), shares), 2)
 			}
 		case extSignatureAlgs:
-			if vs, _, ok := parseU16List(e.data); ok {
-				r.data = u16List(randomSubset(vs, func(a uint16) bool { return a == 0x0403 }), 2)
+			if vs, _, ok := parseU16List(e.Data); ok {
+				r.Data = u16List(randomSubset(vs, func(a uint16) bool { return a == 0x0403 }), 2)
 			}
 		case extUseSRTP:
 			// SRTP_AES128_CM_HMAC_SHA1_80 is the one profile every
 			// peer implements (pion/webrtc v3, in Snowflake 2.5, lacks
 			// AES-256-GCM): an offer without it can fail the handshake.
-			if vs, rest, ok := parseU16List(e.data); ok && slices.Contains(vs, 0x0001) {
+			if vs, rest, ok := parseU16List(e.Data); ok && slices.Contains(vs, 0x0001) {
 				b := u16List(randomSubset(vs, func(p uint16) bool { return p == 0x0001 }), 2)
-				r.data = append(b, rest...)
+				r.Data = append(b, rest...)
 			}
 		}
 		exts = append(exts, r)
@@ -309,6 +319,43 @@ func randomize(m handshake.MessageClientHello, own []*rawExtension) (*handshake.
 	mrand.Shuffle(len(exts), func(i, j int) { exts[i], exts[j] = exts[j], exts[i] })
 	out.Extensions = exts
 	return &out, nil
+}
+
+// shareOrder returns groups with the groups in shares moved among
+// themselves into the order of shares; the others keep their places.
+func shareOrder(groups, shares []uint16) []uint16 {
+	out := slices.Clone(groups)
+	next := 0
+	for i, g := range out {
+		if slices.Contains(shares, g) {
+			for next < len(shares) && !slices.Contains(groups, shares[next]) {
+				next++
+			}
+			if next < len(shares) {
+				out[i] = shares[next]
+				next++
+			}
+		}
+	}
+	return out
+}
+
+// keyShareGroups lists the groups of the key shares in pion's hello.
+func keyShareGroups(own []extension.Raw) []uint16 {
+	d, ok := find(own, extKeyShare)
+	if !ok || len(d) < 2 {
+		return nil
+	}
+	var groups []uint16
+	for b := d[2:]; len(b) >= 4; {
+		n := int(binary.BigEndian.Uint16(b[2:]))
+		if len(b) < 4+n {
+			break
+		}
+		groups = append(groups, binary.BigEndian.Uint16(b))
+		b = b[4+n:]
+	}
+	return groups
 }
 
 // randomSubset returns the elements of vs that keep selects plus a random

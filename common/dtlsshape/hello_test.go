@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/dtls/v3"
-	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+	"github.com/pion/dtls/v4"
+	dtlselliptic "github.com/pion/dtls/v4/pkg/crypto/elliptic"
+	"github.com/pion/dtls/v4/pkg/protocol"
+	"github.com/pion/dtls/v4/pkg/protocol/handshake"
 
 	"github.com/snowflake-go/snowflake/internal/fingerprint"
 )
@@ -41,11 +43,34 @@ func (c recordingConn) WriteTo(b []byte, a net.Addr) (int, error) {
 	return c.UDPConn.WriteTo(b, a)
 }
 
-// handshake runs a real DTLS handshake on loopback between a client with
-// hook and a server, moves a message each way, and returns the decoded
-// hellos of both directions.
-func runHandshake(t *testing.T, hook func(handshake.MessageClientHello) handshake.Message, serverSkipsHelloVerify bool) []fingerprint.Hello {
+// peerConfig is one side of a test handshake.
+type peerConfig struct {
+	// hook shapes the client's hello (nil: pion's own); curves are the
+	// client's groups, as Apply sets them for the mode.
+	hook   func(handshake.MessageClientHello) handshake.Message
+	curves []dtlselliptic.Curve
+	// server12 makes the server speak DTLS 1.2 only, as every deployed
+	// Snowflake peer (pion/dtls v2 and v3) does.
+	server12 bool
+	// serverSkipsHelloVerify: no HelloVerifyRequest from the server.
+	serverSkipsHelloVerify bool
+}
+
+// shaped is the client side of a shaper, as Apply configures a peer.
+func shaped(s *shaper) peerConfig {
+	c := peerConfig{hook: s.clientHello}
+	if s.mode != Randomize {
+		c.curves = s.profile.curves()
+	}
+	return c
+}
+
+// runHandshake runs a real DTLS handshake on loopback between a client
+// and a server, moves a message each way, and returns the decoded hellos
+// of both directions and the negotiated version.
+func runHandshake(t *testing.T, pc peerConfig) ([]fingerprint.Hello, protocol.Version) {
 	t.Helper()
+	hook := pc.hook
 	var mu sync.Mutex
 	var sent []fingerprint.Packet
 	listen := func() recordingConn {
@@ -72,9 +97,15 @@ func runHandshake(t *testing.T, hook func(handshake.MessageClientHello) handshak
 	}
 	srv := make(chan result, 1)
 	go func() {
-		c, err := dtls.ServerWithOptions(b, a.LocalAddr(), dtls.WithCertificates(cert()), dtls.WithInsecureSkipVerify(true),
-			dtls.WithInsecureSkipVerifyHello(serverSkipsHelloVerify), dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
-			dtls.WithSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.SRTP_AEAD_AES_128_GCM))
+		opts := []dtls.ServerOption{dtls.WithCertificates(cert()), dtls.WithInsecureSkipVerify(true),
+			dtls.WithInsecureSkipVerifyHello(pc.serverSkipsHelloVerify), dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+			dtls.WithSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.SRTP_AEAD_AES_128_GCM)}
+		if pc.server12 {
+			opts = append(opts, dtls.WithMaxVersion(protocol.Version1_2))
+		} else {
+			opts = append(opts, dtls.WithMaxVersion(protocol.Version1_3))
+		}
+		c, err := dtls.Server(b, a.LocalAddr(), opts...)
 		if err == nil {
 			err = c.HandshakeContext(ctx)
 		}
@@ -82,7 +113,11 @@ func runHandshake(t *testing.T, hook func(handshake.MessageClientHello) handshak
 	}()
 	opts := []dtls.ClientOption{dtls.WithCertificates(cert()), dtls.WithInsecureSkipVerify(true),
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
-		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AEAD_AES_128_GCM)}
+		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AEAD_AES_128_GCM),
+		dtls.WithMaxVersion(protocol.Version1_3)}
+	if len(pc.curves) > 0 {
+		opts = append(opts, dtls.WithEllipticCurves(pc.curves...))
+	}
 	if hook != nil {
 		opts = append(opts, dtls.WithClientHelloMessageHook(hook))
 	}
@@ -91,7 +126,7 @@ func runHandshake(t *testing.T, hook func(handshake.MessageClientHello) handshak
 		// A shaped peer's sockets rewrite the hello's record version.
 		clientConn = newShapingUDPConn(a)
 	}
-	cc, err := dtls.ClientWithOptions(clientConn, b.LocalAddr(), opts...)
+	cc, err := dtls.Client(clientConn, b.LocalAddr(), opts...)
 	if err == nil {
 		err = cc.HandshakeContext(ctx)
 	}
@@ -113,13 +148,17 @@ func runHandshake(t *testing.T, hook func(handshake.MessageClientHello) handshak
 	if n, err := r.c.Read(buf); err != nil || string(buf[:n]) != "ping" {
 		t.Fatalf("server read %q, %v", buf[:n], err)
 	}
+	state, ok := cc.ConnectionState()
+	if !ok {
+		t.Fatal("no connection state")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	hellos, err := fingerprint.Extract(sent)
 	if err != nil {
 		t.Fatalf("decode capture: %v", err)
 	}
-	return hellos
+	return hellos, state.NegotiatedVersion()
 }
 
 func clientHellos(hs []fingerprint.Hello) []*fingerprint.ClientHello {
@@ -133,15 +172,31 @@ func clientHellos(hs []fingerprint.Hello) []*fingerprint.ClientHello {
 }
 
 func TestMimicClientHelloIsChromiums(t *testing.T) {
-	for _, hv := range []bool{false, true} {
-		s := newShaper(Mimic, Chromium())
-		hellos := clientHellos(runHandshake(t, s.clientHello, hv))
+	// Against a DTLS 1.3 server (a Snowflake peer of this version) the
+	// handshake completes in DTLS 1.3 on the first flight's key shares;
+	// against a DTLS 1.2 server, with and without a HelloVerifyRequest
+	// (deployed peers send one), it falls back to DTLS 1.2.
+	for _, tc := range []struct {
+		server12, skipHV bool
+		want             protocol.Version
+	}{
+		{false, true, protocol.Version1_3},
+		{true, true, protocol.Version1_2},
+		{true, false, protocol.Version1_2},
+	} {
+		pc := shaped(newShaper(Mimic, Chromium()))
+		pc.server12, pc.serverSkipsHelloVerify = tc.server12, tc.skipHV
+		all, version := runHandshake(t, pc)
+		if version != tc.want {
+			t.Errorf("server12 %v: negotiated %v, want %v", tc.server12, version, tc.want)
+		}
+		hellos := clientHellos(all)
 		wantHellos := 2 // first hello, then again with the cookie
-		if hv {
+		if tc.skipHV {
 			wantHellos = 1
 		}
 		if len(hellos) != wantHellos {
-			t.Fatalf("skip hello verify %v: %d ClientHellos, want %d", hv, len(hellos), wantHellos)
+			t.Fatalf("%+v: %d ClientHellos, want %d", tc, len(hellos), wantHellos)
 		}
 		for _, ch := range hellos {
 			if ch.RecordVersion != fingerprint.VersionDTLS10 {
@@ -174,6 +229,19 @@ func TestMimicClientHelloIsChromiums(t *testing.T) {
 				t.Error("second ClientHello differs from the first beyond the cookie")
 			}
 		}
+		if !tc.server12 {
+			// Chromium's server side: no HelloRetryRequest, since the
+			// first flight carries the share the server picks.
+			var servers int
+			for _, h := range all {
+				if h.Server != nil {
+					servers++
+				}
+			}
+			if servers != 1 {
+				t.Errorf("%d ServerHellos, want one (no HelloRetryRequest)", servers)
+			}
+		}
 	}
 }
 
@@ -181,9 +249,11 @@ func TestMimicPermutesExtensions(t *testing.T) {
 	s := newShaper(Mimic, Chromium())
 	orders := map[string]bool{}
 	for range 20 {
-		hellos := clientHellos(runHandshake(t, s.clientHello, true))
+		pc := shaped(s)
+		pc.serverSkipsHelloVerify = true
+		all, _ := runHandshake(t, pc)
 		var o []byte
-		for _, e := range hellos[0].Extensions {
+		for _, e := range clientHellos(all)[0].Extensions {
 			o = append(o, byte(e.Type>>8), byte(e.Type))
 		}
 		orders[hex.EncodeToString(o)] = true
@@ -196,15 +266,21 @@ func TestMimicPermutesExtensions(t *testing.T) {
 
 func TestModesCompleteHandshakes(t *testing.T) {
 	pionJA4 := ""
-	if hs := clientHellos(runHandshake(t, nil, true)); len(hs) == 1 {
-		pionJA4 = hs[0].JA4()
+	if all, _ := runHandshake(t, peerConfig{serverSkipsHelloVerify: true}); len(clientHellos(all)) == 1 {
+		pionJA4 = clientHellos(all)[0].JA4()
 	}
 	for _, mode := range []Mode{Randomize, RandomizeMimic} {
 		seen := map[string]bool{}
-		for range 8 {
-			hellos := clientHellos(runHandshake(t, newShaper(mode, Chromium()).clientHello, false))
+		for i := range 8 {
+			pc := shaped(newShaper(mode, Chromium()))
+			pc.server12 = i%2 == 1 // half against a deployed (DTLS 1.2) peer
+			all, version := runHandshake(t, pc)
+			hellos := clientHellos(all)
 			if len(hellos) != 2 {
 				t.Fatalf("%v: %d ClientHellos", mode, len(hellos))
+			}
+			if want := map[bool]protocol.Version{false: protocol.Version1_3, true: protocol.Version1_2}[pc.server12]; version != want {
+				t.Errorf("%v: negotiated %v, want %v", mode, version, want)
 			}
 			seen[hellos[0].JA4R()] = true
 		}
@@ -221,8 +297,9 @@ func TestProfileFromClientHello(t *testing.T) {
 	// A Chromium hello as our mimic sends it, then loaded back as a
 	// covertdtls-fingerprint, must give the same JA4.
 	var body []byte
-	hook := newShaper(Mimic, Chromium()).clientHello
-	runHandshake(t, func(m handshake.MessageClientHello) handshake.Message {
+	pc := shaped(newShaper(Mimic, Chromium()))
+	hook := pc.hook
+	pc.hook = func(m handshake.MessageClientHello) handshake.Message {
 		out := hook(m)
 		b, err := out.Marshal()
 		if err != nil {
@@ -230,7 +307,9 @@ func TestProfileFromClientHello(t *testing.T) {
 		}
 		body = b
 		return out
-	}, true)
+	}
+	pc.serverSkipsHelloVerify = true
+	runHandshake(t, pc)
 	raw := append([]byte{1, 0, 0, byte(len(body) >> 8), byte(len(body)), 0, 0, 0, 0, 0, 0, 0}, body...)
 	raw[1], raw[2], raw[3] = byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
 	raw[9], raw[10], raw[11] = raw[1], raw[2], raw[3]
@@ -238,9 +317,9 @@ func TestProfileFromClientHello(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := clientHellos(runHandshake(t, newShaper(Mimic, p).clientHello, false))
-	if got[0].JA4() != chromiumJA4 {
-		t.Errorf("JA4 from loaded fingerprint = %s", got[0].JA4())
+	got, _ := runHandshake(t, shaped(newShaper(Mimic, p)))
+	if ja4 := clientHellos(got)[0].JA4(); ja4 != chromiumJA4 {
+		t.Errorf("JA4 from loaded fingerprint = %s", ja4)
 	}
 
 	for _, bad := range []string{"", "zz", "0100", hex.EncodeToString(make([]byte, 60))} {
@@ -271,6 +350,22 @@ func TestCertificateLooksLikeChromiums(t *testing.T) {
 		}
 		if c.SignatureAlgorithm != x509.ECDSAWithSHA256 {
 			t.Errorf("signature %v", c.SignatureAlgorithm)
+		}
+	}
+}
+
+func TestShareOrder(t *testing.T) {
+	for _, tc := range []struct{ groups, shares, want []uint16 }{
+		{[]uint16{1, 2, 3, 4}, []uint16{1, 2}, []uint16{1, 2, 3, 4}},
+		{[]uint16{2, 3, 1, 4}, []uint16{1, 2}, []uint16{1, 3, 2, 4}},
+		{[]uint16{4, 2, 3, 1}, []uint16{1, 2}, []uint16{4, 1, 3, 2}},
+		{[]uint16{3, 4}, []uint16{1, 2}, []uint16{3, 4}},
+		{[]uint16{2, 3}, []uint16{1, 2}, []uint16{2, 3}},
+		{nil, []uint16{1}, nil},
+		{[]uint16{5, 6}, nil, []uint16{5, 6}},
+	} {
+		if got := shareOrder(tc.groups, tc.shares); !slices.Equal(got, tc.want) {
+			t.Errorf("shareOrder(%v, %v) = %v, want %v", tc.groups, tc.shares, got, tc.want)
 		}
 	}
 }

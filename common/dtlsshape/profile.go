@@ -36,6 +36,9 @@ const (
 	groupX25519MLKEM768 uint16 = 0x11ec
 )
 
+// pionGroups are the named groups pion/dtls v4 implements.
+var pionGroups = []uint16{groupX25519MLKEM768, groupX25519, groupP256, groupP384}
+
 // Profile is the shape of one browser's DTLS ClientHello: everything a
 // fingerprint sees except the per-connection values (random, key shares,
 // cookie), which are generated or kept from the stack.
@@ -128,7 +131,7 @@ func ProfileFromClientHello(hexHello string) (Profile, error) {
 			continue
 		case extKeyShare:
 			for _, ks := range ch.KeyShares {
-				if !slices.Contains([]uint16{groupX25519, groupP256, groupP384, groupX25519MLKEM768}, ks.Group) {
+				if !slices.Contains(pionGroups, ks.Group) {
 					return Profile{}, fmt.Errorf("dtlsshape: fingerprint: key share for unsupported group %#04x", ks.Group)
 				}
 				p.KeyShareGroups = append(p.KeyShareGroups, ks.Group)

@@ -11,11 +11,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 
-	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v4"
+	dtlselliptic "github.com/pion/dtls/v4/pkg/crypto/elliptic"
 	"github.com/pion/transport/v5"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 )
 
 // Apply configures se so that every PeerConnection made with it shapes
@@ -61,6 +63,7 @@ func apply(se *webrtc.SettingEngine, mode Mode, profile *Profile) error {
 	se.SetDTLSClientHelloMessageHook(s.clientHello)
 	se.SetDTLSInsecureSkipHelloVerify(true)
 	if mode != Randomize {
+		se.SetDTLSEllipticCurves(p.curves()...)
 		profiles := make([]dtls.SRTPProtectionProfile, len(p.SRTPProfiles))
 		for i, v := range p.SRTPProfiles {
 			profiles[i] = dtls.SRTPProtectionProfile(v)
@@ -132,4 +135,64 @@ func newCertificate(now time.Time) (*ecdsa.PrivateKey, *x509.Certificate, error)
 		return nil, nil, fmt.Errorf("dtlsshape: certificate: %w", err)
 	}
 	return key, cert, nil
+}
+
+// curves is the group preference handed to pion: the key share groups
+// first, since pion sends shares for its first group (and x25519 with an
+// X25519MLKEM768 first), then the profile's other groups. The hello's
+// supported_groups list itself is the profile's.
+func (p Profile) curves() []dtlselliptic.Curve {
+	var out []dtlselliptic.Curve
+	for _, g := range append(slices.Clone(p.KeyShareGroups), p.SupportedGroups...) {
+		c := dtlselliptic.Curve(g)
+		if slices.Contains(pionGroups, g) && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Chromium's ICE credentials: a 4-character username fragment and a
+// 24-character password drawn from the 64 ICE characters (RFC 8839
+// ice-char), where pion draws 16 and 32 letters.
+const (
+	iceUfragLength = 4
+	icePwdLength   = 24
+	iceChars       = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+)
+
+// ICECredentials returns the function that gives each PeerConnection
+// fresh browser-shaped ICE credentials (for webrtcapi.NewFactory), or nil
+// under Disable, where pion draws its own.
+func ICECredentials(mode Mode) func(*webrtc.SettingEngine) error {
+	if mode == Disable {
+		return nil
+	}
+	return setICECredentials
+}
+
+func setICECredentials(se *webrtc.SettingEngine) error {
+	ufrag, err := iceString(iceUfragLength)
+	if err != nil {
+		return err
+	}
+	pwd, err := iceString(icePwdLength)
+	if err != nil {
+		return err
+	}
+	se.SetICECredentials(ufrag, pwd)
+	return nil
+}
+
+// iceString returns n random ICE characters. 64 characters make each one
+// exactly 6 random bits.
+func iceString(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("dtlsshape: ICE credentials: %w", err)
+	}
+	for i := range b {
+		b[i] = iceChars[b[i]&63]
+	}
+	return string(b), nil
 }

@@ -13,7 +13,7 @@ package webrtcapi
 
 import (
 	"github.com/pion/interceptor"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 )
 
 // New returns an API for data-channel-only peers configured by se.

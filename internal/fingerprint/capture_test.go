@@ -18,8 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/dtls/v3"
-	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/dtls/v4"
+	"github.com/pion/dtls/v4/pkg/crypto/selfsign"
+	"github.com/pion/dtls/v4/pkg/protocol"
 
 	"github.com/snowflake-go/snowflake/internal/testenv"
 )
@@ -211,12 +212,15 @@ func TestCaptureDTLS(t *testing.T) {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	server, err := dtls.Server(pc, cc.LocalAddr(), &dtls.Config{Certificates: []tls.Certificate{cert}})
+	// DTLS 1.2 on both ends: the exchange deployed peers run, with a
+	// HelloVerifyRequest.
+	server, err := dtls.Server(pc, cc.LocalAddr(), dtls.WithCertificates(cert), dtls.WithMaxVersion(protocol.Version1_2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	client, err := dtls.Client(cc, pc.LocalAddr(), &dtls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true})
+	client, err := dtls.Client(cc, pc.LocalAddr(), dtls.WithCertificates(cert), dtls.WithInsecureSkipVerify(true),
+		dtls.WithMaxVersion(protocol.Version1_2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +258,7 @@ func TestCaptureDTLS(t *testing.T) {
 	if len(clients[0].Cookie) != 0 || !bytes.Equal(clients[1].Cookie, verify.Cookie) {
 		t.Errorf("cookies: first %x, second %x, verify %x", clients[0].Cookie, clients[1].Cookie, verify.Cookie)
 	}
-	t.Logf("pion/dtls v3 client JA4 %s, server %s", clients[0].JA4(), serverHello.Summary())
+	t.Logf("pion/dtls v4 client JA4 %s, server %s", clients[0].JA4(), serverHello.Summary())
 	if clients[0].JA4() != clients[1].JA4() || clients[0].JA4()[:4] != "dd2i" {
 		t.Errorf("JA4 %s and %s", clients[0].JA4(), clients[1].JA4())
 	}

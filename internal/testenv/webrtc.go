@@ -3,7 +3,7 @@ package testenv
 import (
 	"testing"
 
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 )
 
 // ExchangeSDP runs a non-trickle offer/answer exchange between two peer

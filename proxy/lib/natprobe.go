@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
@@ -23,7 +23,7 @@ import (
 type Proxy struct {
 	cfg    Config // with defaults applied
 	log    *slog.Logger
-	api    *webrtc.API
+	api    *webrtcapi.Factory
 	broker *brokerClient
 	send   poster // also used by the NAT probe
 	tokens *tokens
@@ -52,7 +52,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg:    c,
 		log:    c.Logger,
-		api:    webrtcapi.New(se),
+		api:    webrtcapi.NewFactory(se, c.iceCredentials()),
 		broker: b,
 		send:   send,
 		tokens: newTokens(c.Capacity),

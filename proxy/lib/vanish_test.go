@@ -15,7 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pion/transport/v5/vnet"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 )
 
 // A client that vanishes without a word (killed, unplugged) leaves the SCTP

@@ -3,7 +3,7 @@
 package proxy
 
 import (
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 )
 
 // settingEngine returns the WebRTC settings of every PeerConnection the
@@ -18,6 +18,9 @@ func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 	}
 	return se, nil
 }
+
+// iceCredentials is nil: the browser draws its own ICE credentials.
+func (c *Config) iceCredentials() func(*webrtc.SettingEngine) error { return nil }
 
 // validateDTLSShape accepts any value: in a browser the DTLS handshake is
 // the browser's own, so covertdtls-config does not apply.

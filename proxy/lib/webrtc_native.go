@@ -9,7 +9,7 @@ import (
 	"net/netip"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/dtlsshape"
 )
@@ -64,6 +64,16 @@ func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 		c.ConfigureWebRTC(&se)
 	}
 	return se, nil
+}
+
+// iceCredentials returns what gives each PeerConnection browser-shaped
+// ICE credentials, or nil (pion's) when DTLS shaping is disabled.
+func (c *Config) iceCredentials() func(*webrtc.SettingEngine) error {
+	mode, err := dtlsshape.ParseMode(c.CovertDTLSConfig)
+	if err != nil { // Validate rejected this already
+		return nil
+	}
+	return dtlsshape.ICECredentials(mode)
 }
 
 // validateDTLSShape reports an unknown covertdtls-config value.

@@ -28,7 +28,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/encapsulation"
 	"github.com/snowflake-go/snowflake/common/messages"

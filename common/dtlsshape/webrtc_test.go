@@ -1,0 +1,113 @@
+//go:build !js
+
+package dtlsshape
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v5"
+
+	"github.com/snowflake-go/snowflake/common/webrtcapi"
+	"github.com/snowflake-go/snowflake/internal/testenv"
+)
+
+func TestICECredentialsLookLikeChromiums(t *testing.T) {
+	if ICECredentials(Disable) != nil {
+		t.Error("Disable sets ICE credentials; pion should draw its own")
+	}
+	set := ICECredentials(Mimic)
+	ufrag := regexp.MustCompile(`a=ice-ufrag:([A-Za-z0-9+/]{4})\r\n`)
+	pwd := regexp.MustCompile(`a=ice-pwd:([A-Za-z0-9+/]{24})\r\n`)
+	seen := map[string]bool{}
+	for range 3 {
+		var se webrtc.SettingEngine
+		if err := set(&se); err != nil {
+			t.Fatal(err)
+		}
+		pc, err := webrtcapi.New(se).NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.CreateDataChannel("x", nil); err != nil {
+			t.Fatal(err)
+		}
+		offer, err := pc.CreateOffer(nil)
+		pc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, p := ufrag.FindStringSubmatch(offer.SDP), pwd.FindStringSubmatch(offer.SDP)
+		if u == nil || p == nil {
+			t.Fatalf("offer lacks a 4-character ufrag or a 24-character password:\n%s", offer.SDP)
+		}
+		if seen[u[1]+p[1]] {
+			t.Errorf("credentials %s:%s drawn twice", u[1], p[1])
+		}
+		seen[u[1]+p[1]] = true
+	}
+}
+
+// TestShapedPeersUseDTLS13 connects two peers shaped as in Mimic (the
+// client and a proxy of this version) through Factories on loopback and
+// checks that they agree on DTLS 1.3 with an AES-GCM suite, each with
+// its own browser-shaped ICE credentials.
+func TestShapedPeersUseDTLS13(t *testing.T) {
+	peer := func() *webrtc.PeerConnection {
+		var se webrtc.SettingEngine
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+		if err := Apply(&se, Mimic, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		certs, err := Certificates(Mimic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := webrtcapi.NewFactory(se, ICECredentials(Mimic)).NewPeerConnection(webrtc.Configuration{Certificates: certs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc
+	}
+	offerer, answerer := peer(), peer()
+	got := make(chan string, 1)
+	answerer.OnDataChannel(func(dc *webrtc.DataChannel) {
+		dc.OnMessage(func(m webrtc.DataChannelMessage) { got <- string(m.Data) })
+	})
+	dc, err := offerer.CreateDataChannel("test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.OnOpen(func() { dc.SendText("hello") })
+	sdp := testenv.ExchangeSDP(t, offerer, answerer)
+	if !regexp.MustCompile(`a=ice-ufrag:[A-Za-z0-9+/]{4}\r\n`).MatchString(sdp) {
+		t.Errorf("offer's ufrag is not 4 characters:\n%s", sdp)
+	}
+	select {
+	case m := <-got:
+		if m != "hello" {
+			t.Fatalf("received %q", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no message over the data channel")
+	}
+	for _, pc := range []*webrtc.PeerConnection{offerer, answerer} {
+		var ts *webrtc.TransportStats
+		for _, s := range pc.GetStats() {
+			if v, ok := s.(webrtc.TransportStats); ok {
+				ts = &v
+			}
+		}
+		if ts == nil {
+			t.Fatal("no transport stats")
+		}
+		if ts.TLSVersion != "FEFC" || !strings.Contains(ts.DTLSCipher, "AES_128_GCM") {
+			t.Errorf("DTLS version %s cipher %s, want FEFC (DTLS 1.3) with AES-128-GCM", ts.TLSVersion, ts.DTLSCipher)
+		}
+	}
+}
