@@ -5,6 +5,10 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -23,12 +27,14 @@ import (
 //
 // Our proxy's ClientHello must have Chromium's JA4, record version and
 // key-share sizes, and offer the same versions, suites, extension set,
-// groups, key-share groups and signature algorithms. The certificates of
-// our proxy and client (plaintext in DTLS 1.2) must have the subject,
-// issuer, validity period, algorithms and serial size of Chromium's. Our client must send no HelloVerifyRequest and the same
-// ServerHello to Chromium as to our proxy. Chromium's own ServerHello is
-// DTLS 1.3; pion/dtls v3 has no DTLS 1.3, so our client's (1.2) can only
-// be reported next to it, not made equal.
+// groups, key-share groups and signature algorithms. Our client must send
+// no HelloVerifyRequest, and its ServerHello, to Chromium as to our proxy,
+// must select the version (DTLS 1.3 through supported_versions) and cipher
+// suite and carry the extension set of Chromium's own server side. DTLS
+// 1.3 encrypts certificates, so they are read from Chromium's
+// RTCCertificateStats: our client's (the page proxy's remote certificate)
+// must have the subject, issuer, validity period, algorithms and serial
+// size of Chromium's.
 func TestDTLSLikeChromium(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
@@ -57,14 +63,26 @@ func TestDTLSLikeChromium(t *testing.T) {
 	ch := startChromium(t, ws.url+"index.html")
 	page := ch.attach(ws.url + "index.html")
 	page.waitTrue(`document.getElementById("toggle").disabled === false`, 30*time.Second)
+	// Record every RTCPeerConnection the page makes, for its stats.
+	if _, err := page.eval(recordPeerConnections); err != nil {
+		t.Fatalf("wrap RTCPeerConnection: %v", err)
+	}
 	page.click("toggle")
 	ws.waitStatus("state on", 20*time.Second, func(s status) bool { return s.State == "on" })
 	waitPolls(t, ws, 1)
 	start1 := time.Now()
 	_, socks := n.startClient("client-chromium", ourClient)
 	conn := dial(t, socks)
+	// Read the page proxy's stats while its connection carries the
+	// download: once the client is done the proxy may close it.
+	statsc := make(chan []pcStats, 1)
+	go func() { statsc <- pollDTLSStats(page, 30*time.Second) }()
 	n.download(conn)
 	conn.Close()
+	phase1Stats := <-statsc
+	if len(phase1Stats) == 0 {
+		t.Fatal("no RTCPeerConnection of the page proxy had a connected DTLS transport")
+	}
 	page.click("toggle")
 	ws.waitStatus("state off", 15*time.Second, func(s status) bool { return s.State == "off" && s.Active == 0 })
 
@@ -95,6 +113,7 @@ func TestDTLSLikeChromium(t *testing.T) {
 		t.Fatalf("reference connection: %v", err)
 	}
 	page.waitTrue(`window.referenceOpen === true`, 30*time.Second)
+	referenceStats := pollDTLSStats(page, 10*time.Second)
 	// Let the last handshake datagrams reach the capture file.
 	time.Sleep(time.Second)
 
@@ -197,24 +216,26 @@ func TestDTLSLikeChromium(t *testing.T) {
 		}
 	}
 
-	// DTLS 1.2 sends certificates in the clear: ours must look like the
-	// one Chromium sent in phase 1.
-	certs := dtlsCertificates(t, packets, start1, start3)
+	// Certificates, from Chromium's stats: its own in the reference
+	// connection, and ours as the page proxy's peer.
 	var chromiumCert *x509.Certificate
-	var ourCerts []*x509.Certificate
-	for _, c := range certs {
-		switch {
-		// The DTLS server sends its certificate in the flight of its
-		// ServerHello, so from the same address; the client's may come
-		// from another candidate once ICE switched pairs.
-		case c.at.Before(start2) && c.from != phases[0].dtlsServer:
-			chromiumCert = c.cert
-		default: // our client's (phases 1 and 2) and our proxy's
-			ourCerts = append(ourCerts, c.cert)
+	for _, st := range referenceStats {
+		if st.local != nil {
+			chromiumCert = st.local
 		}
 	}
-	if chromiumCert == nil || len(ourCerts) < 3 {
-		t.Fatalf("captured Chromium's certificate %v and %d of ours, want 3 (client twice, proxy)", chromiumCert != nil, len(ourCerts))
+	var ourCerts []*x509.Certificate
+	for _, st := range phase1Stats {
+		if st.remote != nil {
+			ourCerts = append(ourCerts, st.remote)
+		}
+		t.Logf("page proxy ↔ our client: DTLS %s %s", st.version, st.cipher)
+		if st.version != "FEFC" {
+			t.Errorf("page proxy ↔ our client negotiated DTLS version %s, want FEFC (DTLS 1.3) as between browsers", st.version)
+		}
+	}
+	if chromiumCert == nil || len(ourCerts) == 0 {
+		t.Fatalf("stats gave Chromium's certificate %v and %d of our client's", chromiumCert != nil, len(ourCerts))
 	}
 	t.Logf("Chromium's certificate: CN=%q, valid %v, %d-bit serial, %v", chromiumCert.Subject.CommonName,
 		chromiumCert.NotAfter.Sub(chromiumCert.NotBefore), chromiumCert.SerialNumber.BitLen(), chromiumCert.SignatureAlgorithm)
@@ -238,59 +259,116 @@ func TestDTLSLikeChromium(t *testing.T) {
 		t.Errorf("our client's ServerHello differs by peer: to Chromium %s, to our proxy %s", toChromium, toOurs)
 	}
 	if !toChromium.Equal(reference) {
-		t.Logf("KNOWN DIFFERENCE (pion/dtls v3 has no DTLS 1.3): our client's ServerHello %s, Chromium's own %s", toChromium, reference)
+		t.Errorf("our client's ServerHello %s, Chromium's own %s", toChromium, reference)
+	}
+	// JA4S also hashes the extension order.
+	if a, b := phases[0].servers[0].JA4S(), phases[2].servers[0].JA4S(); a != b {
+		t.Errorf("our client's ServerHello JA4S %s, Chromium's %s", a, b)
+	}
+	for i, ph := range phases[:2] {
+		sh := ph.servers[0]
+		if t0 := time.Unix(int64(binary.BigEndian.Uint32(sh.Random[:])), 0); time.Since(t0).Abs() < 24*time.Hour {
+			t.Errorf("phase %d: our client's ServerHello Random starts with the time (%v); Chromium's is all random", i+1, t0)
+		}
+	}
+	if reference.Version != fingerprint.VersionDTLS13 {
+		t.Errorf("Chromium's reference ServerHello selects %#04x, not DTLS 1.3: the reference is not what issue 9 measured", reference.Version)
+	}
+	for i, ph := range phases {
+		for _, sh := range ph.servers {
+			if sh.HelloRetryRequest {
+				t.Errorf("phase %d: a HelloRetryRequest (%s); the first flight's key shares should do", i+1, sh.Summary())
+			}
+		}
 	}
 }
 
-type capturedCert struct {
-	at   time.Time
-	from netip.AddrPort
-	cert *x509.Certificate
+// recordPeerConnections wraps the page's RTCPeerConnection constructor so
+// that every connection made (by the proxy's WebAssembly or the page) is
+// kept in window.recordedPCs.
+const recordPeerConnections = `(() => {
+	const Orig = window.RTCPeerConnection;
+	window.recordedPCs = [];
+	const Recorded = function (...args) {
+		const pc = new Orig(...args);
+		window.recordedPCs.push(pc);
+		return pc;
+	};
+	Recorded.prototype = Orig.prototype;
+	Object.setPrototypeOf(Recorded, Orig);
+	window.RTCPeerConnection = Recorded;
+	return true;
+})()`
+
+// pcStats is what Chromium reports of one connected RTCPeerConnection's
+// DTLS transport.
+type pcStats struct {
+	version, cipher string
+	local, remote   *x509.Certificate
 }
 
-// dtlsCertificates returns the certificates of the plaintext DTLS 1.2
-// Certificate messages captured between from and to.
-func dtlsCertificates(t *testing.T, packets []fingerprint.Packet, from, to time.Time) []capturedCert {
-	t.Helper()
-	const typeCertificate = 11
-	type flow struct{ src, dst netip.AddrPort }
-	flows := map[flow]*fingerprint.DatagramReassembler{}
-	var out []capturedCert
-	for _, p := range packets {
-		// DTLS records start with a content type of 20 to 63 (RFC 7983).
-		if !p.UDP || p.Time.Before(from) || p.Time.After(to) || len(p.Payload) == 0 || p.Payload[0] < 20 || p.Payload[0] > 63 {
-			continue
+// pollDTLSStats returns the DTLS stats of the page's connected
+// RTCPeerConnections (RTCTransportStats and RTCCertificateStats) as soon
+// as there are any, or nothing after timeout.
+func pollDTLSStats(page *cdpSession, timeout time.Duration) []pcStats {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if st, err := readDTLSStats(page); err == nil && len(st) > 0 {
+			return st
 		}
-		k := flow{p.Src, p.Dst}
-		r := flows[k]
-		if r == nil {
-			r = &fingerprint.DatagramReassembler{}
-			flows[k] = r
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil
+}
+
+func readDTLSStats(page *cdpSession) ([]pcStats, error) {
+	v, err := page.eval(`(async () => {
+		const out = [];
+		for (const pc of window.recordedPCs || []) {
+			if (pc.connectionState !== "connected") continue;
+			const stats = [...(await pc.getStats()).values()];
+			const certs = {};
+			for (const s of stats) if (s.type === "certificate") certs[s.id] = s.base64Certificate;
+			for (const s of stats) {
+				if (s.type !== "transport" || s.dtlsState !== "connected") continue;
+				out.push({version: s.tlsVersion || "", cipher: s.dtlsCipher || "",
+					local: certs[s.localCertificateId] || "", remote: certs[s.remoteCertificateId] || ""});
+			}
 		}
-		msgs, err := r.Add(p.Payload)
+		return JSON.stringify(out);
+	})()`)
+	if err != nil {
+		return nil, err
+	}
+	var text string
+	if err := json.Unmarshal(v, &text); err != nil {
+		return nil, err
+	}
+	var raw []struct{ Version, Cipher, Local, Remote string }
+	if err := json.Unmarshal([]byte(text), &raw); err != nil {
+		return nil, fmt.Errorf("stats %s: %w", text, err)
+	}
+	parse := func(b64 string) (*x509.Certificate, error) {
+		if b64 == "" {
+			return nil, nil
+		}
+		der, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
-			continue
+			return nil, err
 		}
-		for _, m := range msgs {
-			if m.Type != typeCertificate {
-				continue
-			}
-			// certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1>;
-			// the first is the end-entity certificate.
-			b := m.Body
-			if len(b) < 6 {
-				t.Fatalf("short Certificate message from %v", p.Src)
-			}
-			n := int(b[3])<<16 | int(b[4])<<8 | int(b[5])
-			if 6+n > len(b) {
-				t.Fatalf("truncated Certificate message from %v", p.Src)
-			}
-			c, err := x509.ParseCertificate(b[6 : 6+n])
-			if err != nil {
-				t.Fatalf("certificate from %v: %v", p.Src, err)
-			}
-			out = append(out, capturedCert{at: p.Time, from: p.Src, cert: c})
-		}
+		return x509.ParseCertificate(der)
 	}
-	return out
+	var out []pcStats
+	for _, r := range raw {
+		local, err := parse(r.Local)
+		if err != nil {
+			return nil, fmt.Errorf("certificate in stats: %w", err)
+		}
+		remote, err := parse(r.Remote)
+		if err != nil {
+			return nil, fmt.Errorf("certificate in stats: %w", err)
+		}
+		out = append(out, pcStats{version: r.Version, cipher: r.Cipher, local: local, remote: remote})
+	}
+	return out, nil
 }

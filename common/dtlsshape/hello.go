@@ -3,11 +3,13 @@
 package dtlsshape
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	mrand "math/rand/v2"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/pion/dtls/v4/pkg/protocol/extension"
 	"github.com/pion/dtls/v4/pkg/protocol/handshake"
@@ -404,4 +406,59 @@ func preferECDSAGCM(vs []uint16) []uint16 {
 		at++
 	}
 	return slices.Insert(out, at, 0xc02b)
+}
+
+// serverHello is the pion ServerHello hook of a shaped DTLS server (the
+// client, normally). A DTLS 1.3 ServerHello gets BoringSSL's extension
+// order (key_share, pre_shared_key, supported_versions; pion puts
+// supported_versions first) and a Random without the Unix time pion puts
+// in its first four bytes. pion takes a DTLS 1.3 server's Random from the
+// hooked hello; a DTLS 1.2 one it keeps deriving keys from its own, so
+// DTLS 1.2 hellos (to deployed peers) and HelloRetryRequests, whose Random
+// is fixed, pass unchanged.
+func serverHello(m handshake.MessageServerHello) handshake.Message {
+	own, err := toRaw(m.Extensions)
+	if err != nil || !selectsDTLS13(own) {
+		return &m
+	}
+	r := m.Random.MarshalFixed()
+	if r == helloRetryRandom {
+		return &m
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return &m
+	}
+	out := m
+	out.Random.GMTUnixTime = time.Unix(int64(binary.BigEndian.Uint32(b[:])), 0)
+	rank := func(t extension.Type) int {
+		switch uint16(t) {
+		case extKeyShare:
+			return 0
+		case extPreSharedKey:
+			return 1
+		case extSupportedVersion:
+			return 2
+		}
+		return 3
+	}
+	out.Extensions = slices.Clone(m.Extensions)
+	slices.SortStableFunc(out.Extensions, func(a, b extension.Value) int {
+		return rank(a.ExtensionType()) - rank(b.ExtensionType())
+	})
+	return &out
+}
+
+// selectsDTLS13 reports whether a ServerHello's supported_versions selects
+// DTLS 1.3.
+func selectsDTLS13(exts []extension.Raw) bool {
+	d, ok := find(exts, extSupportedVersion)
+	return ok && len(d) == 2 && binary.BigEndian.Uint16(d) == fingerprint.VersionDTLS13
+}
+
+// helloRetryRandom marks a ServerHello as a HelloRetryRequest (RFC 8446
+// 4.1.3): SHA-256 of "HelloRetryRequest".
+var helloRetryRandom = [32]byte{
+	0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+	0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 }

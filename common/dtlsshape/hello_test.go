@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"net"
 	"slices"
@@ -54,6 +55,8 @@ type peerConfig struct {
 	server12 bool
 	// serverSkipsHelloVerify: no HelloVerifyRequest from the server.
 	serverSkipsHelloVerify bool
+	// serverHook shapes the server's hello (nil: pion's own).
+	serverHook func(handshake.MessageServerHello) handshake.Message
 }
 
 // shaped is the client side of a shaper, as Apply configures a peer.
@@ -100,6 +103,9 @@ func runHandshake(t *testing.T, pc peerConfig) ([]fingerprint.Hello, protocol.Ve
 		opts := []dtls.ServerOption{dtls.WithCertificates(cert()), dtls.WithInsecureSkipVerify(true),
 			dtls.WithInsecureSkipVerifyHello(pc.serverSkipsHelloVerify), dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 			dtls.WithSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.SRTP_AEAD_AES_128_GCM)}
+		if pc.serverHook != nil {
+			opts = append(opts, dtls.WithServerHelloMessageHook(pc.serverHook))
+		}
 		if pc.server12 {
 			opts = append(opts, dtls.WithMaxVersion(protocol.Version1_2))
 		} else {
@@ -366,6 +372,46 @@ func TestShareOrder(t *testing.T) {
 	} {
 		if got := shareOrder(tc.groups, tc.shares); !slices.Equal(got, tc.want) {
 			t.Errorf("shareOrder(%v, %v) = %v, want %v", tc.groups, tc.shares, got, tc.want)
+		}
+	}
+}
+
+func TestServerHelloLikeChromiums(t *testing.T) {
+	for _, server12 := range []bool{false, true} {
+		pc := shaped(newShaper(Mimic, Chromium()))
+		pc.server12, pc.serverSkipsHelloVerify, pc.serverHook = server12, true, serverHello
+		all, version := runHandshake(t, pc)
+		var sh *fingerprint.ServerHello
+		for _, h := range all {
+			if h.Server != nil {
+				sh = h.Server
+			}
+		}
+		if sh == nil {
+			t.Fatal("no ServerHello captured")
+		}
+		var order []uint16
+		for _, e := range sh.Extensions {
+			order = append(order, e.Type)
+		}
+		t0 := time.Unix(int64(binary.BigEndian.Uint32(sh.Random[:])), 0)
+		nearNow := time.Since(t0).Abs() < 24*time.Hour
+		if server12 {
+			// DTLS 1.2 keeps pion's hello: its keys depend on it.
+			if version != protocol.Version1_2 || !nearNow {
+				t.Errorf("DTLS 1.2: version %v, Random time %v", version, t0)
+			}
+			continue
+		}
+		if version != protocol.Version1_3 {
+			t.Errorf("negotiated %v, want DTLS 1.3", version)
+		}
+		// BoringSSL's order, as captured from Chromium 156.
+		if !slices.Equal(order, []uint16{extKeyShare, extSupportedVersion}) {
+			t.Errorf("ServerHello extensions %x, want key_share then supported_versions", order)
+		}
+		if nearNow {
+			t.Errorf("ServerHello Random starts with the time (%v), a pion tell", t0)
 		}
 	}
 }

@@ -6,11 +6,13 @@
 // standalone proxy and the client shape theirs after Chromium's. The shape
 // is chosen by a Mode, named as upstream's covertdtls-config option.
 //
-// The stack is pion/dtls v3, which speaks only DTLS 1.2. In the default
-// mode the ClientHello still offers what Chromium offers (DTLS 1.3 and
-// 1.2, the TLS 1.3 cipher suites, an X25519MLKEM768 key share), so its
-// JA4 equals Chromium's; every deployed Snowflake peer (pion/dtls v2 and
-// v3) then negotiates DTLS 1.2, the only version both ends implement.
+// The stack is pion/webrtc v5 with pion/dtls v4, which implements DTLS
+// 1.3. In the default mode the ClientHello offers what Chromium offers
+// (DTLS 1.3 and 1.2, the TLS 1.3 cipher suites, X25519MLKEM768 and x25519
+// key shares that pion generated and can use), so its JA4 equals
+// Chromium's; peers of this version complete DTLS 1.3 on the first
+// flight, and every deployed Snowflake peer (pion/dtls v2 and v3)
+// negotiates DTLS 1.2, the only version both ends implement.
 package dtlsshape
 
 import (

@@ -23,11 +23,15 @@ import (
 // Apply configures se so that every PeerConnection made with it shapes
 // its DTLS handshake by mode: the ClientHello (when the peer is the DTLS
 // client, as the proxy is) and the version of the records carrying it,
-// the SRTP profiles it accepts, and no HelloVerifyRequest when it is the
-// DTLS server (Chromium sends none). profile nil means Chromium(). The
-// peer's sockets come from inner (nil: the operating system's), wrapped;
-// callers must not call se.SetNet afterwards. Disable leaves pion's
-// defaults (and sets inner, if any).
+// the groups it offers key shares for (X25519MLKEM768 and x25519 in the
+// first flight, as Chromium), the SRTP profiles it accepts, and, when it
+// is the DTLS server, no HelloVerifyRequest (Chromium sends none) and a
+// DTLS 1.3 ServerHello in BoringSSL's extension order with a fully random
+// Random. profile nil means Chromium(). The peer's sockets come from
+// inner (nil: the operating system's), wrapped; callers must not call
+// se.SetNet afterwards. Disable leaves pion's defaults (and sets inner,
+// if any). Per-connection ICE credentials are set apart, through
+// ICECredentials.
 func Apply(se *webrtc.SettingEngine, mode Mode, profile *Profile, inner transport.Net) error {
 	if mode == Disable {
 		if inner != nil {
@@ -61,6 +65,7 @@ func apply(se *webrtc.SettingEngine, mode Mode, profile *Profile) error {
 	}
 	s := newShaper(mode, p)
 	se.SetDTLSClientHelloMessageHook(s.clientHello)
+	se.SetDTLSServerHelloMessageHook(serverHello)
 	se.SetDTLSInsecureSkipHelloVerify(true)
 	if mode != Randomize {
 		se.SetDTLSEllipticCurves(p.curves()...)
