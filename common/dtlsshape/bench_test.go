@@ -50,3 +50,36 @@ func BenchmarkCertificate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHandshake is one whole DTLS handshake on loopback (with a
+// message each way and the capture decoding of runHandshake): the
+// default shape against a peer of this version (DTLS 1.3, X25519MLKEM768)
+// and against a deployed one (DTLS 1.2 after a HelloVerifyRequest), and
+// pion's own hello against a DTLS 1.2 peer, as before the move to
+// pion/dtls v4.
+func BenchmarkHandshake(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		pc   func() peerConfig
+	}{
+		{"mimic-dtls13", func() peerConfig {
+			pc := shaped(newShaper(Mimic, Chromium()))
+			pc.serverSkipsHelloVerify, pc.serverHook = true, serverHello
+			return pc
+		}},
+		{"mimic-dtls12-deployed", func() peerConfig {
+			pc := shaped(newShaper(Mimic, Chromium()))
+			pc.server12 = true
+			return pc
+		}},
+		{"pion-dtls12", func() peerConfig {
+			return peerConfig{server12: true, clientMax12: true}
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				runHandshake(b, bc.pc())
+			}
+		})
+	}
+}

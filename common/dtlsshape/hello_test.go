@@ -55,6 +55,8 @@ type peerConfig struct {
 	server12 bool
 	// serverSkipsHelloVerify: no HelloVerifyRequest from the server.
 	serverSkipsHelloVerify bool
+	// clientMax12 makes the client offer DTLS 1.2 only.
+	clientMax12 bool
 	// serverHook shapes the server's hello (nil: pion's own).
 	serverHook func(handshake.MessageServerHello) handshake.Message
 }
@@ -71,7 +73,7 @@ func shaped(s *shaper) peerConfig {
 // runHandshake runs a real DTLS handshake on loopback between a client
 // and a server, moves a message each way, and returns the decoded hellos
 // of both directions and the negotiated version.
-func runHandshake(t *testing.T, pc peerConfig) ([]fingerprint.Hello, protocol.Version) {
+func runHandshake(t testing.TB, pc peerConfig) ([]fingerprint.Hello, protocol.Version) {
 	t.Helper()
 	hook := pc.hook
 	var mu sync.Mutex
@@ -121,6 +123,9 @@ func runHandshake(t *testing.T, pc peerConfig) ([]fingerprint.Hello, protocol.Ve
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AEAD_AES_128_GCM),
 		dtls.WithMaxVersion(protocol.Version1_3)}
+	if pc.clientMax12 {
+		opts = append(opts, dtls.WithMaxVersion(protocol.Version1_2))
+	}
 	if len(pc.curves) > 0 {
 		opts = append(opts, dtls.WithEllipticCurves(pc.curves...))
 	}

@@ -9,7 +9,7 @@ import (
 
 func crlf(lines ...string) string { return strings.Join(lines, "\r\n") + "\r\n" }
 
-// pionAnswer is the layout pion/webrtc v4.2.26 gives a data-channel
+// pionAnswer is the layout pion/webrtc v4.2.26 gave a data-channel
 // answer (addresses from TEST-NET and loopback).
 var pionAnswer = crlf(
 	"v=0",

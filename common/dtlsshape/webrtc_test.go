@@ -88,6 +88,12 @@ func TestShapedPeersUseDTLS13(t *testing.T) {
 	if !regexp.MustCompile(`a=ice-ufrag:[A-Za-z0-9+/]{4}\r\n`).MatchString(sdp) {
 		t.Errorf("offer's ufrag is not 4 characters:\n%s", sdp)
 	}
+	// pion v5's answer, shaped, has the layout of Chromium's (one host
+	// candidate each).
+	answer := ShapeSDP(answerer.LocalDescription().SDP)
+	if g, w := strings.Join(layout(answer), "\n"), strings.Join(layout(chromiumAnswer), "\n"); g != w {
+		t.Errorf("shaped pion answer layout:\n%s\nChromium's:\n%s\nSDP:\n%s", g, w, answer)
+	}
 	select {
 	case m := <-got:
 		if m != "hello" {
