@@ -29,7 +29,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // Flags of the CHANGE-REQUEST attribute value (RFC 5780 §7.2).

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 func binding(t *testing.T, c *net.UDPConn, to netip.AddrPort, change byte) (*stun.Message, netip.AddrPort) {
