@@ -60,9 +60,7 @@ func StartProc(dir, name string, env []string, path string, args ...string) (*Pr
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
-	// Pdeathsig: a test binary killed by a timeout (or a killed benchmark)
-	// must not leave servers running that hold ports and CPU.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := p.cmd.StdinPipe()
 	if err != nil {
 		lf.Close()

@@ -34,9 +34,7 @@ func Start(t testing.TB, name string, env []string, path string, args ...string)
 	t.Helper()
 	p := &Process{Name: name, Cmd: exec.Command(path, args...), done: make(chan struct{})}
 	p.Cmd.Env = append(os.Environ(), env...)
-	// Pdeathsig: a test binary killed by a timeout (or a killed benchmark)
-	// must not leave servers running that hold ports and CPU.
-	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	p.Cmd.Stdout = pw
 	p.Cmd.Stderr = pw
