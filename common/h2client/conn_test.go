@@ -305,21 +305,30 @@ func TestGoAway(t *testing.T) {
 	}
 }
 
-// TestTransportRetriesAfterGoAway: the Transport sends a request the
-// server did not process again on a new connection, body included.
-func TestTransportRetriesAfterGoAway(t *testing.T) {
+// countingTransport returns a listener on loopback and a Transport whose
+// every dial, whatever the address, goes to it and is counted. Both are
+// closed when the test ends.
+func countingTransport(t *testing.T) (net.Listener, *Transport, *atomic.Int32) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	var dials atomic.Int32
+	t.Cleanup(func() { ln.Close() })
+	dials := new(atomic.Int32)
 	tr := &Transport{DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		dials.Add(1)
 		var d net.Dialer
 		return d.DialContext(ctx, network, ln.Addr().String())
 	}}
-	defer tr.Close()
+	t.Cleanup(func() { tr.Close() })
+	return ln, tr, dials
+}
+
+// TestTransportRetriesAfterGoAway: the Transport sends a request the
+// server did not process again on a new connection, body included.
+func TestTransportRetriesAfterGoAway(t *testing.T) {
+	ln, tr, dials := countingTransport(t)
 	serverDone := make(chan string, 1)
 	go func() {
 		// First connection: GOAWAY with last stream 0 as soon as the
@@ -721,18 +730,7 @@ func TestCloseFailsOpenRequests(t *testing.T) {
 // went out) costs a new connection, not the request; the first request of
 // a fresh connection is not resent.
 func TestTransportRetriesOnReusedConnLoss(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var dials atomic.Int32
-	tr := &Transport{DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		var d net.Dialer
-		return d.DialContext(ctx, network, ln.Addr().String())
-	}}
-	defer tr.Close()
+	ln, tr, dials := countingTransport(t)
 	// Connection 1 answers one request and drops the second; connection
 	// 2 answers; connection 3 drops its first request.
 	go func() {
