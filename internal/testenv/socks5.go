@@ -326,9 +326,13 @@ func (s *SOCKS5Server) associate(c net.Conn) {
 			if err != nil {
 				continue
 			}
-			if _, err := out.WriteToUDP(r.b, dst); err == nil {
-				s.UDPPackets.Add(1)
-				s.UDPBytes.Add(int64(len(r.b)))
+			// Counted before the write: whoever receives the datagram
+			// must already see it counted (tests compare right after).
+			s.UDPPackets.Add(1)
+			s.UDPBytes.Add(int64(len(r.b)))
+			if _, err := out.WriteToUDP(r.b, dst); err != nil {
+				s.UDPPackets.Add(-1)
+				s.UDPBytes.Add(-int64(len(r.b)))
 			}
 		}
 	}()
@@ -348,9 +352,11 @@ func (s *SOCKS5Server) associate(c net.Conn) {
 			h := appendSOCKSAddr([]byte{0, 0, 0}, from)
 			start := 22 - len(h)
 			copy(buf[start:], h)
-			if _, err := relay.WriteToUDP(buf[start:22+n], cl); err == nil {
-				s.UDPPackets.Add(1)
-				s.UDPBytes.Add(int64(n))
+			s.UDPPackets.Add(1)
+			s.UDPBytes.Add(int64(n))
+			if _, err := relay.WriteToUDP(buf[start:22+n], cl); err != nil {
+				s.UDPPackets.Add(-1)
+				s.UDPBytes.Add(-int64(n))
 			}
 		}
 	}()
