@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pion/webrtc/v5"
 
@@ -75,16 +74,7 @@ func TestShapedPeersUseDTLS13(t *testing.T) {
 		return pc
 	}
 	offerer, answerer := peer(), peer()
-	got := make(chan string, 1)
-	answerer.OnDataChannel(func(dc *webrtc.DataChannel) {
-		dc.OnMessage(func(m webrtc.DataChannelMessage) { got <- string(m.Data) })
-	})
-	dc, err := offerer.CreateDataChannel("test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dc.OnOpen(func() { dc.SendText("hello") })
-	sdp := testenv.ExchangeSDP(t, offerer, answerer)
+	sdp, waitHello := testenv.SendHello(t, offerer, answerer)
 	if !regexp.MustCompile(`a=ice-ufrag:[A-Za-z0-9+/]{4}\r\n`).MatchString(sdp) {
 		t.Errorf("offer's ufrag is not 4 characters:\n%s", sdp)
 	}
@@ -94,14 +84,7 @@ func TestShapedPeersUseDTLS13(t *testing.T) {
 	if g, w := strings.Join(layout(answer), "\n"), strings.Join(layout(chromiumAnswer), "\n"); g != w {
 		t.Errorf("shaped pion answer layout:\n%s\nChromium's:\n%s\nSDP:\n%s", g, w, answer)
 	}
-	select {
-	case m := <-got:
-		if m != "hello" {
-			t.Fatalf("received %q", m)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no message over the data channel")
-	}
+	waitHello()
 	for _, pc := range []*webrtc.PeerConnection{offerer, answerer} {
 		var ts *webrtc.TransportStats
 		for _, s := range pc.GetStats() {

@@ -5,7 +5,6 @@ package webrtcapi
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pion/webrtc/v5"
 
@@ -32,26 +31,9 @@ func TestDataChannelOnly(t *testing.T) {
 	}
 	defer answerer.Close()
 
-	got := make(chan string, 1)
-	answerer.OnDataChannel(func(dc *webrtc.DataChannel) {
-		dc.OnMessage(func(m webrtc.DataChannelMessage) { got <- string(m.Data) })
-	})
-	dc, err := offerer.CreateDataChannel("test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dc.OnOpen(func() { dc.SendText("hello") })
-
-	sdp := testenv.ExchangeSDP(t, offerer, answerer)
+	sdp, waitHello := testenv.SendHello(t, offerer, answerer)
 	if strings.Contains(sdp, "m=audio") || strings.Contains(sdp, "m=video") {
 		t.Fatalf("offer has a media section:\n%s", sdp)
 	}
-	select {
-	case m := <-got:
-		if m != "hello" {
-			t.Fatalf("received %q", m)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no message over the data channel")
-	}
+	waitHello()
 }

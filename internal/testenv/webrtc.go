@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v5"
 )
@@ -37,4 +38,38 @@ func ExchangeSDP(t testing.TB, offerer, answerer *webrtc.PeerConnection) string 
 		t.Fatalf("testenv: set remote answer: %v", err)
 	}
 	return sentOffer.SDP
+}
+
+// SendHello opens a data channel from offerer to answerer, connects them
+// with [ExchangeSDP] and sends "hello" once the channel is open. It returns
+// the offer as sent and a function that waits (up to 20 s) for the message
+// to arrive at the answerer and fails the test if it does not.
+func SendHello(t testing.TB, offerer, answerer *webrtc.PeerConnection) (offer string, waitHello func()) {
+	t.Helper()
+	got := make(chan string, 1)
+	answerer.OnDataChannel(func(dc *webrtc.DataChannel) {
+		dc.OnMessage(func(m webrtc.DataChannelMessage) {
+			select {
+			case got <- string(m.Data):
+			default:
+			}
+		})
+	})
+	dc, err := offerer.CreateDataChannel("test", nil)
+	if err != nil {
+		t.Fatalf("testenv: create data channel: %v", err)
+	}
+	dc.OnOpen(func() { dc.SendText("hello") })
+	offer = ExchangeSDP(t, offerer, answerer)
+	return offer, func() {
+		t.Helper()
+		select {
+		case m := <-got:
+			if m != "hello" {
+				t.Fatalf("testenv: data channel delivered %q, want \"hello\"", m)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("testenv: no message over the data channel")
+		}
+	}
 }
