@@ -77,8 +77,10 @@ func (e *ConnError) Error() string {
 
 // Config tunes a connection. The zero value is usable.
 type Config struct {
-	// MaxBodyBytes caps each response body; more resets the stream and
-	// fails the read with ErrBodyTooLarge. 0 means 1 MiB.
+	// MaxBodyBytes caps each response body, as received and, when this
+	// package undoes a content coding, as decoded; more fails the read
+	// with ErrBodyTooLarge (and resets the stream if received). 0 means
+	// 1 MiB.
 	MaxBodyBytes int64
 	// IdleTimeout closes the connection when no request has been open for
 	// this long. 0 means 5 minutes.
@@ -163,8 +165,9 @@ type stream struct {
 	recvWindow  int64 // what the server may still send on this stream
 	recvUnacked int64
 	received    int64 // body bytes received so far
+	declaredLen int64 // the response's content-length, -1 if none
 	buf         bytes.Buffer
-	resp        *http.Response
+	resp        *http.Response // the caller's once headers arrived: not read here after
 	trailer     http.Header
 	ended       bool  // server's END_STREAM seen
 	err         error // terminal error for readers
@@ -491,7 +494,7 @@ func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if addedEncoding {
-		if err := decodeContent(resp); err != nil {
+		if err := decodeContent(resp, c.cfg.MaxBodyBytes); err != nil {
 			resp.Body.Close()
 			return nil, err
 		}

@@ -786,3 +786,32 @@ func TestTransportRetriesOnReusedConnLoss(t *testing.T) {
 		t.Errorf("%d dials, want 3", n)
 	}
 }
+
+// TestDecodedBodyLimit: MaxBodyBytes holds for the decoded body too, so a
+// small compressed body cannot expand without bound; a body exactly at the
+// limit is whole.
+func TestDecodedBodyLimit(t *testing.T) {
+	const limit = 4096
+	c, p := newPair(t, Config{MaxBodyBytes: limit})
+	for _, size := range []int{limit, limit + 1, 1 << 20} {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(bytes.Repeat([]byte("a"), size))
+		zw.Close()
+		if buf.Len() >= limit {
+			t.Fatalf("%d bytes compress to %d, not below the limit", size, buf.Len())
+		}
+		ch := roundTrip(c, newRequest(t, "GET", "https://b.test/", ""))
+		h := p.readType(http2.FrameHeaders).(*http2.MetaHeadersFrame)
+		p.headers(h.StreamID, false, ":status", "200", "content-encoding", "gzip")
+		p.write(func(fr *http2.Framer) error { return fr.WriteData(h.StreamID, true, buf.Bytes()) })
+		r := wait(t, ch)
+		if size <= limit {
+			if r.err != nil || len(r.body) != size {
+				t.Errorf("%d bytes decoded: got %d, %v", size, len(r.body), r.err)
+			}
+		} else if !errors.Is(r.err, ErrBodyTooLarge) || len(r.body) > limit {
+			t.Errorf("%d bytes decoded: got %d, %v; want at most %d and ErrBodyTooLarge", size, len(r.body), r.err, limit)
+		}
+	}
+}

@@ -20,8 +20,10 @@ const zstdMaxWindow = 8 << 20
 
 // decodeContent undoes the content coding of resp when this package
 // announced Chromium's accept-encoding on the caller's behalf: the caller
-// did not ask for encoded bodies and must not see them.
-func decodeContent(resp *http.Response) error {
+// did not ask for encoded bodies and must not see them. The decoded body
+// is held to limit too (the raw one already is): a small compressed body
+// must not expand without bound.
+func decodeContent(resp *http.Response, limit int64) error {
 	coding := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
 	if coding == "" || coding == "identity" || resp.Body == http.NoBody {
 		return nil
@@ -46,7 +48,7 @@ func decodeContent(resp *http.Response) error {
 	default:
 		return fmt.Errorf("h2client: unsupported content encoding %q", coding)
 	}
-	resp.Body = &decodedBody{r: dec, raw: raw, closeDec: closeDec}
+	resp.Body = &decodedBody{r: dec, raw: raw, closeDec: closeDec, left: limit}
 	resp.Header.Del("Content-Encoding")
 	resp.Header.Del("Content-Length")
 	resp.ContentLength = -1
@@ -88,10 +90,23 @@ type decodedBody struct {
 	r        io.Reader
 	raw      io.ReadCloser
 	closeDec func()
+	left     int64 // decoded bytes still allowed
 }
 
 func (d *decodedBody) Read(p []byte) (int, error) {
+	if d.left < 0 {
+		return 0, ErrBodyTooLarge
+	}
+	// One byte beyond the limit tells a body that ends exactly at the
+	// limit from one that goes on.
+	if int64(len(p)) > d.left+1 {
+		p = p[:d.left+1]
+	}
 	n, err := d.r.Read(p)
+	d.left -= int64(n)
+	if d.left < 0 {
+		return n + int(d.left), ErrBodyTooLarge
+	}
 	if err != nil && err != io.EOF {
 		err = fmt.Errorf("h2client: decode response body: %w", err)
 	}

@@ -368,6 +368,9 @@ func (c *Conn) handleHeaders(f *http2.MetaHeadersFrame) error {
 	if f.StreamEnded() {
 		resp.ContentLength = 0
 	}
+	// The caller owns resp from here on (content decoding rewrites its
+	// ContentLength), so the read loop keeps its own copy.
+	s.declaredLen = resp.ContentLength
 	s.resp = resp
 	s.headersArrived()
 	if f.StreamEnded() {
@@ -439,8 +442,8 @@ func (c *Conn) handleData(f *http2.DataFrame) error {
 		c.consumedLocked(s, pad)
 	}
 	if f.StreamEnded() {
-		if s.resp.ContentLength >= 0 && s.received != s.resp.ContentLength {
-			c.resetLocked(s, http2.ErrCodeProtocol, fmt.Errorf("h2client: body of %d bytes, content-length %d", s.received, s.resp.ContentLength))
+		if s.declaredLen >= 0 && s.received != s.declaredLen {
+			c.resetLocked(s, http2.ErrCodeProtocol, fmt.Errorf("h2client: body of %d bytes, content-length %d", s.received, s.declaredLen))
 			return nil
 		}
 		c.remoteEndLocked(s)
