@@ -4,6 +4,7 @@ import (
 	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/dtlsshape"
+	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // dtlsShape returns the DTLS handshake shape the configuration asks for:
@@ -29,16 +30,22 @@ func (c *Config) dtlsShape() (dtlsshape.Mode, *dtlsshape.Profile, error) {
 // proxies choose to be the DTLS client): what shows is its certificate,
 // the absence of a HelloVerifyRequest and, should a proxy make it the
 // DTLS client, its ClientHello. It also installs the transport's network
-// (t.net), wrapped so that hello records carry a browser's version.
+// (t.net), wrapped so that hello records carry a browser's version and
+// sockets have a large receive buffer (webrtcapi.Net).
 func (t *Transport) shapeDTLS(se *webrtc.SettingEngine) {
+	n, err := webrtcapi.Net(t.net)
+	if err != nil {
+		t.logger.Warn("default network buffers", "err", err)
+		n = t.net
+	}
 	mode, profile, err := t.cfg.dtlsShape()
 	if err == nil {
-		err = dtlsshape.Apply(se, mode, profile, t.net)
+		err = dtlsshape.Apply(se, mode, profile, n)
 	}
 	if err != nil { // Validate already refused such a configuration
 		t.logger.Warn("DTLS shaping off", "err", err)
-		if t.net != nil {
-			se.SetNet(t.net)
+		if n != nil {
+			se.SetNet(n)
 		}
 	}
 }

@@ -9,7 +9,8 @@ import (
 	"net/netip"
 
 	"github.com/pion/transport/v5"
-	"github.com/pion/transport/v5/stdnet"
+
+	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // Browsers send their first ClientHello in records whose version field is
@@ -61,61 +62,20 @@ func rewriteHelloRecords(b []byte) []byte {
 }
 
 // WrapNet returns a transport.Net whose UDP sockets write ClientHello
-// records as browsers do. inner nil means the operating system's network.
+// records as browsers do. inner nil means the operating system's network,
+// as webrtcapi.Net makes it.
 func WrapNet(inner transport.Net) (transport.Net, error) {
-	if inner != nil {
-		return shapingNet{Net: inner}, nil
+	if inner == nil {
+		n, err := webrtcapi.Net(nil)
+		if err != nil {
+			return nil, fmt.Errorf("dtlsshape: %w", err)
+		}
+		inner = n
 	}
-	n, err := stdnet.NewNet()
-	if err != nil {
-		return nil, fmt.Errorf("dtlsshape: %w", err)
-	}
-	return shapingNet{Net: n, os: true}, nil
+	return shapingNet{Net: inner}, nil
 }
 
-type shapingNet struct {
-	transport.Net
-	// os: the inner net is the operating system's. stdnet lists the
-	// interfaces once, when created, and pion's default makes one per
-	// PeerConnection; a proxy running for weeks must see address changes,
-	// so interfaces are listed afresh on every call, as pion would.
-	os bool
-}
-
-func (n shapingNet) current() (transport.Net, error) {
-	if !n.os {
-		return n.Net, nil
-	}
-	s, err := stdnet.NewNet()
-	if err != nil {
-		return nil, fmt.Errorf("dtlsshape: %w", err)
-	}
-	return s, nil
-}
-
-func (n shapingNet) Interfaces() ([]*transport.Interface, error) {
-	c, err := n.current()
-	if err != nil {
-		return nil, err
-	}
-	return c.Interfaces()
-}
-
-func (n shapingNet) InterfaceByIndex(index int) (*transport.Interface, error) {
-	c, err := n.current()
-	if err != nil {
-		return nil, err
-	}
-	return c.InterfaceByIndex(index)
-}
-
-func (n shapingNet) InterfaceByName(name string) (*transport.Interface, error) {
-	c, err := n.current()
-	if err != nil {
-		return nil, err
-	}
-	return c.InterfaceByName(name)
-}
+type shapingNet struct{ transport.Net }
 
 func (n shapingNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
