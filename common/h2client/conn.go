@@ -243,6 +243,15 @@ func NewConn(nc net.Conn, cfg Config) (*Conn, error) {
 // write runs fn, which writes frames, under the write lock with a write
 // deadline, and flushes. A failed write breaks the connection.
 func (c *Conn) write(fn func() error) error {
+	err := c.writeFrames(fn)
+	if err != nil {
+		c.fail(fmt.Errorf("h2client: write: %w", err))
+	}
+	return err
+}
+
+// writeFrames is write without failing the connection on error.
+func (c *Conn) writeFrames(fn func() error) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
@@ -250,10 +259,39 @@ func (c *Conn) write(fn func() error) error {
 	if err == nil {
 		err = c.bw.Flush()
 	}
-	if err != nil {
-		c.fail(fmt.Errorf("h2client: write: %w", err))
-	}
 	return err
+}
+
+// drainTimeout bounds how long a request whose HEADERS could not be
+// written waits for the reader to take in what the server sent before
+// the connection broke.
+const drainTimeout = time.Second
+
+// headersNotWritten ends the connection after the HEADERS of s failed to
+// go out, and returns the request's error. A server that refuses a
+// connection (an HTTP/2 server offered a TLS 1.2 cipher it forbids, for
+// one) sends GOAWAY and closes at once, so writing the request fails; but
+// a GOAWAY whose last stream is below s means the server processed
+// nothing of it (RFC 9113 §6.8), and the request can be sent again on
+// another connection. The GOAWAY is in the reader's hands, so the reader
+// is given the chance to finish before the connection is closed.
+func (c *Conn) headersNotWritten(s *stream, werr error) error {
+	t := time.NewTimer(drainTimeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case <-s.gotHeaders:
+	case <-t.C:
+	}
+	c.mu.Lock()
+	serr := s.err
+	c.mu.Unlock()
+	c.fail(fmt.Errorf("h2client: write: %w", werr))
+	c.closeStream(s, nil)
+	if serr != nil && errors.Is(serr, errNotProcessed) {
+		return serr
+	}
+	return c.connErr(werr)
 }
 
 // Close closes the connection, failing open requests, and waits for the
@@ -443,7 +481,7 @@ func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	endStream := body == nil
-	err = c.write(func() error {
+	err = c.writeFrames(func() error {
 		if err := c.writeHeaders(s, all, endStream); err != nil {
 			return err
 		}
@@ -457,8 +495,7 @@ func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil
 	})
 	if err != nil {
-		c.closeStream(s, nil)
-		return nil, c.connErr(err)
+		return nil, c.headersNotWritten(s, err)
 	}
 	if body != nil {
 		if err := c.writeBody(ctx, s, body, bodyLen); err != nil {

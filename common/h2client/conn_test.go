@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -813,5 +815,105 @@ func TestDecodedBodyLimit(t *testing.T) {
 		} else if !errors.Is(r.err, ErrBodyTooLarge) || len(r.body) > limit {
 			t.Errorf("%d bytes decoded: got %d, %v; want at most %d and ErrBodyTooLarge", size, len(r.body), r.err, limit)
 		}
+	}
+}
+
+// refusingConn is the client's end of a connection that a server refuses
+// right after the preface: once armed, the next write fails, and what
+// the server had sent before closing (goAway) reaches the reader only
+// then, as when the closing server's bytes and the failed write cross.
+type refusingConn struct {
+	net.Conn
+	goAway []byte
+
+	mu      sync.Mutex
+	armed   bool
+	pending []byte        // goAway, handed to Read after the write failed
+	refused chan struct{} // closed when the write has failed
+}
+
+func (c *refusingConn) arm() {
+	c.mu.Lock()
+	c.armed = true
+	c.mu.Unlock()
+}
+
+func (c *refusingConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.armed {
+		return c.Conn.Write(b)
+	}
+	if c.pending == nil {
+		c.pending = c.goAway
+		close(c.refused)
+		// Wake a reader waiting in the kernel for bytes that, here, come
+		// from pending instead.
+		c.Conn.SetReadDeadline(time.Now())
+	}
+	return 0, syscall.EPIPE
+}
+
+func (c *refusingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 || err == nil {
+		return n, err
+	}
+	select {
+	case <-c.refused:
+	default:
+		return n, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return 0, io.EOF
+	}
+	n = copy(b, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+func (c *refusingConn) SetReadDeadline(t time.Time) error {
+	select {
+	case <-c.refused:
+		return nil // keep the reader awake for pending
+	default:
+		return c.Conn.SetReadDeadline(t)
+	}
+}
+
+func (c *refusingConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// A server that refuses the connection with GOAWAY (last stream 0) may
+// break it before the request's HEADERS are written. The request was not
+// processed (RFC 9113 §6.8) and must come back retryable, not as the
+// write error; otherwise a randomized ClientHello that picked a cipher
+// HTTP/2 forbids would end the rendezvous instead of being redrawn.
+func TestRefusedBeforeHeaders(t *testing.T) {
+	var goAway bytes.Buffer
+	if err := http2.NewFramer(&goAway, nil).WriteGoAway(0, http2.ErrCodeInadequateSecurity, []byte("TLS 1.2 cipher")); err != nil {
+		t.Fatal(err)
+	}
+	var rc *refusingConn
+	c, _ := newWrappedPair(t, Config{}, func(nc net.Conn) net.Conn {
+		rc = &refusingConn{Conn: nc, goAway: goAway.Bytes(), refused: make(chan struct{})}
+		return rc
+	})
+	rc.arm()
+	_, err := c.RoundTrip(newRequest(t, "POST", "https://b.test/client", "poll"))
+	var g *GoAwayError
+	if !IsRetryable(err) || !errors.As(err, &g) || g.Code != http2.ErrCodeInadequateSecurity {
+		t.Fatalf("RoundTrip: %v (retryable %v), want the GOAWAY, retryable", err, IsRetryable(err))
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("reader still running after the connection failed")
 	}
 }

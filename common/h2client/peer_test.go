@@ -35,6 +35,13 @@ type peer struct {
 // reads the client's preface, SETTINGS and WINDOW_UPDATE.
 func newPair(t *testing.T, cfg Config) (*Conn, *peer) {
 	t.Helper()
+	return newWrappedPair(t, cfg, nil)
+}
+
+// newWrappedPair is newPair with the client's end of the connection
+// passed through wrap (nil: used as it is).
+func newWrappedPair(t *testing.T, cfg Config, wrap func(net.Conn) net.Conn) (*Conn, *peer) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +63,9 @@ func newPair(t *testing.T, cfg Config) (*Conn, *peer) {
 	sc, ok := <-accepted
 	if !ok {
 		t.Fatal("accept failed")
+	}
+	if wrap != nil {
+		nc = wrap(nc)
 	}
 	c, err := NewConn(nc, cfg)
 	if err != nil {
