@@ -42,6 +42,7 @@ import (
 
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
+	"github.com/snowflake-go/snowflake/internal/childproc"
 )
 
 func main() {
@@ -166,7 +167,7 @@ func startBroker(bin string, maxConns int) (*exec.Cmd, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return nil, "", fmt.Errorf("start %s: %w", bin, err)
 	}
 	sc := bufio.NewScanner(stderr)

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/snowflake-go/snowflake/internal/childproc"
 )
 
 // tailLines is how many recent output lines a Proc keeps in memory.
@@ -74,7 +76,7 @@ func StartProc(dir, name string, env []string, path string, args ...string) (*Pr
 	}
 	p.cmd.Stdout = pw
 	p.cmd.Stderr = pw
-	if err := p.cmd.Start(); err != nil {
+	if err := childproc.Start(p.cmd); err != nil {
 		pr.Close()
 		pw.Close()
 		lf.Close()

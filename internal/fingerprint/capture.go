@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/snowflake-go/snowflake/internal/childproc"
 )
 
 // PortFilter returns a BPF capture filter for the given ports: proto is
@@ -123,7 +125,7 @@ func StartCapture(ctx context.Context, cfg CaptureConfig) (*Capture, error) {
 	pr, pw := io.Pipe()
 	c.cmd.Stderr = io.MultiWriter(c.stderr, pw)
 	c.cmd.Stdout = c.stderr
-	if err := c.cmd.Start(); err != nil {
+	if err := childproc.Start(c.cmd); err != nil {
 		c.removeTemp()
 		return nil, fmt.Errorf("fingerprint: capture: start dumpcap: %w", err)
 	}

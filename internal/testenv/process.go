@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/snowflake-go/snowflake/internal/childproc"
 )
 
 // Process is an external program started for a test. Its combined output is
@@ -38,7 +40,7 @@ func Start(t testing.TB, name string, env []string, path string, args ...string)
 	pr, pw := io.Pipe()
 	p.Cmd.Stdout = pw
 	p.Cmd.Stderr = pw
-	if err := p.Cmd.Start(); err != nil {
+	if err := childproc.Start(p.Cmd); err != nil {
 		t.Fatalf("testenv: start %s: %v", name, err)
 	}
 	go p.collect(pr)

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package childproc
+
+import "os/exec"
+
+func setDeathSignal(*exec.Cmd) bool { return false }
+
+func lockThread() {}
