@@ -35,7 +35,7 @@ func (c *Config) dtlsShape() (dtlsshape.Mode, *dtlsshape.Profile, error) {
 func (t *Transport) shapeDTLS(se *webrtc.SettingEngine) {
 	n, err := webrtcapi.Net(t.net)
 	if err != nil {
-		t.logger.Warn("default network buffers", "err", err)
+		t.logger.Warn("peer sockets keep the default receive buffer", "err", err)
 		n = t.net
 	}
 	mode, profile, err := t.cfg.dtlsShape()
