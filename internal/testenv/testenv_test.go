@@ -2,9 +2,12 @@ package testenv
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -47,5 +50,30 @@ func TestRemoveStaleBuildDirs(t *testing.T) {
 		if exists := err == nil; exists != kept {
 			t.Errorf("%s: exists %v, want %v", name, exists, kept)
 		}
+	}
+}
+
+func TestServeTCP(t *testing.T) {
+	var handled atomic.Int32
+	ln := ServeTCP(t, func(c net.Conn) {
+		handled.Add(1)
+		io.Copy(c, c)
+	})
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("echo: %q %v", buf, err)
+		}
+		c.Close()
+	}
+	if n := handled.Load(); n != 2 {
+		t.Fatalf("handled %d connections, want 2", n)
 	}
 }
