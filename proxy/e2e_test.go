@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,32 +26,11 @@ import (
 // deterministic stream patternStream(size).
 type sink struct {
 	ln net.Listener
-	wg sync.WaitGroup
 }
 
 func startSink(t *testing.T) *sink {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &sink{ln: ln}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				s.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	s := &sink{}
+	s.ln = testenv.ServeTCP(t, s.serve)
 	return s
 }
 
@@ -200,21 +178,34 @@ func startChain(t *testing.T, kind proxyKind, stunURL string) *chain {
 	return &chain{socks: f[len(f)-1], proxy: proxy}
 }
 
-// upload sends size bytes and checks the SHA-256 the sink computed.
-func (c *chain) upload(t *testing.T, size int64) time.Duration {
+// dial opens a stream to the sink through the client's SOCKS port.
+func (c *chain) dial(t *testing.T) net.Conn {
 	t.Helper()
 	conn, err := socks5Connect(c.socks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	start := time.Now()
+	return conn
+}
+
+// sendRequest writes the sink's request header: mode and size.
+func sendRequest(t *testing.T, conn net.Conn, mode byte, size int64) {
+	t.Helper()
 	var hdr [9]byte
-	hdr[0] = 'U'
+	hdr[0] = mode
 	binary.BigEndian.PutUint64(hdr[1:], uint64(size))
 	if _, err := conn.Write(hdr[:]); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// upload sends size bytes and checks the SHA-256 the sink computed.
+func (c *chain) upload(t *testing.T, size int64) time.Duration {
+	t.Helper()
+	conn := c.dial(t)
+	defer conn.Close()
+	start := time.Now()
+	sendRequest(t, conn, 'U', size)
 	want := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(conn, want), patternStream(size)); err != nil {
 		t.Fatal(err)
@@ -233,18 +224,10 @@ func (c *chain) upload(t *testing.T, size int64) time.Duration {
 // download receives size bytes and checks their SHA-256.
 func (c *chain) download(t *testing.T, size int64) time.Duration {
 	t.Helper()
-	conn, err := socks5Connect(c.socks)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := c.dial(t)
 	defer conn.Close()
 	start := time.Now()
-	var hdr [9]byte
-	hdr[0] = 'D'
-	binary.BigEndian.PutUint64(hdr[1:], uint64(size))
-	if _, err := conn.Write(hdr[:]); err != nil {
-		t.Fatal(err)
-	}
+	sendRequest(t, conn, 'D', size)
 	conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
 	got := sha256.New()
 	if n, err := io.CopyN(got, conn, size); err != nil {
