@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/xtaci/kcp-go/v5"
+	"github.com/xtaci/smux"
 
 	"github.com/snowflake-go/snowflake/common/encapsulation"
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // echoServer is a minimal in-process turbotunnel server over TCP: each TCP
@@ -52,15 +54,10 @@ func newEchoServer(t *testing.T) *echoServer {
 }
 
 func (s *echoServer) acceptTransports() {
-	for {
-		conn, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
+	testenv.AcceptEach(s.ln.Accept, func(conn net.Conn) {
 		s.conns.Add(1)
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.transport(conn) }()
-	}
+		s.transport(conn)
+	})
 }
 
 func (s *echoServer) transport(conn net.Conn) {
@@ -119,22 +116,9 @@ func (s *echoServer) acceptSessions() {
 			continue
 		}
 		sessions = append(sessions, mux, conn)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			for {
-				st, err := mux.AcceptStream()
-				if err != nil {
-					return
-				}
-				s.wg.Add(1)
-				go func() {
-					defer s.wg.Done()
-					defer st.Close()
-					io.Copy(st, st)
-				}()
-			}
-		}()
+		s.wg.Go(func() {
+			testenv.AcceptEach(mux.AcceptStream, func(st *smux.Stream) { io.Copy(st, st) })
+		})
 	}
 }
 
@@ -202,7 +186,10 @@ func echoTransfer(t *testing.T, st net.Conn, size int, mid func()) {
 	}
 }
 
-func TestSessionEcho(t *testing.T) {
+// dialEchoSession starts an echo server and dials a session to it through
+// a cuttableDialer; the test's cleanup closes the session.
+func dialEchoSession(t *testing.T) (*echoServer, *cuttableDialer, *RedialPacketConn, *Session) {
+	t.Helper()
 	srv := newEchoServer(t)
 	d := &cuttableDialer{addr: srv.ln.Addr().String()}
 	pconn := NewRedialPacketConn(NewClientID(), d.dial, nil)
@@ -210,7 +197,12 @@ func TestSessionEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.Close()
+	t.Cleanup(func() { sess.Close() })
+	return srv, d, pconn, sess
+}
+
+func TestSessionEcho(t *testing.T) {
+	_, _, _, sess := dialEchoSession(t)
 	var wg sync.WaitGroup
 	for range 3 {
 		st, err := sess.OpenStream()
@@ -234,14 +226,7 @@ func TestSessionEcho(t *testing.T) {
 // the RedialPacketConn dials again with the same ClientID and the stream
 // continues without losing a byte.
 func TestSessionSurvivesRedial(t *testing.T) {
-	srv := newEchoServer(t)
-	d := &cuttableDialer{addr: srv.ln.Addr().String()}
-	pconn := NewRedialPacketConn(NewClientID(), d.dial, nil)
-	sess, err := DialSession(pconn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
+	srv, d, _, sess := dialEchoSession(t)
 	st, err := sess.OpenStream()
 	if err != nil {
 		t.Fatal(err)
@@ -260,13 +245,7 @@ func TestSessionSurvivesRedial(t *testing.T) {
 }
 
 func TestSessionClose(t *testing.T) {
-	srv := newEchoServer(t)
-	d := &cuttableDialer{addr: srv.ln.Addr().String()}
-	pconn := NewRedialPacketConn(NewClientID(), d.dial, nil)
-	sess, err := DialSession(pconn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, pconn, sess := dialEchoSession(t)
 	sess.Close()
 	sess.Close() // idempotent
 	select {
