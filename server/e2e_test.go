@@ -38,67 +38,45 @@ type fakeTor struct {
 	metadata []extorport.Metadata
 	received bytes.Buffer // what the first connection carried, up to 16 MB
 	accepted atomic.Int32
-	wg       sync.WaitGroup
 }
 
 func startFakeTor(t *testing.T) *fakeTor {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ft := &fakeTor{ln: ln, cookie: make([]byte, 32)}
+	ft := &fakeTor{cookie: make([]byte, 32)}
 	rand.Read(ft.cookie)
 	ft.cookiePath = filepath.Join(t.TempDir(), "extended_orport_auth_cookie")
 	if err := os.WriteFile(ft.cookiePath, extorport.FormatCookie(ft.cookie), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ft.wg.Add(1)
-	go func() {
-		defer ft.wg.Done()
+	ft.ln = testenv.ServeTCP(t, func(c net.Conn) {
+		ft.accepted.Add(1)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		md, err := extorport.Accept(c, ft.cookie)
+		if err != nil {
+			t.Errorf("fake tor: ExtORPort handshake: %v", err)
+			return
+		}
+		c.SetDeadline(time.Time{})
+		ft.mu.Lock()
+		first := len(ft.metadata) == 0
+		ft.metadata = append(ft.metadata, *md)
+		ft.mu.Unlock()
+		if !first {
+			io.Copy(c, c)
+			return
+		}
+		buf := make([]byte, 32*1024)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			n, err := c.Read(buf)
+			ft.mu.Lock()
+			if ft.received.Len() < 16<<20 {
+				ft.received.Write(buf[:n])
+			}
+			ft.mu.Unlock()
+			if _, werr := c.Write(buf[:n]); werr != nil || err != nil {
 				return
 			}
-			ft.accepted.Add(1)
-			ft.wg.Add(1)
-			go func() {
-				defer ft.wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				md, err := extorport.Accept(c, ft.cookie)
-				if err != nil {
-					t.Errorf("fake tor: ExtORPort handshake: %v", err)
-					return
-				}
-				c.SetDeadline(time.Time{})
-				ft.mu.Lock()
-				first := len(ft.metadata) == 0
-				ft.metadata = append(ft.metadata, *md)
-				ft.mu.Unlock()
-				if !first {
-					io.Copy(c, c)
-					return
-				}
-				buf := make([]byte, 32*1024)
-				for {
-					n, err := c.Read(buf)
-					ft.mu.Lock()
-					if ft.received.Len() < 16<<20 {
-						ft.received.Write(buf[:n])
-					}
-					ft.mu.Unlock()
-					if _, werr := c.Write(buf[:n]); werr != nil || err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ft.wg.Wait()
 	})
 	return ft
 }
@@ -169,6 +147,23 @@ func (d *wsDialer) numDials() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.dials
+}
+
+// openStream dials a turbotunnel session over d and opens one stream on
+// it; the test's cleanup closes both.
+func (d *wsDialer) openStream(t *testing.T) net.Conn {
+	t.Helper()
+	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // transfer writes size random bytes to st while reading the echo, checks
@@ -255,16 +250,7 @@ func TestEndToEnd(t *testing.T) {
 	ft := startFakeTor(t)
 	_, url := startManagedServer(t, ft, "snowflake:num-turbotunnel=2")
 	d := &wsDialer{url: url + "?client_ip=192.0.2.7"}
-	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	st, err := sess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := d.openStream(t)
 	const size = 50 << 20
 	elapsed := transfer(t, st, size, nil)
 	t.Logf("50 MB each way in %v (%.1f MB/s each way)", elapsed.Round(time.Millisecond), float64(size)/1e6/elapsed.Seconds())
@@ -286,16 +272,7 @@ func TestSessionSurvival(t *testing.T) {
 	ft := startFakeTor(t)
 	_, url := startManagedServer(t, ft, "")
 	d := &wsDialer{url: url + "?client_ip=2001:db8::9"}
-	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	st, err := sess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := d.openStream(t)
 	var sentAll []byte
 	transferKeep(t, st, 8<<20, d.cut, &sentAll, func() []byte {
 		ft.mu.Lock()
@@ -318,31 +295,10 @@ func TestSessionSurvival(t *testing.T) {
 // TestStandalone runs the server without tor: -listen and -orport, each
 // stream connected to a plain ORPort.
 func TestStandalone(t *testing.T) {
-	orln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orln.Close()
-	go func() {
-		for {
-			c, err := orln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	orln := testenv.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 	p, addr := startStandalone(t, nil, orln.Addr().String(), "-stats-interval", "200ms", "-metrics-addr", "127.0.0.1:0")
 	d := &wsDialer{url: "ws://" + addr + "/any/path"}
-	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	st, err := sess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := d.openStream(t)
 	transfer(t, st, 1<<20, nil)
 	st.Close()
 	// The periodic stats line and the metrics report the stream.
