@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +37,6 @@ type source struct {
 	size int64
 	seed uint64
 	want string // hex SHA-256 of the stream
-	wg   sync.WaitGroup
 }
 
 func newStream(seed uint64) io.Reader {
@@ -47,42 +45,24 @@ func newStream(seed uint64) io.Reader {
 
 func startSource(t *testing.T, size int64) *source {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &source{ln: ln, size: size, seed: 7}
+	s := &source{size: size, seed: 7}
 	h := sha256.New()
 	io.CopyN(h, newStream(s.seed), size)
 	s.want = hex.EncodeToString(h.Sum(nil))
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				var cmd [1]byte
-				if _, err := io.ReadFull(c, cmd[:]); err != nil {
-					return
-				}
-				if cmd[0] == 'E' {
-					io.Copy(c, c)
-					return
-				}
-				io.CopyN(c, newStream(s.seed), size)
-				// Keep the connection open until the reader hangs
-				// up, so the tail is not cut by an early close.
-				io.Copy(io.Discard, c)
-			}()
+	s.ln = testenv.ServeTCP(t, func(c net.Conn) {
+		var cmd [1]byte
+		if _, err := io.ReadFull(c, cmd[:]); err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+		if cmd[0] == 'E' {
+			io.Copy(c, c)
+			return
+		}
+		io.CopyN(c, newStream(s.seed), size)
+		// Keep the connection open until the reader hangs up, so the
+		// tail is not cut by an early close.
+		io.Copy(io.Discard, c)
+	})
 	return s
 }
 
