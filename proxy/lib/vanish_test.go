@@ -3,12 +3,7 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,13 +38,7 @@ func TestClientVanishes(t *testing.T) {
 			var dead atomic.Bool
 			tn.wan.AddChunkFilter(func(vnet.Chunk) bool { return !dead.Load() })
 
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				c, err := websocket.Accept(w, r, nil)
-				if err != nil {
-					return
-				}
-				defer c.CloseNow()
-				ctx := r.Context()
+			srv, relayURL := startWSRelay(func(ctx context.Context, c *websocket.Conn) {
 				if tc.stream {
 					go func() {
 						msg := make([]byte, 16<<10)
@@ -57,41 +46,24 @@ func TestClientVanishes(t *testing.T) {
 						}
 					}()
 				}
-				for {
-					if _, _, err := c.Read(ctx); err != nil {
-						return
-					}
-				}
-			}))
+				readUntilError(ctx, c)
+			})
 			defer srv.Close()
 
-			var logs bytes.Buffer
-			var logMu sync.Mutex
-			b, brokerURL := newFakeBroker(t, time.Second, "ws"+srv.URL[len("http"):]+"/")
-			cfg := vnetConfig(tn.proxyNet, brokerURL, "")
-			cfg.IdleTimeout = tc.idle
-			cfg.Capacity = 1
-			cfg.ConcurrentPolls = 1
-			cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
-			if tc.ice {
-				cfg.ConfigureWebRTC = func(se *webrtc.SettingEngine) {
-					se.SetNet(tn.proxyNet)
-					se.SetICETimeouts(time.Second, 2*time.Second, 250*time.Millisecond)
+			var logs logBuffer
+			// Closed (by the test's cleanup) only after the proxy has
+			// given up on it.
+			p, c := startOneClient(t, tn, relayURL, func(cfg *Config) {
+				cfg.IdleTimeout = tc.idle
+				cfg.ConcurrentPolls = 1
+				cfg.Logger = logs.logger()
+				if tc.ice {
+					cfg.ConfigureWebRTC = func(se *webrtc.SettingEngine) {
+						se.SetNet(tn.proxyNet)
+						se.SetICETimeouts(time.Second, 2*time.Second, 250*time.Millisecond)
+					}
 				}
-			}
-			p, err := New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			startProxy(t, p)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			c, err := dialClient(ctx, t, tn.client, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Closed only after the proxy has given up on it.
-			defer c.Close()
+			})
 			if _, err := c.rw.Write([]byte("hello")); err != nil {
 				t.Fatal(err)
 			}
@@ -110,12 +82,7 @@ func TestClientVanishes(t *testing.T) {
 			killed := time.Now()
 
 			waitFor(t, "slot returned", func() bool { return p.Stats().Active.Load() == 0 && p.tokens.count() <= 1 })
-			waitFor(t, "disconnect logged", func() bool {
-				logMu.Lock()
-				defer logMu.Unlock()
-				return bytes.Contains(logs.Bytes(), []byte("client disconnected")) &&
-					bytes.Contains(logs.Bytes(), []byte(tc.cause))
-			})
+			waitFor(t, "disconnect logged", func() bool { return logs.contains("client disconnected", tc.cause) })
 			t.Logf("slot freed %v after the client vanished", time.Since(killed).Round(100*time.Millisecond))
 		})
 	}

@@ -592,20 +592,10 @@ func TestRelayMisbehaves(t *testing.T) {
 		relay func(ctx context.Context, c *websocket.Conn)
 		cause string
 	}{
-		{"silent", func(ctx context.Context, c *websocket.Conn) {
-			for {
-				if _, _, err := c.Read(ctx); err != nil {
-					return
-				}
-			}
-		}, errIdle.Error()},
+		{"silent", readUntilError, errIdle.Error()},
 		{"oversize message", func(ctx context.Context, c *websocket.Conn) {
 			c.Write(ctx, websocket.MessageBinary, make([]byte, wsReadLimit+1))
-			for {
-				if _, _, err := c.Read(ctx); err != nil {
-					return
-				}
-			}
+			readUntilError(ctx, c)
 		}, "read from relay"},
 		{"closes", func(ctx context.Context, c *websocket.Conn) {
 			c.Write(ctx, websocket.MessageBinary, []byte("bye"))
@@ -615,35 +605,14 @@ func TestRelayMisbehaves(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			checkGoroutines(t)
 			tn := newTestNet(t, nil)
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				c, err := websocket.Accept(w, r, nil)
-				if err != nil {
-					return
-				}
-				defer c.CloseNow()
-				tc.relay(r.Context(), c)
-			}))
+			srv, relayURL := startWSRelay(tc.relay)
 			defer srv.Close()
-			var logs bytes.Buffer
-			var logMu sync.Mutex
-			b, brokerURL := newFakeBroker(t, time.Second, "ws"+srv.URL[len("http"):]+"/")
-			cfg := vnetConfig(tn.proxyNet, brokerURL, "")
-			cfg.IdleTimeout = time.Second
-			cfg.Capacity = 1
-			cfg.ConcurrentPolls = 1
-			cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
-			p, err := New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			startProxy(t, p)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			c, err := dialClient(ctx, t, tn.client, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			var logs logBuffer
+			p, c := startOneClient(t, tn, relayURL, func(cfg *Config) {
+				cfg.IdleTimeout = time.Second
+				cfg.ConcurrentPolls = 1
+				cfg.Logger = logs.logger()
+			})
 			c.rw.Write([]byte("hello"))
 			// The client sees its channel end.
 			buf := make([]byte, 1<<16)
@@ -653,25 +622,86 @@ func TestRelayMisbehaves(t *testing.T) {
 				}
 			}
 			waitFor(t, "slot returned", func() bool { return p.Stats().Active.Load() == 0 && p.tokens.count() <= 1 })
-			waitFor(t, "disconnect logged", func() bool {
-				logMu.Lock()
-				defer logMu.Unlock()
-				return bytes.Contains(logs.Bytes(), []byte("client disconnected")) &&
-					bytes.Contains(logs.Bytes(), []byte(tc.cause))
-			})
+			waitFor(t, "disconnect logged", func() bool { return logs.contains("client disconnected", tc.cause) })
 		})
 	}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
+// logBuffer collects a proxy's log output for a test to search.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-func (l lockedWriter) Write(p []byte) (int, error) {
+func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// contains reports whether the log holds every one of subs.
+func (l *logBuffer) contains(subs ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, sub := range subs {
+		if !bytes.Contains(l.buf.Bytes(), []byte(sub)) {
+			return false
+		}
+	}
+	return true
+}
+
+// startWSRelay starts a WebSocket relay on loopback that hands every
+// connection to serve, and returns the server (the caller closes it) and
+// its ws:// URL.
+func startWSRelay(serve func(ctx context.Context, c *websocket.Conn)) (*httptest.Server, string) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		serve(r.Context(), c)
+	}))
+	return srv, "ws" + srv.URL[len("http"):] + "/"
+}
+
+// readUntilError reads and drops messages until the connection fails.
+func readUntilError(ctx context.Context, c *websocket.Conn) {
+	for {
+		if _, _, err := c.Read(ctx); err != nil {
+			return
+		}
+	}
+}
+
+// startOneClient runs a proxy with room for one client on tn, its broker
+// sending clients to relayURL, and connects one client through it. configure
+// (if not nil) adjusts the proxy's configuration first. The test's cleanup
+// closes the client, then stops the proxy.
+func startOneClient(t *testing.T, tn *testNet, relayURL string, configure func(*Config)) (*Proxy, *testClient) {
+	t.Helper()
+	b, brokerURL := newFakeBroker(t, time.Second, relayURL)
+	cfg := vnetConfig(tn.proxyNet, brokerURL, "")
+	cfg.Capacity = 1
+	if configure != nil {
+		configure(&cfg)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startProxy(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := dialClient(ctx, t, tn.client, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return p, c
 }
 
 // The proxy polls only while its default relay is reachable.
@@ -713,21 +743,7 @@ func TestRelayDown(t *testing.T) {
 	gone := httptest.NewServer(http.NotFoundHandler())
 	goneURL := "ws" + gone.URL[len("http"):] + "/"
 	gone.Close()
-	b, brokerURL := newFakeBroker(t, time.Second, goneURL)
-	cfg := vnetConfig(tn.proxyNet, brokerURL, "")
-	cfg.Capacity = 1
-	p, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	startProxy(t, p)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := dialClient(ctx, t, tn.client, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	p, c := startOneClient(t, tn, goneURL, nil)
 	buf := make([]byte, 100)
 	if _, err := c.rw.Read(buf); err == nil {
 		t.Fatal("read succeeded with the relay down")
