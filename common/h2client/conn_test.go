@@ -246,33 +246,42 @@ func TestResponseFlowControl(t *testing.T) {
 
 	// A server that overruns the stream window. Nothing reads the body
 	// until the overrun, so the client grants no more window meanwhile.
-	respCh := make(chan *http.Response, 1)
-	go func() {
-		resp, err := c.RoundTrip(newRequest(t, "GET", "https://b.test/overrun", ""))
-		if err != nil {
-			t.Error(err)
-		}
-		respCh <- resp
-	}()
-	h = p.readType(http2.FrameHeaders).(*http2.MetaHeadersFrame)
-	p.headers(h.StreamID, false, ":status", "200")
-	resp := <-respCh
+	resp, id := openResponse(t, c, p, newRequest(t, "GET", "https://b.test/overrun", ""))
 	if resp == nil {
 		return
 	}
 	defer resp.Body.Close()
 	chunk := make([]byte, 16384)
 	for sent := 0; sent <= streamWindow; sent += len(chunk) {
-		p.write(func(fr *http2.Framer) error { return fr.WriteData(h.StreamID, false, chunk) })
+		p.write(func(fr *http2.Framer) error { return fr.WriteData(id, false, chunk) })
 	}
 	rst := p.readType(http2.FrameRSTStream).(*http2.RSTStreamFrame)
-	if rst.ErrCode != http2.ErrCodeFlowControl || rst.StreamID != h.StreamID {
+	if rst.ErrCode != http2.ErrCodeFlowControl || rst.StreamID != id {
 		t.Errorf("RST_STREAM %v on %d", rst.ErrCode, rst.StreamID)
 	}
 	var se *StreamError
 	if _, err := io.ReadAll(resp.Body); !errors.As(err, &se) || se.Code != http2.ErrCodeFlowControl {
 		t.Errorf("overrun: %v", err)
 	}
+}
+
+// openResponse sends req through c in the background, answers its HEADERS
+// with status 200 and no END_STREAM, and returns the response, whose body
+// the test then feeds or cuts, and its stream ID. The response is nil if
+// RoundTrip failed (reported as a test error).
+func openResponse(t *testing.T, c *Conn, p *peer, req *http.Request) (*http.Response, uint32) {
+	t.Helper()
+	respCh := make(chan *http.Response, 1)
+	go func() {
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Error(err)
+		}
+		respCh <- resp
+	}()
+	h := p.readType(http2.FrameHeaders).(*http2.MetaHeadersFrame)
+	p.headers(h.StreamID, false, ":status", "200")
+	return <-respCh, h.StreamID
 }
 
 // TestGoAway: streams above the GOAWAY's last stream ID fail as not
@@ -327,6 +336,18 @@ func countingTransport(t *testing.T) (net.Listener, *Transport, *atomic.Int32) {
 	return ln, tr, dials
 }
 
+// acceptedPeer is the peer on a connection a countingTransport's listener
+// accepted, past the client's preface.
+func acceptedPeer(t *testing.T, nc net.Conn) *peer {
+	p := &peer{t: t, nc: nc}
+	p.fr = http2.NewFramer(nc, nc)
+	p.fr.ReadMetaHeaders = newDecoder()
+	p.enc = newEncoder(&p.hbuf)
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	io.ReadFull(nc, make([]byte, len(http2.ClientPreface)))
+	return p
+}
+
 // TestTransportRetriesAfterGoAway: the Transport sends a request the
 // server did not process again on a new connection, body included.
 func TestTransportRetriesAfterGoAway(t *testing.T) {
@@ -343,12 +364,7 @@ func TestTransportRetriesAfterGoAway(t *testing.T) {
 				return
 			}
 			defer nc.Close()
-			p := &peer{t: t, nc: nc}
-			p.fr = http2.NewFramer(nc, nc)
-			p.fr.ReadMetaHeaders = newDecoder()
-			p.enc = newEncoder(&p.hbuf)
-			nc.SetDeadline(time.Now().Add(20 * time.Second))
-			io.ReadFull(nc, make([]byte, len(http2.ClientPreface)))
+			p := acceptedPeer(t, nc)
 			h, body := p.readRequest()
 			if i == 0 {
 				p.write(func(fr *http2.Framer) error { return fr.WriteGoAway(0, http2.ErrCodeNo, nil) })
@@ -503,17 +519,7 @@ func TestCancellation(t *testing.T) {
 
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	resp := make(chan *http.Response, 1)
-	go func() {
-		r, err := c.RoundTrip(newRequest(t, "GET", "https://b.test/slow", "").WithContext(ctx2))
-		if err != nil {
-			t.Error(err)
-		}
-		resp <- r
-	}()
-	h = p.readType(http2.FrameHeaders).(*http2.MetaHeadersFrame)
-	p.headers(h.StreamID, false, ":status", "200")
-	rs := <-resp
+	rs, _ := openResponse(t, c, p, newRequest(t, "GET", "https://b.test/slow", "").WithContext(ctx2))
 	if rs == nil {
 		return
 	}
@@ -742,12 +748,7 @@ func TestTransportRetriesOnReusedConnLoss(t *testing.T) {
 				return
 			}
 			defer nc.Close()
-			p := &peer{t: t, nc: nc}
-			p.fr = http2.NewFramer(nc, nc)
-			p.fr.ReadMetaHeaders = newDecoder()
-			p.enc = newEncoder(&p.hbuf)
-			nc.SetDeadline(time.Now().Add(20 * time.Second))
-			io.ReadFull(nc, make([]byte, len(http2.ClientPreface)))
+			p := acceptedPeer(t, nc)
 			switch i {
 			case 0:
 				h, _ := p.readRequest()
