@@ -81,6 +81,20 @@ func (s *alpnServer) seen() []string {
 	return append([]string(nil), s.protos...)
 }
 
+// roundTripper is a uTLS round tripper imitating imitate, whose every dial
+// goes to the server whatever the address.
+func (s *alpnServer) roundTripper(t *testing.T, imitate string) http.RoundTripper {
+	t.Helper()
+	var asked []string
+	var mu sync.Mutex
+	rt, err := NewRoundTripper(TransportConfig{RootCAs: s.pool, UTLSImitate: imitate,
+		Dial: loopbackDial(s.addr, &asked, &mu)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
 // TestUTLSALPN: whatever the server negotiates from a browser hello that
 // offers h2 and http/1.1, the request succeeds over the protocol that was
 // negotiated, also when the same address changes its mind between
@@ -101,13 +115,7 @@ func TestUTLSALPN(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(imitate+"/"+tc.name, func(t *testing.T) {
 				srv := startALPNServer(t, tc.protos...)
-				var asked []string
-				var mu sync.Mutex
-				rt, err := NewRoundTripper(TransportConfig{RootCAs: srv.pool, UTLSImitate: imitate,
-					Dial: loopbackDial(srv.addr, &asked, &mu)})
-				if err != nil {
-					t.Fatal(err)
-				}
+				rt := srv.roundTripper(t, imitate)
 				h, err := NewHTTP("https://broker.invalid/", []string{"example.com"}, rt)
 				if err != nil {
 					t.Fatal(err)
@@ -153,13 +161,7 @@ func TestUTLSALPN(t *testing.T) {
 func TestUTLSALPNKeepsConnections(t *testing.T) {
 	for _, protos := range [][]string{{"h2"}, {"http/1.1"}} {
 		srv := startALPNServer(t, protos)
-		var asked []string
-		var mu sync.Mutex
-		rt, err := NewRoundTripper(TransportConfig{RootCAs: srv.pool, UTLSImitate: "hellochrome_auto",
-			Dial: loopbackDial(srv.addr, &asked, &mu)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt := srv.roundTripper(t, "hellochrome_auto")
 		h, _ := NewHTTP("https://example.com/", nil, rt)
 		for i := 0; i < 5; i++ {
 			if _, err := h.Exchange(context.Background(), []byte(pollBody)); err != nil {
@@ -178,13 +180,7 @@ func TestUTLSALPNKeepsConnections(t *testing.T) {
 func TestUTLSALPNBodyWithoutGetBody(t *testing.T) {
 	for _, protos := range [][]string{{"http/1.1"}, {"h2"}} {
 		srv := startALPNServer(t, protos)
-		var asked []string
-		var mu sync.Mutex
-		rt, err := NewRoundTripper(TransportConfig{RootCAs: srv.pool, UTLSImitate: "hellochrome_auto",
-			Dial: loopbackDial(srv.addr, &asked, &mu)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt := srv.roundTripper(t, "hellochrome_auto")
 		// Both orders: the first request for an address tries HTTP/2.
 		for i := 0; i < 3; i++ {
 			body := io.NopCloser(struct{ io.Reader }{strings.NewReader(pollBody)})
