@@ -11,6 +11,24 @@ import (
 	"github.com/snowflake-go/snowflake/common/nat"
 )
 
+// answerCase is a request body and what the broker must answer it: the
+// status and, where want is set, the body.
+type answerCase struct {
+	name   string
+	body   string
+	status int
+	want   string
+}
+
+// check posts the case's body to url and compares the answer.
+func (c answerCase) check(t *testing.T, url string) {
+	t.Helper()
+	r := post(t, url, c.body)
+	if r.status != c.status || (c.want != "" && r.body != c.want) {
+		t.Fatalf("got %d %s, want %d %s", r.status, r.body, c.status, c.want)
+	}
+}
+
 func TestClientErrors(t *testing.T) {
 	_, srv := newTestBroker(t, nil)
 	tests := []struct {
@@ -37,22 +55,14 @@ func TestClientErrors(t *testing.T) {
 			continue
 		}
 		t.Run(tt.name, func(t *testing.T) {
-			r := post(t, srv.URL+"/client", tt.body)
-			if r.status != http.StatusOK || r.body != tt.want {
-				t.Fatalf("got %d %s, want 200 %s", r.status, r.body, tt.want)
-			}
+			answerCase{tt.name, tt.body, http.StatusOK, tt.want}.check(t, srv.URL+"/client")
 		})
 	}
 }
 
 func TestProxyErrors(t *testing.T) {
 	_, srv := newTestBroker(t, nil)
-	tests := []struct {
-		name   string
-		body   string
-		status int
-		want   string
-	}{
+	tests := []answerCase{
 		{"malformed", `{"Sid":`, 400, ""},
 		{"not json", `hello`, 400, ""},
 		{"version 2", `{"Sid":"s","Version":"2.0","AcceptedRelayPattern":"snowflake.torproject.net$"}`, 400, ""},
@@ -73,10 +83,7 @@ func TestProxyErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
-			r := post(t, srv.URL+"/proxy", tt.body)
-			if r.status != tt.status || (tt.want != "" && r.body != tt.want) {
-				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tt.status, tt.want)
-			}
+			tt.check(t, srv.URL+"/proxy")
 			// Polls that may wait are held for the hold time. (Refusals
 			// are immediate, but timing that would flake on a loaded
 			// machine; TestMaxWaitingProxies bounds it loosely.)
@@ -89,12 +96,7 @@ func TestProxyErrors(t *testing.T) {
 
 func TestAnswerErrors(t *testing.T) {
 	_, srv := newTestBroker(t, nil)
-	tests := []struct {
-		name   string
-		body   string
-		status int
-		want   string
-	}{
+	tests := []answerCase{
 		{"malformed", `{`, 400, ""},
 		{"version 2", `{"Version":"2.0","Sid":"s","Answer":"a=candidate"}`, 400, ""},
 		{"no sid", `{"Version":"1.3","Answer":"a=candidate"}`, 400, ""},
@@ -104,10 +106,7 @@ func TestAnswerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := post(t, srv.URL+"/answer", tt.body)
-			if r.status != tt.status || (tt.want != "" && r.body != tt.want) {
-				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tt.status, tt.want)
-			}
+			tt.check(t, srv.URL+"/answer")
 		})
 	}
 }
