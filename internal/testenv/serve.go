@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
@@ -47,4 +48,48 @@ func ServeTCP(t testing.TB, handle func(net.Conn)) net.Listener {
 		<-done
 	})
 	return ln
+}
+
+// CuttableDialer wraps a dial function and remembers the connection it made
+// last, so that a test can cut it in the middle of a transfer (to make a
+// client dial again) and count the dials.
+type CuttableDialer struct {
+	dial func(ctx context.Context) (net.Conn, error)
+
+	mu    sync.Mutex
+	cur   net.Conn
+	dials int
+}
+
+// NewCuttableDialer returns a CuttableDialer that dials with dial.
+func NewCuttableDialer(dial func(ctx context.Context) (net.Conn, error)) *CuttableDialer {
+	return &CuttableDialer{dial: dial}
+}
+
+// Dial dials and remembers the connection.
+func (d *CuttableDialer) Dial(ctx context.Context) (net.Conn, error) {
+	c, err := d.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.cur, d.dials = c, d.dials+1
+	d.mu.Unlock()
+	return c, nil
+}
+
+// Cut closes the connection dialled last, if any.
+func (d *CuttableDialer) Cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cur != nil {
+		d.cur.Close()
+	}
+}
+
+// Dials returns how many dials succeeded.
+func (d *CuttableDialer) Dials() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dials
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -75,5 +76,25 @@ func TestServeTCP(t *testing.T) {
 	}
 	if n := handled.Load(); n != 2 {
 		t.Fatalf("handled %d connections, want 2", n)
+	}
+}
+
+func TestCuttableDialer(t *testing.T) {
+	ln := ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	d := NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "tcp", ln.Addr().String())
+	})
+	d.Cut() // nothing dialled yet: no effect
+	c, err := d.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Cut()
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Error("write after Cut succeeded")
+	}
+	if n := d.Dials(); n != 1 {
+		t.Errorf("Dials = %d, want 1", n)
 	}
 }
