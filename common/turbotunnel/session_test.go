@@ -122,35 +122,6 @@ func (s *echoServer) acceptSessions() {
 	}
 }
 
-// cuttableDialer dials the server and remembers the current transport so a
-// test can cut it.
-type cuttableDialer struct {
-	addr  string
-	mu    sync.Mutex
-	cur   net.Conn
-	dials int
-}
-
-func (d *cuttableDialer) dial(ctx context.Context) (net.Conn, error) {
-	var nd net.Dialer
-	c, err := nd.DialContext(ctx, "tcp", d.addr)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	d.cur, d.dials = c, d.dials+1
-	d.mu.Unlock()
-	return c, nil
-}
-
-func (d *cuttableDialer) cut() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cur != nil {
-		d.cur.Close()
-	}
-}
-
 // echoTransfer writes size random bytes to st while reading the echo, and
 // compares SHA-256 digests. Halfway through it calls mid (if not nil).
 func echoTransfer(t *testing.T, st net.Conn, size int, mid func()) {
@@ -187,12 +158,15 @@ func echoTransfer(t *testing.T, st net.Conn, size int, mid func()) {
 }
 
 // dialEchoSession starts an echo server and dials a session to it through
-// a cuttableDialer; the test's cleanup closes the session.
-func dialEchoSession(t *testing.T) (*echoServer, *cuttableDialer, *RedialPacketConn, *Session) {
+// a CuttableDialer; the test's cleanup closes the session.
+func dialEchoSession(t *testing.T) (*echoServer, *testenv.CuttableDialer, *RedialPacketConn, *Session) {
 	t.Helper()
 	srv := newEchoServer(t)
-	d := &cuttableDialer{addr: srv.ln.Addr().String()}
-	pconn := NewRedialPacketConn(NewClientID(), d.dial, nil)
+	d := testenv.NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
+	})
+	pconn := NewRedialPacketConn(NewClientID(), d.Dial, nil)
 	sess, err := DialSession(pconn)
 	if err != nil {
 		t.Fatal(err)
@@ -232,11 +206,8 @@ func TestSessionSurvivesRedial(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	echoTransfer(t, st, 4<<20, d.cut)
-	d.mu.Lock()
-	dials := d.dials
-	d.mu.Unlock()
-	if dials < 2 {
+	echoTransfer(t, st, 4<<20, d.Cut)
+	if dials := d.Dials(); dials < 2 {
 		t.Fatalf("dials = %d, want a redial", dials)
 	}
 	if srv.pconn.Clients() != 1 {
