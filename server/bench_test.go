@@ -132,8 +132,8 @@ func openSessions(b *testing.B, bs *benchServer, n int) ([]*turbotunnel.Session,
 	streams := make([]net.Conn, n)
 	before := bs.sink.conns.Load()
 	for i := range n {
-		d := &wsDialer{url: bs.url}
-		sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
+		d := wsDialer(bs.url)
+		sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.Dial, nil))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -117,43 +117,23 @@ func startManagedServer(t *testing.T, ft *fakeTor, options string) (*testenv.Pro
 	}
 }
 
-// wsDialer dials the server's WebSocket and can cut the current one.
-type wsDialer struct {
-	url   string
-	mu    sync.Mutex
-	cur   net.Conn
-	dials int
-}
-
-func (d *wsDialer) dial(ctx context.Context) (net.Conn, error) {
-	ws, _, err := websocket.Dial(ctx, d.url, nil)
-	if err != nil {
-		return nil, err
-	}
-	c := websocketconn.New(ws)
-	d.mu.Lock()
-	d.cur, d.dials = c, d.dials+1
-	d.mu.Unlock()
-	return c, nil
-}
-
-func (d *wsDialer) cut() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.cur.Close()
-}
-
-func (d *wsDialer) numDials() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.dials
+// wsDialer dials the server's WebSocket at url; the test can cut the
+// current one.
+func wsDialer(url string) *testenv.CuttableDialer {
+	return testenv.NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
+		ws, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		return websocketconn.New(ws), nil
+	})
 }
 
 // openStream dials a turbotunnel session over d and opens one stream on
 // it; the test's cleanup closes both.
-func (d *wsDialer) openStream(t *testing.T) net.Conn {
+func openStream(t *testing.T, d *testenv.CuttableDialer) net.Conn {
 	t.Helper()
-	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.dial, nil))
+	sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.Dial, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,8 +229,8 @@ func transferKeep(t *testing.T, st net.Conn, size int, mid func(), _ *[]byte, up
 func TestEndToEnd(t *testing.T) {
 	ft := startFakeTor(t)
 	_, url := startManagedServer(t, ft, "snowflake:num-turbotunnel=2")
-	d := &wsDialer{url: url + "?client_ip=192.0.2.7"}
-	st := d.openStream(t)
+	d := wsDialer(url + "?client_ip=192.0.2.7")
+	st := openStream(t, d)
 	const size = 50 << 20
 	elapsed := transfer(t, st, size, nil)
 	t.Logf("50 MB each way in %v (%.1f MB/s each way)", elapsed.Round(time.Millisecond), float64(size)/1e6/elapsed.Seconds())
@@ -271,15 +251,15 @@ func TestEndToEnd(t *testing.T) {
 func TestSessionSurvival(t *testing.T) {
 	ft := startFakeTor(t)
 	_, url := startManagedServer(t, ft, "")
-	d := &wsDialer{url: url + "?client_ip=2001:db8::9"}
-	st := d.openStream(t)
+	d := wsDialer(url + "?client_ip=2001:db8::9")
+	st := openStream(t, d)
 	var sentAll []byte
-	transferKeep(t, st, 8<<20, d.cut, &sentAll, func() []byte {
+	transferKeep(t, st, 8<<20, d.Cut, &sentAll, func() []byte {
 		ft.mu.Lock()
 		defer ft.mu.Unlock()
 		return bytes.Clone(ft.received.Bytes())
 	})
-	if n := d.numDials(); n < 2 {
+	if n := d.Dials(); n < 2 {
 		t.Fatalf("WebSocket dialled %d times, want a reconnection", n)
 	}
 	if n := ft.accepted.Load(); n != 1 {
@@ -297,8 +277,8 @@ func TestSessionSurvival(t *testing.T) {
 func TestStandalone(t *testing.T) {
 	orln := testenv.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 	p, addr := startStandalone(t, nil, orln.Addr().String(), "-stats-interval", "200ms", "-metrics-addr", "127.0.0.1:0")
-	d := &wsDialer{url: "ws://" + addr + "/any/path"}
-	st := d.openStream(t)
+	d := wsDialer("ws://" + addr + "/any/path")
+	st := openStream(t, d)
 	transfer(t, st, 1<<20, nil)
 	st.Close()
 	// The periodic stats line and the metrics report the stream.
