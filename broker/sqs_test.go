@@ -37,18 +37,7 @@ func TestBinarySQS(t *testing.T) {
 		BaseEndpoint: aws.String(endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
 	})
-	var queueURL *string
-	for queueURL == nil {
-		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("snowflake-broker")})
-		if err == nil {
-			queueURL = out.QueueUrl
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the broker never created its queue")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	queueURL := waitQueueURL(ctx, t, client, "snowflake-broker")
 
 	// The proxy keeps polling (the emulator may deliver the client's poll
 	// only when the broker's 15 s receive ends) and answers its match.
@@ -87,18 +76,7 @@ func TestBinarySQS(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var respQueue *string
-	for respQueue == nil {
-		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("snowflake-client-fedcba9876543210")})
-		if err == nil {
-			respQueue = out.QueueUrl
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("no response queue")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	respQueue := waitQueueURL(ctx, t, client, "snowflake-client-fedcba9876543210")
 	for {
 		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: respQueue, MaxNumberOfMessages: 1, WaitTimeSeconds: 1})
 		if err != nil {
@@ -114,6 +92,22 @@ func TestBinarySQS(t *testing.T) {
 		break
 	}
 	<-matched
+}
+
+// waitQueueURL asks for the URL of the named queue until it exists (the
+// broker creates its own queue, and a client's when it answers).
+func waitQueueURL(ctx context.Context, t *testing.T, client *sqs.Client, name string) *string {
+	t.Helper()
+	for {
+		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+		if err == nil {
+			return out.QueueUrl
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("queue %s never appeared", name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 const testSQSAnswer = `{"type":"answer","sdp":"v=0\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n"}`
