@@ -178,34 +178,31 @@ func startChain(t *testing.T, kind proxyKind, stunURL string) *chain {
 	return &chain{socks: f[len(f)-1], proxy: proxy}
 }
 
-// dial opens a stream to the sink through the client's SOCKS port.
-func (c *chain) dial(t *testing.T) net.Conn {
+// request opens a stream to the sink through the client's SOCKS port and
+// sends the sink's header, mode and size. start is when the stream was
+// open, after the rendezvous, so a transfer's time leaves that out.
+func (c *chain) request(t *testing.T, mode byte, size int64) (conn net.Conn, start time.Time) {
 	t.Helper()
 	conn, err := socks5Connect(c.socks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return conn
-}
-
-// sendRequest writes the sink's request header: mode and size.
-func sendRequest(t *testing.T, conn net.Conn, mode byte, size int64) {
-	t.Helper()
+	start = time.Now()
 	var hdr [9]byte
 	hdr[0] = mode
 	binary.BigEndian.PutUint64(hdr[1:], uint64(size))
 	if _, err := conn.Write(hdr[:]); err != nil {
+		conn.Close()
 		t.Fatal(err)
 	}
+	return conn, start
 }
 
 // upload sends size bytes and checks the SHA-256 the sink computed.
 func (c *chain) upload(t *testing.T, size int64) time.Duration {
 	t.Helper()
-	conn := c.dial(t)
+	conn, start := c.request(t, 'U', size)
 	defer conn.Close()
-	start := time.Now()
-	sendRequest(t, conn, 'U', size)
 	want := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(conn, want), patternStream(size)); err != nil {
 		t.Fatal(err)
@@ -224,10 +221,8 @@ func (c *chain) upload(t *testing.T, size int64) time.Duration {
 // download receives size bytes and checks their SHA-256.
 func (c *chain) download(t *testing.T, size int64) time.Duration {
 	t.Helper()
-	conn := c.dial(t)
+	conn, start := c.request(t, 'D', size)
 	defer conn.Close()
-	start := time.Now()
-	sendRequest(t, conn, 'D', size)
 	conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
 	got := sha256.New()
 	if n, err := io.CopyN(got, conn, size); err != nil {
