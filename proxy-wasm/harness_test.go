@@ -69,41 +69,19 @@ type source struct {
 	ln   net.Listener
 	size int64
 	want string // hex SHA-256 of what each connection receives
-	wg   sync.WaitGroup
 }
 
 func stream() io.Reader { return rand.NewChaCha8([32]byte{'s', 'n', 'o', 'w'}) }
 
 func startSource(t *testing.T, size int64) *source {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &source{ln: ln, size: size}
+	s := &source{size: size}
 	h := sha256.New()
 	io.CopyN(h, stream(), size)
 	s.want = hex.EncodeToString(h.Sum(nil))
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				io.CopyN(c, stream(), size)
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		s.wg.Wait()
+	s.ln = testenv.ServeTCP(t, func(c net.Conn) {
+		io.CopyN(c, stream(), size)
+		io.Copy(io.Discard, c)
 	})
 	return s
 }
@@ -122,12 +100,7 @@ type network struct {
 func startNetwork(t *testing.T, size int64) *network {
 	t.Helper()
 	n := &network{t: t, dir: t.TempDir()}
-	stun, err := stunserver.Listen("127.0.0.1", "127.0.0.2")
-	if err != nil {
-		t.Fatalf("stun server: %v", err)
-	}
-	t.Cleanup(func() { stun.Close() })
-	n.stun = stun
+	n.stun = testenv.STUN(t)
 	n.src = startSource(t, size)
 
 	n.relayPort = testenv.FreePort(t)
