@@ -86,12 +86,7 @@ type chain struct {
 func startChain(t *testing.T, size int64, brokerArgs ...string) *chain {
 	t.Helper()
 	c := &chain{t: t, dir: t.TempDir()}
-	stun, err := stunserver.Listen("127.0.0.1", "127.0.0.2")
-	if err != nil {
-		t.Fatalf("stun server: %v", err)
-	}
-	t.Cleanup(func() { stun.Close() })
-	c.stun = stun
+	c.stun = testenv.STUN(t)
 	c.src = startSource(t, size)
 
 	sport := testenv.FreePort(t)

@@ -136,7 +136,7 @@ func TestBenchmarkCapacity(t *testing.T) {
 		"-allowed-relay-pattern", "127.0.0.1$", "-disable-geoip")
 	broker.WaitFor(t, "listening", 60*time.Second)
 	brokerURL := fmt.Sprintf("http://127.0.0.1:%d/", brokerPort)
-	stun := newSTUN(t)
+	stun := testenv.STUN(t).URL()
 	proxy := testenv.Start(t, "proxy", nil, testenv.Binary(t, "./proxy"),
 		"-broker", brokerURL, "-relay", relay, "-stun", stun, "-keep-local-addresses",
 		"-allow-non-tls-relay", "-allowed-relay-hostname-pattern", "127.0.0.1$",

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snowflake-go/snowflake/internal/stunserver"
 	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
@@ -256,15 +255,6 @@ func cpuSeconds(t *testing.T, pid int) float64 {
 	return (ut + st) / clockTicks
 }
 
-func newSTUN(t *testing.T) string {
-	s, err := stunserver.Listen("127.0.0.1", "127.0.0.2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s.URL()
-}
-
 // TestDebianClientThroughOurProxy is the interoperability end-to-end test:
 // Debian's snowflake-client 2.5.1 → our broker → our proxy → our server →
 // TCP sink, 100 MB downstream and 10 MB upstream, SHA-256 checked.
@@ -272,7 +262,7 @@ func TestDebianClientThroughOurProxy(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	c := startChain(t, ourProxy, newSTUN(t))
+	c := startChain(t, ourProxy, testenv.STUN(t).URL())
 	const down, up = 100 << 20, 10 << 20
 	d := c.download(t, down)
 	u := c.upload(t, up)
@@ -296,7 +286,7 @@ func TestBenchmarkProxyCPU(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	stun := newSTUN(t)
+	stun := testenv.STUN(t).URL()
 	size := int64(100 << 20)
 	if s := os.Getenv("SNOWFLAKE_BENCH_MB"); s != "" {
 		mb, err := strconv.Atoi(s)
