@@ -4,7 +4,6 @@ import (
 	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/dtlsshape"
-	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // dtlsShape returns the DTLS handshake shape the configuration asks for:
@@ -31,21 +30,16 @@ func (c *Config) dtlsShape() (dtlsshape.Mode, *dtlsshape.Profile, error) {
 // the absence of a HelloVerifyRequest and, should a proxy make it the
 // DTLS client, its ClientHello. It also installs the transport's network
 // (t.net), wrapped so that hello records carry a browser's version and
-// sockets have a large receive buffer (webrtcapi.Net).
+// sockets have a large receive buffer (see dtlsshape.Apply).
 func (t *Transport) shapeDTLS(se *webrtc.SettingEngine) {
-	n, err := webrtcapi.Net(t.net)
-	if err != nil {
-		t.logger.Warn("peer sockets keep the default receive buffer", "err", err)
-		n = t.net
-	}
 	mode, profile, err := t.cfg.dtlsShape()
 	if err == nil {
-		err = dtlsshape.Apply(se, mode, profile, n)
+		err = dtlsshape.Apply(se, mode, profile, t.net)
 	}
 	if err != nil { // Validate already refused such a configuration
 		t.logger.Warn("DTLS shaping off", "err", err)
-		if n != nil {
-			se.SetNet(n)
+		if t.net != nil {
+			se.SetNet(t.net)
 		}
 	}
 }

@@ -61,18 +61,15 @@ func rewriteHelloRecords(b []byte) []byte {
 	return out
 }
 
-// WrapNet returns a transport.Net whose UDP sockets write ClientHello
-// records as browsers do. inner nil means the operating system's network,
-// as webrtcapi.Net makes it.
+// WrapNet returns the network of a shaped peer: inner (nil: the
+// operating system's) as webrtcapi.Net makes it, with UDP sockets that
+// write ClientHello records as browsers do.
 func WrapNet(inner transport.Net) (transport.Net, error) {
-	if inner == nil {
-		n, err := webrtcapi.Net(nil)
-		if err != nil {
-			return nil, fmt.Errorf("dtlsshape: %w", err)
-		}
-		inner = n
+	n, err := webrtcapi.Net(inner)
+	if err != nil {
+		return nil, fmt.Errorf("dtlsshape: %w", err)
 	}
-	return shapingNet{Net: inner}, nil
+	return shapingNet{Net: n}, nil
 }
 
 type shapingNet struct{ transport.Net }

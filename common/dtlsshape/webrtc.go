@@ -18,6 +18,8 @@ import (
 	dtlselliptic "github.com/pion/dtls/v4/pkg/crypto/elliptic"
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v5"
+
+	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // Apply configures se so that every PeerConnection made with it shapes
@@ -28,15 +30,18 @@ import (
 // is the DTLS server, no HelloVerifyRequest (Chromium sends none) and a
 // DTLS 1.3 ServerHello in BoringSSL's extension order with a fully random
 // Random. profile nil means Chromium(). The peer's sockets come from
-// inner (nil: the operating system's), wrapped; callers must not call
-// se.SetNet afterwards. Disable leaves pion's defaults (and sets inner,
-// if any). Per-connection ICE credentials are set apart, through
-// ICECredentials.
+// inner (nil: the operating system's) as webrtcapi.Net makes them, with
+// large receive buffers, and are wrapped to rewrite hello records;
+// callers must not call se.SetNet afterwards. Disable leaves pion's DTLS
+// defaults and installs the sockets unwrapped. Per-connection ICE
+// credentials are set apart, through ICECredentials.
 func Apply(se *webrtc.SettingEngine, mode Mode, profile *Profile, inner transport.Net) error {
 	if mode == Disable {
-		if inner != nil {
-			se.SetNet(inner)
+		n, err := webrtcapi.Net(inner)
+		if err != nil {
+			return fmt.Errorf("dtlsshape: %w", err)
 		}
+		se.SetNet(n)
 		return nil
 	}
 	n, err := WrapNet(inner)

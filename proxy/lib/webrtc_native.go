@@ -12,7 +12,6 @@ import (
 	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/dtlsshape"
-	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
 // sctpReceiveBuffer is the SCTP receive window. pion's 1 MiB default caps a
@@ -58,11 +57,7 @@ func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 	if err != nil {
 		return se, err
 	}
-	n, err := webrtcapi.Net(nil)
-	if err != nil {
-		return se, err
-	}
-	if err := dtlsshape.Apply(&se, mode, nil, n); err != nil {
+	if err := dtlsshape.Apply(&se, mode, nil, nil); err != nil {
 		return se, err
 	}
 	if c.ConfigureWebRTC != nil {
