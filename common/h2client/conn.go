@@ -288,7 +288,7 @@ func (c *Conn) headersNotWritten(s *stream, werr error) error {
 	c.mu.Unlock()
 	c.fail(fmt.Errorf("h2client: write: %w", werr))
 	c.closeStream(s, nil)
-	if serr != nil && errors.Is(serr, errNotProcessed) {
+	if errors.Is(serr, errNotProcessed) {
 		return serr
 	}
 	return c.connErr(werr)

@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // h2Record is what an HTTP/2 client sent on one connection up to and
@@ -124,37 +126,29 @@ func startH2RecordServer(t *testing.T, names ...string) *h2RecordServer {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		for {
-			c, err := s.ln.Accept()
-			if err != nil {
-				return
-			}
+		testenv.AcceptEach(s.ln.Accept, func(c net.Conn) {
+			// Connections are tracked so that cleanup can end those a
+			// browser keeps open; one accepted as cleanup runs is dropped.
 			s.mu.Lock()
 			if s.closed {
 				s.mu.Unlock()
-				c.Close()
 				return
 			}
 			s.conns[c] = true
 			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() {
-					s.mu.Lock()
-					delete(s.conns, c)
-					s.mu.Unlock()
-					c.Close()
-				}()
-				tap := &recordTap{Conn: c}
-				tc := tls.Server(tap, conf)
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				if err := tc.Handshake(); err != nil {
-					return
-				}
-				s.serve(tc, tap)
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
 			}()
-		}
+			tap := &recordTap{Conn: c}
+			tc := tls.Server(tap, conf)
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			s.serve(tc, tap)
+		})
 	}()
 	t.Cleanup(func() {
 		s.ln.Close()
