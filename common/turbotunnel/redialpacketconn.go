@@ -168,25 +168,24 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 		return fmt.Errorf("turbotunnel: write preamble: %w", err)
 	}
 	bw := encapsulation.NewBatchWriter(conn)
+	gather := NewGatherer(AckHold)
+	defer gather.Stop()
 	for {
+		var p []byte
 		select {
 		case <-ctx.Done():
 			return nil
-		case p := <-c.send:
-			bw.WriteData(p) // only Flush writes, so errors show up there
-			c.pool.put(p)
+		case p = <-c.send:
 		}
-		// Take whatever else is queued into the same batch.
-		for more := true; more && bw.Buffered() < encapsulation.DefaultBatchSize; {
-			select {
-			case p := <-c.send:
-				if _, err := bw.WriteData(p); err != nil {
-					c.pool.put(p)
-					return fmt.Errorf("turbotunnel: write: %w", err)
-				}
-				c.pool.put(p)
-			default:
-				more = false
+		gather.Begin(p)
+		for ok := true; ok; p, ok = gather.More(c.send, ctx.Done()) {
+			_, err := bw.WriteData(p) // only Flush writes, so this fails only on an oversized packet
+			c.pool.put(p)
+			if err != nil {
+				return fmt.Errorf("turbotunnel: write: %w", err)
+			}
+			if bw.Buffered() >= encapsulation.DefaultBatchSize {
+				break
 			}
 		}
 		if err := bw.Flush(); err != nil {

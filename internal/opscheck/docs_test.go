@@ -80,6 +80,7 @@ var codeConstants = map[string]any{
 	"turbotunnel.QueueSize":         turbotunnel.QueueSize,
 	"turbotunnel.OutgoingQueueSize": turbotunnel.OutgoingQueueSize,
 	"turbotunnel.ClientMapTimeout":  turbotunnel.ClientMapTimeout,
+	"turbotunnel.AckHold":           turbotunnel.AckHold,
 
 	"turbotunnel.ClientSmuxConfig().Version":           turbotunnel.ClientSmuxConfig().Version,
 	"turbotunnel.ClientSmuxConfig().KeepAliveInterval": turbotunnel.ClientSmuxConfig().KeepAliveInterval,

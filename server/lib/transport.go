@@ -188,6 +188,8 @@ func (s *Server) readLoop(conn net.Conn, id turbotunnel.ClientID, sh *shard) err
 // buffer is borrowed from a pool only while there is something to send, so
 // an idle connection holds none.
 func (s *Server) writeLoop(conn net.Conn, sh *shard, queue <-chan []byte, done <-chan struct{}) error {
+	gather := turbotunnel.NewGatherer(turbotunnel.AckHold)
+	defer gather.Stop()
 	for {
 		var p []byte
 		select {
@@ -198,17 +200,16 @@ func (s *Server) writeLoop(conn net.Conn, sh *shard, queue <-chan []byte, done <
 		bp := s.batchBuffers.Get().(*[]byte)
 		batch := encapsulation.AppendPrefix((*bp)[:0], len(p), true)
 		batch = append(batch, p...)
+		gather.Begin(p)
 		sh.pconn.Release(p)
-	more:
 		for len(batch) < writeBatchSize-turbotunnel.MTU-encapsulation.MaxPrefixLength {
-			select {
-			case p = <-queue:
-				batch = encapsulation.AppendPrefix(batch, len(p), true)
-				batch = append(batch, p...)
-				sh.pconn.Release(p)
-			default:
-				break more
+			p, ok := gather.More(queue, done)
+			if !ok {
+				break
 			}
+			batch = encapsulation.AppendPrefix(batch, len(p), true)
+			batch = append(batch, p...)
+			sh.pconn.Release(p)
 		}
 		conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 		_, err := conn.Write(batch)

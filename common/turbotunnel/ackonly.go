@@ -1,0 +1,98 @@
+package turbotunnel
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// AckHold is how long a batch of outgoing packets that holds only KCP
+// acknowledgments waits for another packet before it is sent.
+//
+// KCP acknowledges at once whenever a packet also acknowledges its own
+// data, which in request–reply traffic is every request and every reply.
+// The reply or the next request usually follows within a fraction of a
+// millisecond; sent apart, the acknowledgment costs every hop (data
+// channel, proxy, WebSocket, the peer) a packet and a wake-up, and the data
+// channel an SCTP acknowledgment back, while the data it precedes is on its
+// way. Waiting only delays the peer's round-trip estimate by at most this
+// much, which is small against real paths and KCP's 100 ms minimum RTO.
+const AckHold = time.Millisecond
+
+// KCP segment layout (wire-protocol.md §5.4): a 24-byte header, of which
+// the command is byte 4 and the payload length bytes 20–23, then the
+// payload. A packet is a run of segments.
+const (
+	kcpHeaderSize = 24
+	kcpCmdACK     = 82
+)
+
+// IsAckOnly reports whether the KCP packet p holds only acknowledgment
+// segments. A packet that does not parse is not ack-only, so a sender
+// never holds back something it does not understand.
+func IsAckOnly(p []byte) bool {
+	if len(p) < kcpHeaderSize {
+		return false
+	}
+	for len(p) > 0 {
+		if len(p) < kcpHeaderSize || p[4] != kcpCmdACK {
+			return false
+		}
+		n := binary.LittleEndian.Uint32(p[20:24])
+		if uint64(n) > uint64(len(p)-kcpHeaderSize) {
+			return false
+		}
+		p = p[kcpHeaderSize+int(n):]
+	}
+	return true
+}
+
+// Gatherer collects queued packets into one batch for a writer goroutine,
+// holding a batch of acknowledgments alone for a moment ([AckHold] in the
+// project's writers). One Gatherer serves one writer.
+type Gatherer struct {
+	timer *time.Timer
+	wait  time.Duration
+	hold  bool // the batch so far holds only acknowledgments and has not waited
+}
+
+// NewGatherer returns a Gatherer that holds acknowledgment-only batches for
+// up to wait. Stop releases its timer.
+func NewGatherer(wait time.Duration) *Gatherer {
+	t := time.NewTimer(wait)
+	t.Stop()
+	return &Gatherer{timer: t, wait: wait}
+}
+
+// Begin starts a batch whose first packet is p.
+func (g *Gatherer) Begin(p []byte) { g.hold = IsAckOnly(p) }
+
+// More returns another packet for the batch: one already queued or, while
+// the batch holds only acknowledgments, one that arrives within the wait
+// (waited for once per batch). It reports false when the batch should be
+// sent, or done was closed.
+func (g *Gatherer) More(queue <-chan []byte, done <-chan struct{}) ([]byte, bool) {
+	select {
+	case p := <-queue:
+		g.hold = g.hold && IsAckOnly(p)
+		return p, true
+	default:
+	}
+	if !g.hold {
+		return nil, false
+	}
+	g.hold = false
+	g.timer.Reset(g.wait)
+	select {
+	case p := <-queue:
+		g.timer.Stop()
+		return p, true
+	case <-g.timer.C:
+		return nil, false
+	case <-done:
+		g.timer.Stop()
+		return nil, false
+	}
+}
+
+// Stop releases the timer.
+func (g *Gatherer) Stop() { g.timer.Stop() }

@@ -1,0 +1,184 @@
+package turbotunnel
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/xtaci/kcp-go/v5"
+)
+
+// segment builds one KCP segment with the given command and payload.
+func segment(cmd byte, payload string) []byte {
+	b := make([]byte, kcpHeaderSize, kcpHeaderSize+len(payload))
+	binary.LittleEndian.PutUint32(b[0:], 7) // conv
+	b[4] = cmd
+	binary.LittleEndian.PutUint32(b[20:], uint32(len(payload)))
+	return append(b, payload...)
+}
+
+func join(parts ...[]byte) []byte {
+	var out []byte
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func TestIsAckOnly(t *testing.T) {
+	const push, wask = 81, 83
+	ack := segment(kcpCmdACK, "")
+	lying := segment(kcpCmdACK, "")
+	binary.LittleEndian.PutUint32(lying[20:], 0xffffffff)
+	for _, tc := range []struct {
+		name string
+		p    []byte
+		want bool
+	}{
+		{"one ack", ack, true},
+		{"three acks", join(ack, ack, ack), true},
+		{"push", segment(push, "hello"), false},
+		{"ack then push", join(ack, segment(push, "x")), false},
+		{"push then ack", join(segment(push, "x"), ack), false},
+		{"window probe", segment(wask, ""), false},
+		{"empty", nil, false},
+		{"short header", ack[:kcpHeaderSize-1], false},
+		{"ack then a partial header", join(ack, ack[:10]), false},
+		{"length past the end", lying, false},
+		{"length one past the end", segment(kcpCmdACK, "ab")[:kcpHeaderSize+1], false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsAckOnly(tc.p); got != tc.want {
+				t.Errorf("IsAckOnly = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestIsAckOnlyKCP checks the layout against packets the KCP library
+// really produces.
+func TestIsAckOnlyKCP(t *testing.T) {
+	var data, acks [][]byte
+	capture := func(into *[][]byte) func([]byte, int) {
+		return func(buf []byte, n int) { *into = append(*into, append([]byte(nil), buf[:n]...)) }
+	}
+	sender := kcp.NewKCP(1, capture(&data))
+	receiver := kcp.NewKCP(1, capture(&acks))
+	sender.NoDelay(0, 10, 0, 1) // no congestion window, as configureKCP sets
+	sender.Send([]byte("request"))
+	sender.Update()
+	if len(data) != 1 {
+		t.Fatalf("sender produced %d packets, want 1", len(data))
+	}
+	// ackNoDelay makes the receiver answer with an acknowledgment at once.
+	if ret := receiver.Input(data[0], kcp.IKCP_PACKET_REGULAR, true); ret != 0 {
+		t.Fatalf("Input = %d", ret)
+	}
+	if len(acks) != 1 {
+		t.Fatalf("receiver produced %d packets, want 1", len(acks))
+	}
+	if IsAckOnly(data[0]) {
+		t.Error("data packet reported ack-only")
+	}
+	if !IsAckOnly(acks[0]) {
+		t.Errorf("acknowledgment % x not reported ack-only", acks[0])
+	}
+}
+
+// more runs g.More in a goroutine and fails the test if it does not
+// return within limit.
+func more(t *testing.T, g *Gatherer, queue chan []byte, done chan struct{}, limit time.Duration) ([]byte, bool) {
+	t.Helper()
+	type result struct {
+		p  []byte
+		ok bool
+	}
+	ch := make(chan result, 1)
+	go func() {
+		p, ok := g.More(queue, done)
+		ch <- result{p, ok}
+	}()
+	select {
+	case r := <-ch:
+		return r.p, r.ok
+	case <-time.After(limit):
+		t.Fatalf("More did not return within %v", limit)
+		return nil, false
+	}
+}
+
+func TestGathererTakesQueued(t *testing.T) {
+	g := NewGatherer(time.Hour)
+	defer g.Stop()
+	queue := make(chan []byte, 4)
+	data := segment(81, "x")
+	queue <- data
+	g.Begin(data)
+	if p, ok := more(t, g, queue, nil, 5*time.Second); !ok || string(p) != string(data) {
+		t.Fatalf("More = %x, %v; want the queued packet", p, ok)
+	}
+	// A batch with data in it is sent as soon as the queue is empty.
+	if _, ok := more(t, g, queue, nil, 5*time.Second); ok {
+		t.Fatal("More on an empty queue reported a packet")
+	}
+}
+
+func TestGathererHoldsAcks(t *testing.T) {
+	g := NewGatherer(time.Hour)
+	defer g.Stop()
+	queue := make(chan []byte)
+	ack, reply := segment(kcpCmdACK, ""), segment(81, "reply")
+	g.Begin(ack)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		queue <- reply
+	}()
+	if p, ok := more(t, g, queue, nil, 5*time.Second); !ok || string(p) != string(reply) {
+		t.Fatalf("More = %x, %v; want the reply that came during the hold", p, ok)
+	}
+	// One wait per batch.
+	if _, ok := more(t, g, queue, nil, 5*time.Second); ok {
+		t.Fatal("More reported a packet after the batch already waited")
+	}
+
+	// The next batch may wait again, and a second acknowledgment keeps it
+	// ack-only.
+	g.Begin(ack)
+	buffered := make(chan []byte, 2)
+	buffered <- ack
+	if _, ok := more(t, g, buffered, nil, 5*time.Second); !ok {
+		t.Fatal("More missed a queued acknowledgment")
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		buffered <- reply
+	}()
+	if p, ok := more(t, g, buffered, nil, 5*time.Second); !ok || string(p) != string(reply) {
+		t.Fatalf("More = %x, %v; want the reply after two acknowledgments", p, ok)
+	}
+}
+
+func TestGathererHoldEnds(t *testing.T) {
+	const wait = 30 * time.Millisecond
+	g := NewGatherer(wait)
+	defer g.Stop()
+	queue := make(chan []byte)
+	g.Begin(segment(kcpCmdACK, ""))
+	start := time.Now()
+	if _, ok := more(t, g, queue, nil, 5*time.Second); ok {
+		t.Fatal("More reported a packet from an empty queue")
+	}
+	if d := time.Since(start); d < wait {
+		t.Errorf("acknowledgments held %v, want at least %v", d, wait)
+	}
+
+	// done ends a hold at once.
+	long := NewGatherer(time.Hour)
+	defer long.Stop()
+	done := make(chan struct{})
+	long.Begin(segment(kcpCmdACK, ""))
+	time.AfterFunc(10*time.Millisecond, func() { close(done) })
+	if _, ok := more(t, long, queue, done, 5*time.Second); ok {
+		t.Fatal("More reported a packet after done")
+	}
+}
