@@ -73,26 +73,7 @@ func startServer(t *testing.T, user, pass string) *testenv.SOCKS5Server {
 // echoTCP accepts connections and echoes them.
 func echoTCP(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String()
+	return testenv.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) }).Addr().String()
 }
 
 func TestConnect(t *testing.T) {
