@@ -94,15 +94,39 @@ func (n shapingNet) ListenPacket(network, address string) (net.PacketConn, error
 }
 
 // shapingUDPConn rewrites outgoing hellos. It keeps the allocation-free
-// netip path of a raw *net.UDPConn, which pion's ICE uses when offered.
+// netip path of the inner socket, which pion's ICE uses when offered.
 type shapingUDPConn struct {
 	transport.UDPConn
-	raw *net.UDPConn // nil when the inner conn is not an OS socket
+	fast addrPortConn // nil when the inner conn has no netip path
+}
+
+// addrPortConn is pion's ice.AddrPortReaderWriter, which webrtcapi's
+// sockets implement.
+type addrPortConn interface {
+	ReadFromAddrPort([]byte) (int, netip.AddrPort, error)
+	WriteToAddrPort([]byte, netip.AddrPort) (int, error)
+}
+
+// rawAddrPort gives a plain operating-system socket the netip path.
+type rawAddrPort struct{ *net.UDPConn }
+
+func (c rawAddrPort) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromUDPAddrPort(b)
+}
+
+func (c rawAddrPort) WriteToAddrPort(b []byte, a netip.AddrPort) (int, error) {
+	return c.WriteToUDPAddrPort(b, a)
 }
 
 func newShapingUDPConn(c transport.UDPConn) *shapingUDPConn {
-	raw, _ := c.(*net.UDPConn)
-	return &shapingUDPConn{UDPConn: c, raw: raw}
+	s := &shapingUDPConn{UDPConn: c}
+	switch inner := c.(type) {
+	case addrPortConn:
+		s.fast = inner
+	case *net.UDPConn:
+		s.fast = rawAddrPort{inner}
+	}
+	return s
 }
 
 func (c *shapingUDPConn) Write(b []byte) (int, error) {
@@ -123,8 +147,8 @@ func (c *shapingUDPConn) WriteMsgUDP(b, oob []byte, a *net.UDPAddr) (int, int, e
 
 // ReadFromAddrPort and WriteToAddrPort implement ice.AddrPortReaderWriter.
 func (c *shapingUDPConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	if c.raw != nil {
-		return c.raw.ReadFromUDPAddrPort(b)
+	if c.fast != nil {
+		return c.fast.ReadFromAddrPort(b)
 	}
 	n, a, err := c.UDPConn.ReadFrom(b)
 	if err != nil {
@@ -138,8 +162,8 @@ func (c *shapingUDPConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error)
 }
 
 func (c *shapingUDPConn) WriteToAddrPort(b []byte, a netip.AddrPort) (int, error) {
-	if c.raw != nil {
-		return c.raw.WriteToUDPAddrPort(rewriteHelloRecords(b), a)
+	if c.fast != nil {
+		return c.fast.WriteToAddrPort(rewriteHelloRecords(b), a)
 	}
 	return c.UDPConn.WriteTo(rewriteHelloRecords(b), net.UDPAddrFromAddrPort(a))
 }

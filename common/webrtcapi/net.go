@@ -83,14 +83,18 @@ func (n bufferedNet) InterfaceByName(name string) (*transport.Interface, error) 
 	return c.InterfaceByName(name)
 }
 
-// ListenUDP returns the inner network's socket itself, not a wrapper, so
-// that pion keeps its allocation-free path for a raw *net.UDPConn.
+// ListenUDP returns an operating-system socket as a batchConn (on Linux),
+// which reads waiting datagrams in batches and offers pion its
+// allocation-free address path; other sockets are returned as they are.
 func (n bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, err
 	}
 	growReceiveBuffer(c)
+	if u, ok := c.(*net.UDPConn); ok {
+		return newBatchConn(u), nil
+	}
 	return c, nil
 }
 
@@ -100,6 +104,9 @@ func (n bufferedNet) ListenPacket(network, address string) (net.PacketConn, erro
 		return nil, err
 	}
 	growReceiveBuffer(c)
+	if u, ok := c.(*net.UDPConn); ok {
+		return newBatchConn(u), nil
+	}
 	return c, nil
 }
 

@@ -1,0 +1,290 @@
+package webrtcapi
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/pion/transport/v5"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// batchSize is how many datagrams one receive system call may take.
+	// A data channel at full speed delivers about nine datagrams per
+	// wake-up of the reader, so this takes most bursts whole.
+	batchSize = 16
+	// slotSize bounds a datagram that arrives behind the first of a batch
+	// (the first is read straight into the caller's buffer). WebRTC peers
+	// keep datagrams near 1,200 bytes (DTLS fragments, SCTP packets); a
+	// longer one in a later slot is dropped, as a datagram longer than a
+	// read buffer is cut.
+	slotSize = 2048
+)
+
+// batchConn is an operating-system UDP socket whose reads take every
+// waiting datagram with one recvmmsg call, then hand them out one per
+// read, and whose writes are sent in batches by a sender. A peer moving
+// tens of MB/s otherwise makes one system call per datagram, and on
+// virtual machines, where each call is costly, those calls were the
+// largest single item in the client's and the proxy's profiles.
+//
+// It implements pion's AddrPortReaderWriter, so ICE reads through it
+// without allocating. Every read method drains the same batch, so
+// datagrams are never reordered between them.
+type batchConn struct {
+	*net.UDPConn
+	raw syscall.RawConn
+
+	mu    sync.Mutex // serializes reads; guards the fields below
+	hdrs  [batchSize]unix.Mmsghdr
+	iovs  [batchSize]unix.Iovec
+	names [batchSize]unix.RawSockaddrInet6 // large enough for either family
+	slots []byte                           // (batchSize-1) × slotSize, allocated at the first read
+	next  int                              // datagrams hdrs[next:count] wait in slots
+	count int
+	zone  zoneName
+
+	out *sender // nil: writes go straight to the socket
+}
+
+// newBatchConn wraps c; it returns c itself if its socket is unreachable.
+func newBatchConn(c *net.UDPConn) transport.UDPConn {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return c
+	}
+	bc := &batchConn{UDPConn: c, raw: raw}
+	if family, err := socketFamily(raw); err == nil {
+		bc.out = newSender(raw, family, c.LocalAddr())
+	}
+	return bc
+}
+
+// ReadFromAddrPort implements pion's AddrPortReaderWriter.
+func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if n, addr, ok := c.popLocked(b); ok {
+			return n, addr, nil
+		}
+		if len(b) == 0 {
+			return c.UDPConn.ReadFromUDPAddrPort(b)
+		}
+		n, addr, ok, err := c.readBatch(b)
+		if err != nil || ok {
+			return n, addr, err
+		}
+	}
+}
+
+// popLocked copies the next waiting datagram into b. It reports false
+// when none is left.
+func (c *batchConn) popLocked(b []byte) (int, netip.AddrPort, bool) {
+	for c.next < c.count {
+		i := c.next
+		c.next++
+		h := &c.hdrs[i]
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			continue // longer than a slot: dropped
+		}
+		addr, ok := c.addrPort(&c.names[i], h.Hdr.Namelen)
+		if !ok {
+			continue
+		}
+		off := (i - 1) * slotSize
+		return copy(b, c.slots[off:off+int(h.Len)]), addr, true
+	}
+	return 0, netip.AddrPort{}, false
+}
+
+// readBatch receives up to batchSize datagrams, the first into b and the
+// rest into the slots, and returns the first. ok is false if the first
+// had an address that is not an IP one; the caller then reads on.
+func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, err error) {
+	if c.slots == nil {
+		c.slots = make([]byte, (batchSize-1)*slotSize)
+	}
+	for i := range c.hdrs {
+		buf := b
+		if i > 0 {
+			buf = c.slots[(i-1)*slotSize : i*slotSize]
+		}
+		c.iovs[i].Base = &buf[0]
+		c.iovs[i].SetLen(len(buf))
+		c.hdrs[i] = unix.Mmsghdr{}
+		c.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&c.names[i]))
+		c.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(c.names[i]))
+		c.hdrs[i].Hdr.Iov = &c.iovs[i]
+		c.hdrs[i].Hdr.SetIovlen(1)
+	}
+	var got int
+	var errno syscall.Errno
+	rerr := c.raw.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])), batchSize,
+				unix.MSG_DONTWAIT, 0, 0)
+			switch e {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // wait until the socket is readable
+			}
+			got, errno = int(r), e
+			return true
+		}
+	})
+	if rerr != nil {
+		// Deadline or close: report it as a plain read would.
+		var oe *net.OpError
+		if errors.As(rerr, &oe) {
+			rerr = oe.Err
+		}
+		return 0, netip.AddrPort{}, false, c.opError(rerr)
+	}
+	if errno != 0 {
+		return 0, netip.AddrPort{}, false, c.opError(os.NewSyscallError("recvmmsg", errno))
+	}
+	c.next, c.count = 1, got
+	// The first datagram is in b; one longer than b is cut, as by recvfrom.
+	addr, ok = c.addrPort(&c.names[0], c.hdrs[0].Hdr.Namelen)
+	return min(int(c.hdrs[0].Len), len(b)), addr, ok, nil
+}
+
+func (c *batchConn) opError(err error) error {
+	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Err: err}
+}
+
+// addrPort converts a kernel socket address the way package net does:
+// IPv4-mapped addresses stay mapped, and a scope becomes the zone.
+func (c *batchConn) addrPort(sa *unix.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {
+	switch {
+	case sa.Family == unix.AF_INET && n >= unix.SizeofSockaddrInet4:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), networkPort(&sa4.Port)), true
+	case sa.Family == unix.AF_INET6 && n >= unix.SizeofSockaddrInet6:
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			a = a.WithZone(c.zone.lookup(sa.Scope_id))
+		}
+		return netip.AddrPortFrom(a, networkPort(&sa.Port)), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// networkPort reads a port stored in network byte order.
+func networkPort(p *uint16) uint16 {
+	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
+}
+
+// zoneName remembers the last interface name looked up: link-local
+// traffic, the only kind with a scope, comes from one interface.
+type zoneName struct {
+	index uint32
+	name  string
+}
+
+func (z *zoneName) lookup(index uint32) string {
+	if index == z.index && z.name != "" {
+		return z.name
+	}
+	name := strconv.FormatUint(uint64(index), 10)
+	if ifi, err := net.InterfaceByIndex(int(index)); err == nil {
+		name = ifi.Name
+	}
+	z.index, z.name = index, name
+	return name
+}
+
+// WriteToAddrPort implements pion's AddrPortReaderWriter.
+func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if c.out == nil {
+		return c.UDPConn.WriteToUDPAddrPort(b, addr)
+	}
+	return c.out.send(b, addr)
+}
+
+func (c *batchConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	return c.WriteToAddrPort(b, addr)
+}
+
+func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok || c.out == nil {
+		return c.UDPConn.WriteTo(b, addr)
+	}
+	return c.WriteToAddrPort(b, ua.AddrPort())
+}
+
+func (c *batchConn) WriteToUDP(b []byte, addr *net.UDPAddr) (int, error) {
+	if addr == nil || c.out == nil {
+		return c.UDPConn.WriteToUDP(b, addr)
+	}
+	return c.WriteToAddrPort(b, addr.AddrPort())
+}
+
+// closeFlushTime bounds how long Close waits to send queued datagrams
+// when the socket buffer is full.
+const closeFlushTime = time.Second
+
+// Close sends the datagrams still queued, then closes the socket.
+func (c *batchConn) Close() error {
+	if c.out != nil {
+		c.UDPConn.SetWriteDeadline(time.Now().Add(closeFlushTime))
+		c.out.close()
+	}
+	return c.UDPConn.Close()
+}
+
+func (c *batchConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromAddrPort(b)
+}
+
+func (c *batchConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(addr), nil
+}
+
+func (c *batchConn) ReadFromUDP(b []byte) (int, *net.UDPAddr, error) {
+	n, addr, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(addr), nil
+}
+
+func (c *batchConn) Read(b []byte) (int, error) {
+	n, _, err := c.ReadFromAddrPort(b)
+	return n, err
+}
+
+// ReadMsgUDPAddrPort returns a waiting datagram first (without control
+// messages, which batches do not collect), then reads as package net does.
+func (c *batchConn) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, addr, ok := c.popLocked(b); ok {
+		return n, 0, 0, addr, nil
+	}
+	return c.UDPConn.ReadMsgUDPAddrPort(b, oob)
+}
+
+func (c *batchConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	var ap netip.AddrPort
+	n, oobn, flags, ap, err = c.ReadMsgUDPAddrPort(b, oob)
+	if err == nil {
+		addr = net.UDPAddrFromAddrPort(ap)
+	}
+	return n, oobn, flags, addr, err
+}

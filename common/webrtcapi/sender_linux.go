@@ -1,0 +1,266 @@
+package webrtcapi
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// maxQueued bounds the datagrams waiting for a sender. A writer that
+	// finds the queue full waits, passing back-pressure on as a blocking
+	// sendto would.
+	maxQueued = 64
+	// sendBufSize is the capacity of the buffers a sender keeps for reuse;
+	// a longer datagram gets a buffer of its own.
+	sendBufSize = 2048
+)
+
+// sender moves a socket's outgoing datagrams to one goroutine, which
+// sends whatever has queued since its last call with one sendmmsg. pion
+// writes a data channel's packets one at a time from a single goroutine
+// (a proxy relaying tens of MB/s makes some 30,000 such writes a second);
+// while that goroutine runs, its datagrams queue, and the sender's
+// goroutine takes them all when it gets to run, usually right after.
+//
+// A send error is reported by the next write: pion only logs send errors,
+// and UDP promises no delivery either way.
+type sender struct {
+	raw    syscall.RawConn
+	family int // the socket's address family, which decides how destinations are written
+	laddr  net.Addr
+
+	mu      sync.Mutex
+	cond    sync.Cond // the queue shrank, or the sender closed
+	queue   []datagram
+	spare   []datagram // the previous batch's slice, reused
+	free    [][]byte   // buffers to reuse
+	err     error      // a send error not yet reported
+	closed  bool
+	started bool
+	wake    chan struct{} // the queue became non-empty, or the sender closed
+	done    chan struct{} // the goroutine ended
+
+	// Used by the goroutine alone.
+	hdrs [maxQueued]unix.Mmsghdr
+	iovs [maxQueued]unix.Iovec
+}
+
+// datagram is a queued datagram and its destination as a kernel address.
+type datagram struct {
+	buf   []byte
+	to    unix.RawSockaddrInet6 // or a RawSockaddrInet4 in its first bytes
+	tolen uint32
+}
+
+func newSender(raw syscall.RawConn, family int, laddr net.Addr) *sender {
+	s := &sender{raw: raw, family: family, laddr: laddr, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s.cond.L = &s.mu
+	return s
+}
+
+// socketFamily returns AF_INET or AF_INET6 for the socket.
+func socketFamily(raw syscall.RawConn) (int, error) {
+	var sa unix.Sockaddr
+	var serr error
+	if err := raw.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, serr
+	}
+	switch sa.(type) {
+	case *unix.SockaddrInet4:
+		return unix.AF_INET, nil
+	case *unix.SockaddrInet6:
+		return unix.AF_INET6, nil
+	}
+	return 0, unix.EAFNOSUPPORT
+}
+
+// send queues a copy of b for addr.
+func (s *sender) send(b []byte, addr netip.AddrPort) (int, error) {
+	var d datagram
+	if err := s.sockaddr(addr, &d); err != nil {
+		return 0, s.opError(err, addr)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) >= maxQueued && !s.closed {
+		s.cond.Wait()
+	}
+	if s.closed {
+		return 0, s.opError(net.ErrClosed, addr)
+	}
+	if n := len(s.free); n > 0 && len(b) <= sendBufSize {
+		d.buf = append(s.free[n-1], b...)
+		s.free = s.free[:n-1]
+	} else {
+		d.buf = append(make([]byte, 0, max(len(b), sendBufSize)), b...)
+	}
+	s.queue = append(s.queue, d)
+	if len(s.queue) == 1 {
+		if !s.started {
+			s.started = true
+			go s.run()
+		}
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	if err := s.err; err != nil {
+		s.err = nil
+		return len(b), s.opError(err, addr)
+	}
+	return len(b), nil
+}
+
+func (s *sender) run() {
+	defer close(s.done)
+	for range s.wake {
+		s.mu.Lock()
+		closed := s.closed
+		batch := s.queue
+		s.queue = s.spare[:0]
+		s.mu.Unlock()
+
+		err := s.flush(batch)
+		if closed {
+			return
+		}
+
+		s.mu.Lock()
+		for i := range batch {
+			if cap(batch[i].buf) == sendBufSize && len(s.free) < maxQueued {
+				s.free = append(s.free, batch[i].buf[:0])
+			}
+			batch[i].buf = nil
+		}
+		s.spare = batch[:0]
+		if err != nil && s.err == nil {
+			s.err = err
+		}
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+// flush sends batch, waiting while the socket buffer is full. A datagram
+// the kernel refuses is skipped; the first such error is returned.
+func (s *sender) flush(batch []datagram) error {
+	for i := range batch {
+		d := &batch[i]
+		s.iovs[i] = unix.Iovec{}
+		if len(d.buf) > 0 {
+			s.iovs[i].Base = &d.buf[0]
+			s.iovs[i].SetLen(len(d.buf))
+		}
+		s.hdrs[i] = unix.Mmsghdr{}
+		s.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&d.to))
+		s.hdrs[i].Hdr.Namelen = d.tolen
+		s.hdrs[i].Hdr.Iov = &s.iovs[i]
+		s.hdrs[i].Hdr.SetIovlen(1)
+	}
+	var first error
+	for sent := 0; sent < len(batch); {
+		var n int
+		var errno syscall.Errno
+		err := s.raw.Write(func(fd uintptr) bool {
+			for {
+				r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[sent])),
+					uintptr(len(batch)-sent), unix.MSG_DONTWAIT, 0, 0)
+				switch e {
+				case unix.EINTR:
+					continue
+				case unix.EAGAIN:
+					return false // wait until the socket is writable
+				}
+				n, errno = int(r), e
+				return true
+			}
+		})
+		if err != nil {
+			return err // closed
+		}
+		if errno != 0 {
+			// The datagram at sent was refused (sendmmsg reports an
+			// error only when it sent nothing).
+			if first == nil {
+				first = os.NewSyscallError("sendmmsg", errno)
+			}
+			sent++
+			continue
+		}
+		sent += n
+	}
+	return first
+}
+
+// close sends what is queued, as a socket sends what was written before
+// it closed, and stops the goroutine. Writes fail from now on. The caller
+// bounds the time this takes with a write deadline, and closes the socket
+// afterwards.
+func (s *sender) close() {
+	s.mu.Lock()
+	s.closed = true
+	started := s.started
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	if started {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+		<-s.done
+	}
+}
+
+// sockaddr writes addr into d as the socket's family needs it: an IPv4
+// socket takes IPv4 (or IPv4-mapped) addresses, an IPv6 socket any, with
+// IPv4 ones mapped, as package net does.
+func (s *sender) sockaddr(addr netip.AddrPort, d *datagram) error {
+	ip := addr.Addr()
+	if !ip.IsValid() {
+		return &net.AddrError{Err: "invalid address", Addr: addr.String()}
+	}
+	switch s.family {
+	case unix.AF_INET:
+		ip = ip.Unmap()
+		if !ip.Is4() {
+			return &net.AddrError{Err: "non-IPv4 address", Addr: ip.String()}
+		}
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&d.to))
+		sa.Family = unix.AF_INET
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], addr.Port())
+		sa.Addr = ip.As4()
+		d.tolen = unix.SizeofSockaddrInet4
+	default:
+		d.to.Family = unix.AF_INET6
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&d.to.Port))[:], addr.Port())
+		d.to.Addr = ip.As16()
+		if zone := ip.Zone(); zone != "" {
+			ifi, err := net.InterfaceByName(zone)
+			if err != nil {
+				return &net.AddrError{Err: "unknown zone", Addr: ip.String()}
+			}
+			d.to.Scope_id = uint32(ifi.Index)
+		}
+		d.tolen = unix.SizeofSockaddrInet6
+	}
+	return nil
+}
+
+func (s *sender) opError(err error, addr netip.AddrPort) error {
+	var to net.Addr
+	if addr.IsValid() {
+		to = net.UDPAddrFromAddrPort(addr)
+	}
+	return &net.OpError{Op: "write", Net: s.laddr.Network(), Source: s.laddr, Addr: to, Err: err}
+}
