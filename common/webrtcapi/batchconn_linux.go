@@ -51,6 +51,9 @@ type batchConn struct {
 	next  int                              // datagrams hdrs[next:count] wait in slots
 	count int
 	zone  zoneName
+	recv  func(fd uintptr) bool // c.recvmmsg, bound once: a closure per read would allocate
+	got   int                   // recvmmsg's results
+	errno syscall.Errno
 
 	out *sender // nil: writes go straight to the socket
 }
@@ -62,6 +65,7 @@ func newBatchConn(c *net.UDPConn) transport.UDPConn {
 		return c
 	}
 	bc := &batchConn{UDPConn: c, raw: raw}
+	bc.recv = bc.recvmmsg
 	if family, err := socketFamily(raw); err == nil {
 		bc.out = newSender(raw, family, c.LocalAddr())
 	}
@@ -126,22 +130,8 @@ func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, er
 		c.hdrs[i].Hdr.Iov = &c.iovs[i]
 		c.hdrs[i].Hdr.SetIovlen(1)
 	}
-	var got int
-	var errno syscall.Errno
-	rerr := c.raw.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])), batchSize,
-				unix.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait until the socket is readable
-			}
-			got, errno = int(r), e
-			return true
-		}
-	})
+	rerr := c.raw.Read(c.recv)
+	got, errno := c.got, c.errno
 	if rerr != nil {
 		// Deadline or close: report it as a plain read would.
 		var oe *net.OpError
@@ -157,6 +147,22 @@ func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, er
 	// The first datagram is in b; one longer than b is cut, as by recvfrom.
 	addr, ok = c.addrPort(&c.names[0], c.hdrs[0].Hdr.Namelen)
 	return min(int(c.hdrs[0].Len), len(b)), addr, ok, nil
+}
+
+// recvmmsg is the raw.Read callback of readBatch.
+func (c *batchConn) recvmmsg(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])), batchSize,
+			unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the socket is readable
+		}
+		c.got, c.errno = int(r), e
+		return true
+	}
 }
 
 func (c *batchConn) opError(err error) error {

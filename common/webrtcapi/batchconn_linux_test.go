@@ -354,3 +354,24 @@ func TestBatchConnCloseSendsQueued(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchConnReadAllocs: reading, batched or not, allocates nothing.
+func TestBatchConnReadAllocs(t *testing.T) {
+	c, s := listenBatch(t, "udp4", "127.0.0.1")
+	const runs = 50
+	for i := range runs + 1 { // AllocsPerRun reads once more to warm up
+		if _, err := s.WriteTo(testDatagram(i), c.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued()
+	buf := make([]byte, 2048)
+	allocs := testing.AllocsPerRun(runs, func() {
+		if _, _, err := c.ReadFromAddrPort(buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per read, want 0", allocs)
+	}
+}

@@ -48,8 +48,13 @@ type sender struct {
 	done    chan struct{} // the goroutine ended
 
 	// Used by the goroutine alone.
-	hdrs [maxQueued]unix.Mmsghdr
-	iovs [maxQueued]unix.Iovec
+	hdrs  [maxQueued]unix.Mmsghdr
+	iovs  [maxQueued]unix.Iovec
+	write func(fd uintptr) bool // s.sendmmsg, bound once: a closure per flush would allocate
+	sent  int                   // hdrs[sent:total] remain to be sent
+	total int
+	n     int // sendmmsg's results
+	errno syscall.Errno
 }
 
 // datagram is a queued datagram and its destination as a kernel address.
@@ -62,6 +67,7 @@ type datagram struct {
 func newSender(raw syscall.RawConn, family int, laddr net.Addr) *sender {
 	s := &sender{raw: raw, family: family, laddr: laddr, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.cond.L = &s.mu
+	s.write = s.sendmmsg
 	return s
 }
 
@@ -169,38 +175,38 @@ func (s *sender) flush(batch []datagram) error {
 		s.hdrs[i].Hdr.SetIovlen(1)
 	}
 	var first error
-	for sent := 0; sent < len(batch); {
-		var n int
-		var errno syscall.Errno
-		err := s.raw.Write(func(fd uintptr) bool {
-			for {
-				r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[sent])),
-					uintptr(len(batch)-sent), unix.MSG_DONTWAIT, 0, 0)
-				switch e {
-				case unix.EINTR:
-					continue
-				case unix.EAGAIN:
-					return false // wait until the socket is writable
-				}
-				n, errno = int(r), e
-				return true
-			}
-		})
-		if err != nil {
+	for s.sent, s.total = 0, len(batch); s.sent < s.total; {
+		if err := s.raw.Write(s.write); err != nil {
 			return err // closed
 		}
-		if errno != 0 {
+		if s.errno != 0 {
 			// The datagram at sent was refused (sendmmsg reports an
 			// error only when it sent nothing).
 			if first == nil {
-				first = os.NewSyscallError("sendmmsg", errno)
+				first = os.NewSyscallError("sendmmsg", s.errno)
 			}
-			sent++
+			s.sent++
 			continue
 		}
-		sent += n
+		s.sent += s.n
 	}
 	return first
+}
+
+// sendmmsg is the raw.Write callback of flush: it sends hdrs[sent:total].
+func (s *sender) sendmmsg(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.sent])),
+			uintptr(s.total-s.sent), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the socket is writable
+		}
+		s.n, s.errno = int(r), e
+		return true
+	}
 }
 
 // close sends what is queued, as a socket sends what was written before
