@@ -2,14 +2,18 @@ package webrtcapi
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // listenBatch returns a batchConn on a loopback address of network, and a
@@ -373,5 +377,95 @@ func TestBatchConnReadAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per read, want 0", allocs)
+	}
+}
+
+// TestBatchConnSegments: runs of equal datagrams to one destination go out
+// as fewer messages (UDP_SEGMENT) and arrive as the datagrams they were.
+func TestBatchConnSegments(t *testing.T) {
+	c, s := listenBatch(t, "udp4", "127.0.0.1")
+	to := s.LocalAddr().(*net.UDPAddr).AddrPort()
+	// Runs of 1,200-byte datagrams, each ended by a shorter one, so that
+	// every kind of boundary occurs.
+	size := func(i int) int {
+		if i%20 == 19 {
+			return 300 + i
+		}
+		return 1200
+	}
+	payload := func(i int) []byte {
+		b := make([]byte, size(i))
+		binary.BigEndian.PutUint32(b, uint32(i))
+		return b
+	}
+	const total = 400
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		s.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := range total {
+			n, _, err := s.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				got <- fmt.Errorf("after %d datagrams: %w", i, err)
+				return
+			}
+			if n != size(i) || binary.BigEndian.Uint32(buf) != uint32(i) {
+				got <- fmt.Errorf("datagram %d: %d bytes numbered %d, want %d bytes", i, n, binary.BigEndian.Uint32(buf), size(i))
+				return
+			}
+		}
+		got <- nil
+	}()
+	for i := range total {
+		if _, err := c.WriteToAddrPort(payload(i), to); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if i%maxQueued == maxQueued-1 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // stops the sender, so its counters can be read
+	if !c.out.gso {
+		t.Skip("this kernel refused UDP_SEGMENT; the sender fell back to single datagrams")
+	}
+	if c.out.messages >= total {
+		t.Errorf("%d messages for %d datagrams, want runs sent as one", c.out.messages, total)
+	}
+	t.Logf("%d datagrams in %d messages", total, c.out.messages)
+}
+
+// TestBatchConnSegmentsRefused: where the route's MTU is smaller than a
+// run's datagrams, the kernel refuses to segment; the sender must fall
+// back to single datagrams (which IP fragments) and lose nothing.
+func TestBatchConnSegmentsRefused(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	if out, err := exec.Command("ip", "link", "set", "lo", "mtu", "1280").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo mtu 1280: %v\n%s", err, out)
+	}
+	c, s := listenBatch(t, "udp4", "127.0.0.1")
+	to := s.LocalAddr().(*net.UDPAddr).AddrPort()
+	const total, size = 20, 1300
+	for i := range total {
+		p := bytes.Repeat([]byte{byte(i)}, size)
+		if _, err := c.WriteToAddrPort(p, to); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	for i := range total {
+		n, _, err := s.ReadFromUDPAddrPort(buf)
+		if err != nil || n != size || buf[0] != byte(i) {
+			t.Fatalf("datagram %d: %d bytes (%d), %v", i, n, buf[0], err)
+		}
+	}
+	c.Close()
+	if c.out.gso {
+		t.Error("the sender still uses UDP_SEGMENT on a route that refuses it")
 	}
 }

@@ -20,6 +20,13 @@ const (
 	// sendBufSize is the capacity of the buffers a sender keeps for reuse;
 	// a longer datagram gets a buffer of its own.
 	sendBufSize = 2048
+	// maxSegments and maxGSOBytes bound one UDP_SEGMENT message: the
+	// kernel takes at most 64 segments, and the whole must fit one IP
+	// packet's length field.
+	maxSegments = 64
+	maxGSOBytes = 65000
+	// cmsgSize holds one control message with a 16-bit value.
+	cmsgSize = 24
 )
 
 // sender moves a socket's outgoing datagrams to one goroutine, which
@@ -48,13 +55,17 @@ type sender struct {
 	done    chan struct{} // the goroutine ended
 
 	// Used by the goroutine alone.
-	hdrs  [maxQueued]unix.Mmsghdr
-	iovs  [maxQueued]unix.Iovec
-	write func(fd uintptr) bool // s.sendmmsg, bound once: a closure per flush would allocate
-	sent  int                   // hdrs[sent:total] remain to be sent
-	total int
-	n     int // sendmmsg's results
-	errno syscall.Errno
+	gso      bool // send runs of equal datagrams as one buffer (UDP_SEGMENT)
+	hdrs     [maxQueued]unix.Mmsghdr
+	iovs     [maxQueued]unix.Iovec
+	cmsgs    [maxQueued][cmsgSize]byte // a UDP_SEGMENT control message per message
+	segments [maxQueued]int            // datagrams in each message
+	messages int                       // messages sent, for tests
+	write    func(fd uintptr) bool     // s.sendmmsg, bound once: a closure per flush would allocate
+	sent     int                       // hdrs[sent:total] remain to be sent
+	total    int
+	n        int // sendmmsg's results
+	errno    syscall.Errno
 }
 
 // datagram is a queued datagram and its destination as a kernel address.
@@ -68,6 +79,7 @@ func newSender(raw syscall.RawConn, family int, laddr net.Addr) *sender {
 	s := &sender{raw: raw, family: family, laddr: laddr, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.cond.L = &s.mu
 	s.write = s.sendmmsg
+	s.gso = true
 	return s
 }
 
@@ -161,36 +173,100 @@ func (s *sender) run() {
 // flush sends batch, waiting while the socket buffer is full. A datagram
 // the kernel refuses is skipped; the first such error is returned.
 func (s *sender) flush(batch []datagram) error {
-	for i := range batch {
-		d := &batch[i]
-		s.iovs[i] = unix.Iovec{}
-		if len(d.buf) > 0 {
-			s.iovs[i].Base = &d.buf[0]
-			s.iovs[i].SetLen(len(d.buf))
-		}
-		s.hdrs[i] = unix.Mmsghdr{}
-		s.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&d.to))
-		s.hdrs[i].Hdr.Namelen = d.tolen
-		s.hdrs[i].Hdr.Iov = &s.iovs[i]
-		s.hdrs[i].Hdr.SetIovlen(1)
-	}
 	var first error
-	for s.sent, s.total = 0, len(batch); s.sent < s.total; {
-		if err := s.raw.Write(s.write); err != nil {
-			return err // closed
-		}
-		if s.errno != 0 {
-			// The datagram at sent was refused (sendmmsg reports an
-			// error only when it sent nothing).
+	for from := 0; from < len(batch); {
+		s.build(batch, from)
+		for s.sent = 0; s.sent < s.total; {
+			if err := s.raw.Write(s.write); err != nil {
+				return err // closed
+			}
+			if s.errno == 0 {
+				s.sent += s.n
+				s.messages += s.n
+				continue
+			}
+			// Message sent was refused (sendmmsg reports an error only
+			// when it sent nothing).
+			if s.segments[s.sent] > 1 && gsoRefused(s.errno) {
+				// The route cannot segment (no checksum offload, a
+				// smaller MTU, an old kernel): send singly from now on.
+				s.gso = false
+				break
+			}
 			if first == nil {
 				first = os.NewSyscallError("sendmmsg", s.errno)
 			}
 			s.sent++
-			continue
 		}
-		s.sent += s.n
+		// Continue after the messages sent or skipped.
+		for _, n := range s.segments[:s.sent] {
+			from += n
+		}
+		if s.sent == s.total {
+			break
+		}
 	}
 	return first
+}
+
+// gsoRefused reports whether errno is how the kernel refuses to segment.
+func gsoRefused(errno syscall.Errno) bool {
+	switch errno {
+	case unix.EIO, unix.EINVAL, unix.ENOPROTOOPT, unix.EOPNOTSUPP, unix.EMSGSIZE:
+		return true
+	}
+	return false
+}
+
+// build fills hdrs with batch[from:], one message per datagram, or, while
+// GSO works, one per run of datagrams to the same destination that the
+// kernel can cut from one buffer (UDP_SEGMENT): equal lengths, the last
+// possibly shorter. pion's full-size SCTP packets come in such runs, and
+// a run costs the network stack one pass instead of one per datagram.
+func (s *sender) build(batch []datagram, from int) {
+	s.total = 0
+	for i := from; i < len(batch); {
+		d := &batch[i]
+		k, size := 1, len(d.buf)
+		if s.gso && size > 0 {
+			for total := size; i+k < len(batch) && k < maxSegments; k++ {
+				next := &batch[i+k]
+				n := len(next.buf)
+				if n == 0 || n > size || len(batch[i+k-1].buf) < size || total+n > maxGSOBytes ||
+					next.tolen != d.tolen || next.to != d.to {
+					break
+				}
+				total += n
+			}
+		}
+		for j := range k {
+			b := batch[i+j].buf
+			s.iovs[i+j] = unix.Iovec{}
+			if len(b) > 0 {
+				s.iovs[i+j].Base = &b[0]
+				s.iovs[i+j].SetLen(len(b))
+			}
+		}
+		h := &s.hdrs[s.total]
+		*h = unix.Mmsghdr{}
+		h.Hdr.Name = (*byte)(unsafe.Pointer(&d.to))
+		h.Hdr.Namelen = d.tolen
+		h.Hdr.Iov = &s.iovs[i]
+		h.Hdr.SetIovlen(k)
+		if k > 1 {
+			c := &s.cmsgs[s.total]
+			hdr := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+			hdr.Level = unix.SOL_UDP
+			hdr.Type = unix.UDP_SEGMENT
+			hdr.SetLen(unix.CmsgLen(2))
+			binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(size))
+			h.Hdr.Control = &c[0]
+			h.Hdr.SetControllen(unix.CmsgSpace(2))
+		}
+		s.segments[s.total] = k
+		s.total++
+		i += k
+	}
 }
 
 // sendmmsg is the raw.Write callback of flush: it sends hdrs[sent:total].
