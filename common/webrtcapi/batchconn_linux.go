@@ -151,17 +151,24 @@ func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, er
 
 // recvmmsg is the raw.Read callback of readBatch.
 func (c *batchConn) recvmmsg(fd uintptr) bool {
+	var done bool
+	c.got, c.errno, done = mmsg(unix.SYS_RECVMMSG, fd, c.hdrs[:])
+	return done
+}
+
+// mmsg makes the recvmmsg or sendmmsg system call (trap) on hdrs for a
+// raw.Read or raw.Write callback: it retries when interrupted and reports
+// not done when the socket is not ready, so that the runtime waits for it.
+func mmsg(trap, fd uintptr, hdrs []unix.Mmsghdr) (n int, errno syscall.Errno, done bool) {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])), batchSize,
-			unix.MSG_DONTWAIT, 0, 0)
+		r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false // wait until the socket is readable
+			return 0, 0, false
 		}
-		c.got, c.errno = int(r), e
-		return true
+		return int(r), e, true
 	}
 }
 

@@ -191,6 +191,29 @@ func TestBatchConnWrite(t *testing.T) {
 	}
 }
 
+// receive reads total datagrams from s in a goroutine, checking each with
+// check, and reports the first problem (or nil) on the channel.
+func receive(s *net.UDPConn, total int, check func(i int, p []byte) error) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 2*sendBufSize)
+		s.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := range total {
+			n, _, err := s.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				got <- fmt.Errorf("after %d datagrams: %w", i, err)
+				return
+			}
+			if err := check(i, buf[:n]); err != nil {
+				got <- fmt.Errorf("datagram %d: %w", i, err)
+				return
+			}
+		}
+		got <- nil
+	}()
+	return got
+}
+
 // sent is datagram i of TestBatchConnSendsInOrder: mostly testDatagram,
 // now and then one longer than a pooled send buffer.
 func sent(i int) []byte {
@@ -206,23 +229,12 @@ func TestBatchConnSendsInOrder(t *testing.T) {
 	c, s := listenBatch(t, "udp4", "127.0.0.1")
 	to := s.LocalAddr().(*net.UDPAddr).AddrPort()
 	const total = 5 * maxQueued
-	got := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 2*sendBufSize)
-		s.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for i := range total {
-			n, _, err := s.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				got <- fmt.Errorf("after %d datagrams: %w", i, err)
-				return
-			}
-			if want := sent(i); !bytes.Equal(buf[:n], want) {
-				got <- fmt.Errorf("datagram %d: %d bytes, want %d (lost, reordered or corrupted)", i, n, len(want))
-				return
-			}
+	got := receive(s, total, func(i int, p []byte) error {
+		if want := sent(i); !bytes.Equal(p, want) {
+			return fmt.Errorf("%d bytes, want %d (lost, reordered or corrupted)", len(p), len(want))
 		}
-		got <- nil
-	}()
+		return nil
+	})
 	for i := range total {
 		p := sent(i)
 		if n, err := c.WriteToAddrPort(p, to); err != nil || n != len(p) {
@@ -399,23 +411,12 @@ func TestBatchConnSegments(t *testing.T) {
 		return b
 	}
 	const total = 400
-	got := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 2048)
-		s.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for i := range total {
-			n, _, err := s.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				got <- fmt.Errorf("after %d datagrams: %w", i, err)
-				return
-			}
-			if n != size(i) || binary.BigEndian.Uint32(buf) != uint32(i) {
-				got <- fmt.Errorf("datagram %d: %d bytes numbered %d, want %d bytes", i, n, binary.BigEndian.Uint32(buf), size(i))
-				return
-			}
+	got := receive(s, total, func(i int, p []byte) error {
+		if len(p) != size(i) || binary.BigEndian.Uint32(p) != uint32(i) {
+			return fmt.Errorf("%d bytes numbered %d, want %d bytes", len(p), binary.BigEndian.Uint32(p), size(i))
 		}
-		got <- nil
-	}()
+		return nil
+	})
 	for i := range total {
 		if _, err := c.WriteToAddrPort(payload(i), to); err != nil {
 			t.Fatalf("write %d: %v", i, err)

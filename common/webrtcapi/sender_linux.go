@@ -271,18 +271,9 @@ func (s *sender) build(batch []datagram, from int) {
 
 // sendmmsg is the raw.Write callback of flush: it sends hdrs[sent:total].
 func (s *sender) sendmmsg(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.sent])),
-			uintptr(s.total-s.sent), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false // wait until the socket is writable
-		}
-		s.n, s.errno = int(r), e
-		return true
-	}
+	var done bool
+	s.n, s.errno, done = mmsg(unix.SYS_SENDMMSG, fd, s.hdrs[s.sent:s.total])
+	return done
 }
 
 // close sends what is queued, as a socket sends what was written before
