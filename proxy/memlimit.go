@@ -8,10 +8,9 @@ import (
 	"time"
 )
 
-// Memory tuning. GOGC=1600 (set in run) keeps the collector cheap, but on
-// its own it lets the heap grow to seventeen times the live data (with
-// GOGC=400 and 50 busy clients it was already half a gigabyte). A soft
-// memory limit caps the heap at
+// Memory tuning. GOGC=400 (set in run) keeps the collector cheap, but on
+// its own it lets the heap grow to five times the live data: with 50 busy
+// clients that was half a gigabyte. A soft memory limit caps the heap at
 // minMemoryLimit, so a loaded proxy collects more often instead of growing.
 // The limit follows the live heap (liveHeadroom times it) so a large proxy
 // whose live data passes the floor keeps the GOGC=100 trade-off rather than
