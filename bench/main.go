@@ -34,6 +34,7 @@ type options struct {
 	upProxy        string
 	sizeMB         int
 	rttSamples     int
+	rttWarmup      time.Duration
 	clients        []int
 	upstreamCounts []int
 	window         time.Duration
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&o.upProxy, "upstream-proxy", "/usr/bin/snowflake-proxy", "Debian's snowflake-proxy")
 	flag.IntVar(&o.sizeMB, "size", 100, "single-stream bulk download size in MB")
 	flag.IntVar(&o.rttSamples, "rtt-samples", 300, "echo round trips for the RTT percentiles")
+	flag.DurationVar(&o.rttWarmup, "rtt-warmup", 2*time.Second, "echo round trips, not counted, before the RTT samples (every chain alike)")
 	flag.StringVar(&clients, "clients", "1,10,50", "concurrent client counts (our chain)")
 	flag.StringVar(&upClients, "upstream-clients", "1,10", "concurrent client counts for the Debian chain (its proxy admits one client per 5 s poll, so 50 would take minutes)")
 	flag.DurationVar(&o.window, "window", 8*time.Second, "measurement window for aggregate throughput")

@@ -42,33 +42,62 @@ func EchoOnce(ctx context.Context, d Dialer) (time.Duration, error) {
 // RTT measures n sequential 1-byte echo round trips on one stream and
 // returns their sorted durations.
 func RTT(ctx context.Context, d Dialer, n int) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	err := echoRounds(ctx, d, func(rtt time.Duration) bool {
+		out = append(out, rtt)
+		return len(out) < n
+	})
+	if err != nil {
+		return nil, fmt.Errorf("chain: rtt: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+// Warm runs echo round trips on one stream for d, measuring nothing, so
+// that RTT samples taken next see a machine that has been busy with this
+// traffic. d <= 0 does nothing.
+func Warm(ctx context.Context, d Dialer, dur time.Duration) error {
+	if dur <= 0 {
+		return nil
+	}
+	end := time.Now().Add(dur)
+	if err := echoRounds(ctx, d, func(time.Duration) bool { return time.Now().Before(end) }); err != nil {
+		return fmt.Errorf("chain: warm: %w", err)
+	}
+	return nil
+}
+
+// echoRounds opens a stream to the echo service and makes 1-byte round
+// trips on it, passing each one's duration to more, until more reports
+// false.
+func echoRounds(ctx context.Context, d Dialer, more func(time.Duration) bool) error {
 	conn, err := d.Dial(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if _, err := conn.Write([]byte{OpEcho}); err != nil {
-		return nil, fmt.Errorf("chain: rtt: %w", err)
+		return err
 	}
-	out := make([]time.Duration, 0, n)
 	var b [1]byte
-	for i := range n {
+	for i := 0; ; i++ {
 		t := time.Now()
 		if _, err := conn.Write([]byte{byte(i)}); err != nil {
-			return nil, fmt.Errorf("chain: rtt: %w", err)
+			return err
 		}
 		if _, err := io.ReadFull(conn, b[:]); err != nil {
-			return nil, fmt.Errorf("chain: rtt: %w", err)
+			return err
 		}
 		if b[0] != byte(i) {
-			return nil, fmt.Errorf("chain: rtt: echoed %d, sent %d", b[0], byte(i))
+			return fmt.Errorf("echoed %d, sent %d", b[0], byte(i))
 		}
-		out = append(out, time.Since(t))
+		if !more(time.Since(t)) {
+			return nil
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
 }
 
 // Percentile returns the p-th percentile (0..100) of sorted durations.
