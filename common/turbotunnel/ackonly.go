@@ -3,6 +3,8 @@ package turbotunnel
 import (
 	"encoding/binary"
 	"time"
+
+	"github.com/xtaci/kcp-go/v5"
 )
 
 // AckHold is how long a batch of outgoing packets that holds only KCP
@@ -18,30 +20,25 @@ import (
 // much, which is small against real paths and KCP's 100 ms minimum RTO.
 const AckHold = time.Millisecond
 
-// KCP segment layout (wire-protocol.md §5.4): a 24-byte header, of which
-// the command is byte 4 and the payload length bytes 20–23, then the
-// payload. A packet is a run of segments.
-const (
-	kcpHeaderSize = 24
-	kcpCmdACK     = 82
-)
-
 // IsAckOnly reports whether the KCP packet p holds only acknowledgment
-// segments. A packet that does not parse is not ack-only, so a sender
-// never holds back something it does not understand.
+// segments. A packet is a run of segments (wire-protocol.md §5.4), each a
+// kcp.IKCP_OVERHEAD-byte header, of which the command is byte 4 and the
+// payload length bytes 20–23, then the payload. A packet that does not
+// parse is not ack-only, so a sender never holds back something it does
+// not understand.
 func IsAckOnly(p []byte) bool {
-	if len(p) < kcpHeaderSize {
+	if len(p) < kcp.IKCP_OVERHEAD {
 		return false
 	}
 	for len(p) > 0 {
-		if len(p) < kcpHeaderSize || p[4] != kcpCmdACK {
+		if len(p) < kcp.IKCP_OVERHEAD || p[4] != kcp.IKCP_CMD_ACK {
 			return false
 		}
 		n := binary.LittleEndian.Uint32(p[20:24])
-		if uint64(n) > uint64(len(p)-kcpHeaderSize) {
+		if uint64(n) > uint64(len(p)-kcp.IKCP_OVERHEAD) {
 			return false
 		}
-		p = p[kcpHeaderSize+int(n):]
+		p = p[kcp.IKCP_OVERHEAD+int(n):]
 	}
 	return true
 }

@@ -10,7 +10,7 @@ import (
 
 // segment builds one KCP segment with the given command and payload.
 func segment(cmd byte, payload string) []byte {
-	b := make([]byte, kcpHeaderSize, kcpHeaderSize+len(payload))
+	b := make([]byte, kcp.IKCP_OVERHEAD, kcp.IKCP_OVERHEAD+len(payload))
 	binary.LittleEndian.PutUint32(b[0:], 7) // conv
 	b[4] = cmd
 	binary.LittleEndian.PutUint32(b[20:], uint32(len(payload)))
@@ -26,9 +26,8 @@ func join(parts ...[]byte) []byte {
 }
 
 func TestIsAckOnly(t *testing.T) {
-	const push, wask = 81, 83
-	ack := segment(kcpCmdACK, "")
-	lying := segment(kcpCmdACK, "")
+	ack := segment(kcp.IKCP_CMD_ACK, "")
+	lying := segment(kcp.IKCP_CMD_ACK, "")
 	binary.LittleEndian.PutUint32(lying[20:], 0xffffffff)
 	for _, tc := range []struct {
 		name string
@@ -37,15 +36,15 @@ func TestIsAckOnly(t *testing.T) {
 	}{
 		{"one ack", ack, true},
 		{"three acks", join(ack, ack, ack), true},
-		{"push", segment(push, "hello"), false},
-		{"ack then push", join(ack, segment(push, "x")), false},
-		{"push then ack", join(segment(push, "x"), ack), false},
-		{"window probe", segment(wask, ""), false},
+		{"push", segment(kcp.IKCP_CMD_PUSH, "hello"), false},
+		{"ack then push", join(ack, segment(kcp.IKCP_CMD_PUSH, "x")), false},
+		{"push then ack", join(segment(kcp.IKCP_CMD_PUSH, "x"), ack), false},
+		{"window probe", segment(kcp.IKCP_CMD_WASK, ""), false},
 		{"empty", nil, false},
-		{"short header", ack[:kcpHeaderSize-1], false},
+		{"short header", ack[:kcp.IKCP_OVERHEAD-1], false},
 		{"ack then a partial header", join(ack, ack[:10]), false},
 		{"length past the end", lying, false},
-		{"length one past the end", segment(kcpCmdACK, "ab")[:kcpHeaderSize+1], false},
+		{"length one past the end", segment(kcp.IKCP_CMD_ACK, "ab")[:kcp.IKCP_OVERHEAD+1], false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := IsAckOnly(tc.p); got != tc.want {
@@ -111,7 +110,7 @@ func TestGathererTakesQueued(t *testing.T) {
 	g := NewGatherer(time.Hour)
 	defer g.Stop()
 	queue := make(chan []byte, 4)
-	data := segment(81, "x")
+	data := segment(kcp.IKCP_CMD_PUSH, "x")
 	queue <- data
 	g.Begin(data)
 	if p, ok := more(t, g, queue, nil, 5*time.Second); !ok || string(p) != string(data) {
@@ -127,7 +126,7 @@ func TestGathererHoldsAcks(t *testing.T) {
 	g := NewGatherer(time.Hour)
 	defer g.Stop()
 	queue := make(chan []byte)
-	ack, reply := segment(kcpCmdACK, ""), segment(81, "reply")
+	ack, reply := segment(kcp.IKCP_CMD_ACK, ""), segment(kcp.IKCP_CMD_PUSH, "reply")
 	g.Begin(ack)
 	go func() {
 		time.Sleep(20 * time.Millisecond)
@@ -163,7 +162,7 @@ func TestGathererHoldEnds(t *testing.T) {
 	g := NewGatherer(wait)
 	defer g.Stop()
 	queue := make(chan []byte)
-	g.Begin(segment(kcpCmdACK, ""))
+	g.Begin(segment(kcp.IKCP_CMD_ACK, ""))
 	start := time.Now()
 	if _, ok := more(t, g, queue, nil, 5*time.Second); ok {
 		t.Fatal("More reported a packet from an empty queue")
@@ -176,7 +175,7 @@ func TestGathererHoldEnds(t *testing.T) {
 	long := NewGatherer(time.Hour)
 	defer long.Stop()
 	done := make(chan struct{})
-	long.Begin(segment(kcpCmdACK, ""))
+	long.Begin(segment(kcp.IKCP_CMD_ACK, ""))
 	time.AfterFunc(10*time.Millisecond, func() { close(done) })
 	if _, ok := more(t, long, queue, done, 5*time.Second); ok {
 		t.Fatal("More reported a packet after done")
