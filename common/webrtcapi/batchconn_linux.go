@@ -47,7 +47,7 @@ type batchConn struct {
 	hdrs  [batchSize]unix.Mmsghdr
 	iovs  [batchSize]unix.Iovec
 	names [batchSize]unix.RawSockaddrInet6 // large enough for either family
-	slots []byte                           // (batchSize-1) × slotSize, allocated at the first read
+	slots []byte                           // (batchSize-1) × slotSize, allocated at the first batch
 	next  int                              // datagrams hdrs[next:count] wait in slots
 	count int
 	zone  zoneName
@@ -55,20 +55,22 @@ type batchConn struct {
 	got   int                   // recvmmsg's results
 	errno syscall.Errno
 
-	out *sender // nil: writes go straight to the socket
+	out *sender
 }
 
-// newBatchConn wraps c; it returns c itself if its socket is unreachable.
+// newBatchConn wraps c; it returns c itself if its socket or address
+// family cannot be had.
 func newBatchConn(c *net.UDPConn) transport.UDPConn {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return c
 	}
-	bc := &batchConn{UDPConn: c, raw: raw}
-	bc.recv = bc.recvmmsg
-	if family, err := socketFamily(raw); err == nil {
-		bc.out = newSender(raw, family, c.LocalAddr())
+	family, err := socketFamily(raw)
+	if err != nil {
+		return c
 	}
+	bc := &batchConn{UDPConn: c, raw: raw, out: newSender(raw, family, c.LocalAddr())}
+	bc.recv = bc.recvmmsg
 	return bc
 }
 
@@ -115,20 +117,14 @@ func (c *batchConn) popLocked(b []byte) (int, netip.AddrPort, bool) {
 // had an address that is not an IP one; the caller then reads on.
 func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, err error) {
 	if c.slots == nil {
-		c.slots = make([]byte, (batchSize-1)*slotSize)
+		c.setUpBatch()
 	}
+	// Only the first buffer changes between calls; the kernel rewrites
+	// each address length.
+	c.iovs[0].Base = &b[0]
+	c.iovs[0].SetLen(len(b))
 	for i := range c.hdrs {
-		buf := b
-		if i > 0 {
-			buf = c.slots[(i-1)*slotSize : i*slotSize]
-		}
-		c.iovs[i].Base = &buf[0]
-		c.iovs[i].SetLen(len(buf))
-		c.hdrs[i] = unix.Mmsghdr{}
-		c.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&c.names[i]))
 		c.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(c.names[i]))
-		c.hdrs[i].Hdr.Iov = &c.iovs[i]
-		c.hdrs[i].Hdr.SetIovlen(1)
 	}
 	rerr := c.raw.Read(c.recv)
 	got, errno := c.got, c.errno
@@ -147,6 +143,21 @@ func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, er
 	// The first datagram is in b; one longer than b is cut, as by recvfrom.
 	addr, ok = c.addrPort(&c.names[0], c.hdrs[0].Hdr.Namelen)
 	return min(int(c.hdrs[0].Len), len(b)), addr, ok, nil
+}
+
+// setUpBatch allocates the slots and points the headers at them and at
+// the address buffers, once.
+func (c *batchConn) setUpBatch() {
+	c.slots = make([]byte, (batchSize-1)*slotSize)
+	for i := range c.hdrs {
+		if i > 0 {
+			c.iovs[i].Base = &c.slots[(i-1)*slotSize]
+			c.iovs[i].SetLen(slotSize)
+		}
+		c.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&c.names[i]))
+		c.hdrs[i].Hdr.Iov = &c.iovs[i]
+		c.hdrs[i].Hdr.SetIovlen(1)
+	}
 }
 
 // recvmmsg is the raw.Read callback of readBatch.
@@ -198,6 +209,11 @@ func networkPort(p *uint16) uint16 {
 	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
 }
 
+// setNetworkPort stores a port in network byte order.
+func setNetworkPort(p *uint16, port uint16) {
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(p))[:], port)
+}
+
 // zoneName remembers the last interface name looked up: link-local
 // traffic, the only kind with a scope, comes from one interface.
 type zoneName struct {
@@ -219,9 +235,6 @@ func (z *zoneName) lookup(index uint32) string {
 
 // WriteToAddrPort implements pion's AddrPortReaderWriter.
 func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	if c.out == nil {
-		return c.UDPConn.WriteToUDPAddrPort(b, addr)
-	}
 	return c.out.send(b, addr)
 }
 
@@ -231,14 +244,14 @@ func (c *batchConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, erro
 
 func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
-	if !ok || c.out == nil {
+	if !ok {
 		return c.UDPConn.WriteTo(b, addr)
 	}
 	return c.WriteToAddrPort(b, ua.AddrPort())
 }
 
 func (c *batchConn) WriteToUDP(b []byte, addr *net.UDPAddr) (int, error) {
-	if addr == nil || c.out == nil {
+	if addr == nil {
 		return c.UDPConn.WriteToUDP(b, addr)
 	}
 	return c.WriteToAddrPort(b, addr.AddrPort())
@@ -250,10 +263,8 @@ const closeFlushTime = time.Second
 
 // Close sends the datagrams still queued, then closes the socket.
 func (c *batchConn) Close() error {
-	if c.out != nil {
-		c.UDPConn.SetWriteDeadline(time.Now().Add(closeFlushTime))
-		c.out.close()
-	}
+	c.UDPConn.SetWriteDeadline(time.Now().Add(closeFlushTime))
+	c.out.close()
 	return c.UDPConn.Close()
 }
 

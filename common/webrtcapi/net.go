@@ -83,19 +83,14 @@ func (n bufferedNet) InterfaceByName(name string) (*transport.Interface, error) 
 	return c.InterfaceByName(name)
 }
 
-// ListenUDP returns an operating-system socket as a batchConn (on Linux),
-// which reads waiting datagrams in batches and offers pion its
-// allocation-free address path; other sockets are returned as they are.
+// ListenUDP and ListenPacket return sockets as prepare makes them.
 func (n bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, err
 	}
-	growReceiveBuffer(c)
-	if u, ok := c.(*net.UDPConn); ok {
-		return newBatchConn(u), nil
-	}
-	return c, nil
+	// Both the inner socket and its batchConn are transport.UDPConns.
+	return prepare(c).(transport.UDPConn), nil
 }
 
 func (n bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
@@ -103,18 +98,21 @@ func (n bufferedNet) ListenPacket(network, address string) (net.PacketConn, erro
 	if err != nil {
 		return nil, err
 	}
-	growReceiveBuffer(c)
-	if u, ok := c.(*net.UDPConn); ok {
-		return newBatchConn(u), nil
-	}
-	return c, nil
+	return prepare(c), nil
 }
 
-// growReceiveBuffer asks for the larger buffer where the socket has one.
-// A refusal leaves the default, which works, only with more losses under
-// load; there is nothing better to do with the error.
-func growReceiveBuffer(c any) {
+// prepare asks for the larger receive buffer where the socket has one,
+// and returns an operating-system socket as a batchConn (on Linux), which
+// reads and writes in batches and offers pion its allocation-free address
+// path; other sockets are returned as they are. A refused buffer leaves
+// the default, which works, only with more losses under load; there is
+// nothing better to do with the error.
+func prepare(c net.PacketConn) net.PacketConn {
 	if s, ok := c.(interface{ SetReadBuffer(int) error }); ok {
 		_ = s.SetReadBuffer(ReceiveBuffer)
 	}
+	if u, ok := c.(*net.UDPConn); ok {
+		return newBatchConn(u)
+	}
+	return c
 }

@@ -311,12 +311,12 @@ func (s *sender) sockaddr(addr netip.AddrPort, d *datagram) error {
 		}
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&d.to))
 		sa.Family = unix.AF_INET
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], addr.Port())
+		setNetworkPort(&sa.Port, addr.Port())
 		sa.Addr = ip.As4()
 		d.tolen = unix.SizeofSockaddrInet4
 	default:
 		d.to.Family = unix.AF_INET6
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&d.to.Port))[:], addr.Port())
+		setNetworkPort(&d.to.Port, addr.Port())
 		d.to.Addr = ip.As16()
 		if zone := ip.Zone(); zone != "" {
 			ifi, err := net.InterfaceByName(zone)
