@@ -25,6 +25,7 @@ import (
 
 	client "github.com/snowflake-go/snowflake/client/lib"
 	"github.com/snowflake-go/snowflake/common/procs"
+	"github.com/snowflake-go/snowflake/common/rawsock"
 	"github.com/snowflake-go/snowflake/common/scrub"
 	"github.com/snowflake-go/snowflake/common/socksnet"
 )
@@ -169,6 +170,7 @@ func run(base client.Config, logger *slog.Logger) error {
 			pt.CmethodError(name, err.Error())
 			continue
 		}
+		ln = rawsock.Listener(ln)
 		pt.Cmethod(name, "socks5", ln.Addr())
 		listeners = append(listeners, ln)
 		wg.Add(1)

@@ -34,6 +34,7 @@ import (
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 	"golang.org/x/crypto/acme/autocert"
 
+	"github.com/snowflake-go/snowflake/common/rawsock"
 	"github.com/snowflake-go/snowflake/common/scrub"
 	"github.com/snowflake-go/snowflake/server/extorport"
 	server "github.com/snowflake-go/snowflake/server/lib"
@@ -202,6 +203,7 @@ func runStandalone(ctx context.Context, o options, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = rawsock.Listener(ln)
 	errc := make(chan error, 4)
 	host, _, _ := net.SplitHostPort(o.listen)
 	wrapped, err := tlsWrap(ctx, o, ln, host, ".", logger, errc)

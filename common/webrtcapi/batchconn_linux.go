@@ -170,9 +170,12 @@ func (c *batchConn) recvmmsg(fd uintptr) bool {
 // mmsg makes the recvmmsg or sendmmsg system call (trap) on hdrs for a
 // raw.Read or raw.Write callback: it retries when interrupted and reports
 // not done when the socket is not ready, so that the runtime waits for it.
+// With MSG_DONTWAIT the call never blocks, so it is made directly
+// (RawSyscall6): the runtime's system-call entry would also wake its
+// monitor thread whenever the process had been idle (see package rawsock).
 func mmsg(trap, fd uintptr, hdrs []unix.Mmsghdr) (n int, errno syscall.Errno, done bool) {
 	for {
-		r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue

@@ -28,6 +28,7 @@ type Proxy struct {
 	send   poster // also used by the NAT probe
 	tokens *tokens
 	gate   *relayGate
+	relay  *websocket.DialOptions
 	stats  Stats
 
 	natType atomic.Value // nat.Type
@@ -57,6 +58,7 @@ func New(cfg Config) (*Proxy, error) {
 		send:   send,
 		tokens: newTokens(c.Capacity),
 		gate:   newRelayGate(),
+		relay:  c.relayDialOptions(),
 	}
 	p.natType.Store(nat.Unknown)
 	return p, nil
@@ -344,7 +346,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	clientIP := candidate.ClientIP(offer.SDP)
 	target := withClientIP(relayU, clientIP)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	ws, _, err := websocket.Dial(dctx, target.String(), nil)
+	ws, _, err := websocket.Dial(dctx, target.String(), p.relay)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("dial relay: %w", err)

@@ -63,7 +63,7 @@ func (g *relayGate) passed(ctx context.Context) bool {
 func (p *Proxy) checkRelay(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, relayCheckDeadline)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, p.cfg.RelayURL, nil)
+	ws, _, err := websocket.Dial(ctx, p.cfg.RelayURL, p.relay)
 	if err != nil {
 		return fmt.Errorf("relay check: %w", err)
 	}

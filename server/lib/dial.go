@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snowflake-go/snowflake/common/rawsock"
 	"github.com/snowflake-go/snowflake/server/extorport"
 )
 
@@ -50,6 +51,7 @@ func (d *ORDialer) Dial(ctx context.Context, clientAddr string) (net.Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("server: dial tor: %w", err)
 	}
+	conn = rawsock.Wrap(conn)
 	if d.ExtORAddr == "" {
 		return conn, nil
 	}
