@@ -45,7 +45,9 @@ func parent() {
 		<-done
 	}
 	fmt.Println("child", pid)
-	select {}
+	// A sleep, not an empty select: with every goroutine blocked on
+	// channels the runtime would abort the parent as deadlocked.
+	time.Sleep(time.Hour)
 }
 
 // alive reports whether pid runs (a zombie, killed and not yet reaped,
