@@ -33,6 +33,12 @@ type concResult struct {
 	// retransPct is the share of the server's KCP segments that were
 	// retransmissions during the aggregate window (-1: not exported).
 	retransPct float64
+	// udpDropPct is the share of UDP datagrams in the namespace dropped
+	// for a full socket receive buffer during the window (-1: unknown).
+	udpDropPct float64
+	// udpPerMB is how many UDP datagrams were delivered in the namespace
+	// (both directions, every hop) per MB moved.
+	udpPerMB float64
 	// idleCPUPct is the CPU each client process used, on average, while
 	// all were connected and none transferred (percent of one core).
 	idleCPUPct float64
@@ -227,7 +233,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; server retransmissions %.1f%%; idle CPU per client %.2f%%\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.retransPct, cr.idleCPUPct)
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; server retransmissions %.1f%%; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client %.2f%%\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.retransPct, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct)
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -379,6 +385,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		return Metrics(m)
 	}
 	errs0 := errs()
+	udp0, udpErr := readUDPCounters()
 	cpu0 := cpu()
 	b0 := total.Load()
 	t0 := time.Now()
@@ -389,6 +396,16 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	moved := total.Load() - b0
 	cr.aggMBps = float64(moved) / 1e6 / time.Since(t0).Seconds()
 	errs1 := errs()
+	cr.udpDropPct = -1
+	if udp1, err := readUDPCounters(); err == nil && udpErr == nil {
+		drops := udp1.rcvbufDrops - udp0.rcvbufDrops
+		if all := udp1.received - udp0.received + drops; all > 0 {
+			cr.udpDropPct = float64(drops) / float64(all) * 100
+		}
+		if moved > 0 {
+			cr.udpPerMB = float64(udp1.received-udp0.received) / (float64(moved) / 1e6)
+		}
+	}
 	cr.serverErrors = map[string]float64{}
 	for k, v := range errs1 {
 		if strings.HasPrefix(k, "snowflake_server_errors_total{") && v > errs0[k] {
