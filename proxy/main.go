@@ -168,13 +168,15 @@ func run() error {
 		}
 		defer stopMetrics()
 	}
+	// The background loops below end with ctx; each deferred wait calls
+	// stop first, so that they also end when Run returns on its own.
 	if tuneMemory {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			tuneMemoryLimit(ctx)
 		}()
-		defer func() { <-done }()
+		defer func() { stop(); <-done }()
 	}
 	if scaler := procs.New(logger); scaler != nil {
 		done := make(chan struct{})
@@ -182,7 +184,7 @@ func run() error {
 			defer close(done)
 			scaler.Run(ctx)
 		}()
-		defer func() { <-done }()
+		defer func() { stop(); <-done }()
 	}
 	if *summaryInterval > 0 && !*disableStats {
 		done := make(chan struct{})
@@ -190,7 +192,7 @@ func run() error {
 			defer close(done)
 			summaries(ctx, p, *summaryInterval, logger)
 		}()
-		defer func() { <-done }()
+		defer func() { stop(); <-done }()
 	}
 	return p.Run(ctx)
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +35,7 @@ import (
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 	"golang.org/x/crypto/acme/autocert"
 
+	"github.com/snowflake-go/snowflake/common/procs"
 	"github.com/snowflake-go/snowflake/common/rawsock"
 	"github.com/snowflake-go/snowflake/common/scrub"
 	"github.com/snowflake-go/snowflake/server/extorport"
@@ -105,6 +107,21 @@ func run(o options) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if scaler := procs.New(logger); scaler != nil {
+		// The shard count's default follows the CPUs, not the Ps the
+		// scaler starts with.
+		if o.numTurbotunnel == 0 {
+			o.numTurbotunnel = runtime.GOMAXPROCS(0)
+		}
+		// One P while that suffices (common/procs).
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			scaler.Run(sctx)
+		}()
+		defer func() { cancel(); <-done }()
+	}
 	if o.listen != "" {
 		return runStandalone(ctx, o, logger)
 	}

@@ -22,6 +22,8 @@ func TestNext(t *testing.T) {
 		{"idle two Ps waits", 2, 0, 0.1, 4, 2},
 		{"idle two Ps shrinks on third interval", 2, 2, 0.1, 4, 1},
 		{"busy resets shrink count", 3, 2, 2.5, 4, 4},
+		{"busy two Ps double", 2, 0, 1.8, 8, 4},
+		{"doubling stops at max", 3, 0, 2.9, 5, 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
