@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -23,7 +24,7 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &conn{TCPConn: tc, raw: raw}
+	return newConn(tc, raw)
 }
 
 // conn keeps every other method of the TCP connection: deadlines,
@@ -31,28 +32,80 @@ func Wrap(c net.Conn) net.Conn {
 // prefers and which already avoid the per-read cost.
 type conn struct {
 	*net.TCPConn
-	raw syscall.RawConn
+	raw  syscall.RawConn
+	r, w op
+}
+
+// op is one direction's system call. The callback the RawConn runs is a
+// method value bound once, and its buffer and results live here, so that a
+// read or write allocates nothing. mu keeps concurrent calls in one
+// direction from sharing the fields (the RawConn serializes them anyway).
+type op struct {
+	mu    sync.Mutex
+	buf   []byte
+	n     int
+	errno syscall.Errno
+	call  func(fd uintptr) bool
+}
+
+func newConn(tc *net.TCPConn, raw syscall.RawConn) *conn {
+	c := &conn{TCPConn: tc, raw: raw}
+	c.r.call = c.r.read
+	c.w.call = c.w.write
+	return c
+}
+
+// read makes one read(2); it reports not done when the socket has
+// nothing, so that the RawConn waits for it.
+func (o *op) read(fd uintptr) bool {
+	for {
+		r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&o.buf[0])), uintptr(len(o.buf)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		o.n, o.errno = int(r), e
+		return true
+	}
+}
+
+// write makes write(2) calls until buf is written, reporting not done
+// whenever the socket is full.
+func (o *op) write(fd uintptr) bool {
+	for o.n < len(o.buf) {
+		rest := o.buf[o.n:]
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch e {
+		case 0:
+			o.n += int(r)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			o.errno = e
+			return true
+		}
+	}
+	return true
+}
+
+// do runs the op on p through run (the RawConn's Read or Write).
+func (o *op) do(p []byte, run func(func(uintptr) bool) error) (int, syscall.Errno, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf, o.n, o.errno = p, 0, 0
+	err := run(o.call)
+	o.buf = nil
+	return o.n, o.errno, err
 }
 
 func (c *conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	n, errno, err := c.r.do(p, c.raw.Read)
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -65,32 +118,17 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
-	var written int
-	var errno syscall.Errno
-	err := c.raw.Write(func(fd uintptr) bool {
-		for written < len(p) {
-			rest := p[written:]
-			r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-			switch e {
-			case 0:
-				written += int(r)
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, errno, err := c.w.do(p, c.raw.Write)
 	switch {
 	case err != nil:
-		return written, c.opError("write", err)
+		return n, c.opError("write", err)
 	case errno != 0:
-		return written, c.opError("write", os.NewSyscallError("write", errno))
+		return n, c.opError("write", os.NewSyscallError("write", errno))
 	}
-	return written, nil
+	return n, nil
 }
 
 // opError reports err as the net package does, so that callers' checks

@@ -2,6 +2,7 @@ package rawsock
 
 import (
 	"errors"
+	"io"
 	"os"
 	"testing"
 	"time"
@@ -37,5 +38,22 @@ func TestPeerReset(t *testing.T) {
 	var se *os.SyscallError
 	if !errors.As(err, &se) {
 		t.Errorf("error %v, want the system call's", err)
+	}
+}
+
+// A read or a write allocates nothing: relays make one per message.
+func TestNoAllocations(t *testing.T) {
+	client, server := pair(t)
+	buf := make([]byte, 100)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := client.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(server, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per write and read, want 0", allocs)
 	}
 }
