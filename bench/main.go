@@ -35,6 +35,7 @@ type options struct {
 	sizeMB         int
 	rttSamples     int
 	rttWarmup      time.Duration
+	aggWarmup      time.Duration
 	clients        []int
 	upstreamCounts []int
 	window         time.Duration
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&clients, "clients", "1,10,50", "concurrent client counts (our chain)")
 	flag.StringVar(&upClients, "upstream-clients", "1,10", "concurrent client counts for the Debian chain (its proxy admits one client per 5 s poll, so 50 would take minutes)")
 	flag.DurationVar(&o.window, "window", 8*time.Second, "measurement window for aggregate throughput")
+	flag.DurationVar(&o.aggWarmup, "agg-warmup", 10*time.Second, "transfer time, not counted, before the aggregate window opens (every client count and chain alike)")
 	flag.DurationVar(&o.rampTimeout, "ramp-timeout", 90*time.Second, "give up waiting for concurrent clients to connect after this long")
 	flag.BoolVar(&o.skipUpstream, "skip-upstream", false, "measure only our binaries")
 	flag.BoolVar(&o.mixed, "mixed", true, "also measure our client with Debian's proxy and Debian's client with our proxy (single client)")

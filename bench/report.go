@@ -27,7 +27,7 @@ const (
 
 func report(w io.Writer, o options, rs []*result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "\nSnowflake chain benchmark (loopback, %d MB bulk, %d RTT samples after %v of warm-up; our broker and server in every chain)\n\n", o.sizeMB, o.rttSamples, o.rttWarmup)
+	fmt.Fprintf(w, "\nSnowflake chain benchmark (loopback, %d MB bulk, %d RTT samples after %v of warm-up, aggregates over %v after %v of transfer; our broker and server in every chain)\n\n", o.sizeMB, o.rttSamples, o.rttWarmup, o.window, o.aggWarmup)
 	header := "metric\t"
 	for _, r := range rs {
 		header += r.name + "\t"

@@ -39,6 +39,8 @@ type concResult struct {
 	// udpPerMB is how many UDP datagrams were delivered in the namespace
 	// (both directions, every hop) per MB moved.
 	udpPerMB float64
+	// series is the aggregate in each seriesStep of the window, MB/s.
+	series []float64
 	// idleCPUPct is the CPU each client process used, on average, while
 	// all were connected and none transferred (percent of one core).
 	idleCPUPct float64
@@ -233,7 +235,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; server retransmissions %.1f%%; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client %.2f%%\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.retransPct, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct)
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; server retransmissions %.1f%%; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client %.2f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.retransPct, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct, seriesStep, formatRates(cr.series))
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -375,9 +377,12 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 			conn.Close()
 		}()
 	}
-	// Let the transfers get going before the window opens.
+	// Let the transfers settle before the window opens: 50 clients
+	// started at once spend their first seconds growing 50 fresh heaps
+	// (page faults) and retransmitting their first windows, at about half
+	// of the rate that follows (see the series with a long -window).
 	select {
-	case <-time.After(time.Second):
+	case <-time.After(o.aggWarmup):
 	case <-ctx.Done():
 	}
 	errs := func() Metrics {
@@ -389,10 +394,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	cpu0 := cpu()
 	b0 := total.Load()
 	t0 := time.Now()
-	select {
-	case <-time.After(o.window):
-	case <-ctx.Done():
-	}
+	cr.series = sampleRates(ctx, o.window, total.Load)
 	moved := total.Load() - b0
 	cr.aggMBps = float64(moved) / 1e6 / time.Since(t0).Seconds()
 	errs1 := errs()
@@ -440,3 +442,36 @@ func (nopHash) Sum(b []byte) []byte         { return b }
 func (nopHash) Reset()                      {}
 func (nopHash) Size() int                   { return 0 }
 func (nopHash) BlockSize() int              { return 1 }
+
+// seriesStep is the span of each figure of concResult.series.
+const seriesStep = 2 * time.Second
+
+// sampleRates waits for window (or ctx) and returns the rate of total, in
+// MB/s, over each seriesStep of it.
+func sampleRates(ctx context.Context, window time.Duration, total func() uint64) []float64 {
+	var rates []float64
+	end := time.Now().Add(window)
+	last, lastT := total(), time.Now()
+	for {
+		step := min(seriesStep, time.Until(end))
+		if step <= 0 {
+			return rates
+		}
+		select {
+		case <-time.After(step):
+		case <-ctx.Done():
+			return rates
+		}
+		now, t := total(), time.Now()
+		rates = append(rates, float64(now-last)/1e6/t.Sub(lastT).Seconds())
+		last, lastT = now, t
+	}
+}
+
+func formatRates(r []float64) string {
+	parts := make([]string, len(r))
+	for i, v := range r {
+		parts[i] = fmt.Sprintf("%.1f", v)
+	}
+	return strings.Join(parts, " ")
+}
