@@ -1,7 +1,6 @@
 package rawsock
 
 import (
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -55,38 +54,43 @@ func newConn(tc *net.TCPConn, raw syscall.RawConn) *conn {
 	return c
 }
 
-// read makes one read(2); it reports not done when the socket has
-// nothing, so that the RawConn waits for it.
-func (o *op) read(fd uintptr) bool {
+// Syscall6 makes a system call that cannot block (on a non-blocking
+// socket, or with MSG_DONTWAIT) directly, for a syscall.RawConn callback:
+// it retries when interrupted and reports not done when the socket is not
+// ready, so that the RawConn waits for it in the poller.
+func Syscall6(trap, a1, a2, a3, a4, a5, a6 uintptr) (r uintptr, errno syscall.Errno, done bool) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&o.buf[0])), uintptr(len(o.buf)))
+		r, _, e := unix.RawSyscall6(trap, a1, a2, a3, a4, a5, a6)
 		switch e {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			return 0, 0, false
 		}
-		o.n, o.errno = int(r), e
-		return true
+		return r, e, true
 	}
 }
 
-// write makes write(2) calls until buf is written, reporting not done
-// whenever the socket is full.
+// read makes one read(2).
+func (o *op) read(fd uintptr) bool {
+	r, errno, done := Syscall6(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&o.buf[0])), uintptr(len(o.buf)), 0, 0, 0)
+	o.n, o.errno = int(r), errno
+	return done
+}
+
+// write makes write(2) calls until buf is written.
 func (o *op) write(fd uintptr) bool {
 	for o.n < len(o.buf) {
 		rest := o.buf[o.n:]
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-		switch e {
-		case 0:
-			o.n += int(r)
-		case unix.EINTR:
-		case unix.EAGAIN:
+		r, errno, done := Syscall6(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), 0, 0, 0)
+		if !done {
 			return false
-		default:
-			o.errno = e
+		}
+		if errno != 0 {
+			o.errno = errno
 			return true
 		}
+		o.n += int(r)
 	}
 	return true
 }
@@ -108,9 +112,9 @@ func (c *conn) Read(p []byte) (int, error) {
 	n, errno, err := c.r.do(p, c.raw.Read)
 	switch {
 	case err != nil:
-		return 0, c.opError("read", err)
+		return 0, OpError("read", c.LocalAddr(), c.RemoteAddr(), err)
 	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
+		return 0, OpError("read", c.LocalAddr(), c.RemoteAddr(), os.NewSyscallError("read", errno))
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -124,22 +128,9 @@ func (c *conn) Write(p []byte) (int, error) {
 	n, errno, err := c.w.do(p, c.raw.Write)
 	switch {
 	case err != nil:
-		return n, c.opError("write", err)
+		return n, OpError("write", c.LocalAddr(), c.RemoteAddr(), err)
 	case errno != 0:
-		return n, c.opError("write", os.NewSyscallError("write", errno))
+		return n, OpError("write", c.LocalAddr(), c.RemoteAddr(), os.NewSyscallError("write", errno))
 	}
 	return n, nil
-}
-
-// opError reports err as the net package does, so that callers' checks
-// (net.Error's Timeout, errors.Is with net.ErrClosed or
-// os.ErrDeadlineExceeded) see what they would have seen.
-func (c *conn) opError(op string, err error) error {
-	// The RawConn's own errors are already *net.OpError, with op
-	// "raw-read" or "raw-write"; keep their cause.
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		err = oe.Err
-	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

@@ -2,7 +2,6 @@ package webrtcapi
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/pion/transport/v5"
 	"golang.org/x/sys/unix"
+
+	"github.com/snowflake-go/snowflake/common/rawsock"
 )
 
 const (
@@ -130,14 +131,10 @@ func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, er
 	got, errno := c.got, c.errno
 	if rerr != nil {
 		// Deadline or close: report it as a plain read would.
-		var oe *net.OpError
-		if errors.As(rerr, &oe) {
-			rerr = oe.Err
-		}
-		return 0, netip.AddrPort{}, false, c.opError(rerr)
+		return 0, netip.AddrPort{}, false, rawsock.OpError("read", c.LocalAddr(), nil, rerr)
 	}
 	if errno != 0 {
-		return 0, netip.AddrPort{}, false, c.opError(os.NewSyscallError("recvmmsg", errno))
+		return 0, netip.AddrPort{}, false, rawsock.OpError("read", c.LocalAddr(), nil, os.NewSyscallError("recvmmsg", errno))
 	}
 	c.next, c.count = 1, got
 	// The first datagram is in b; one longer than b is cut, as by recvfrom.
@@ -168,26 +165,12 @@ func (c *batchConn) recvmmsg(fd uintptr) bool {
 }
 
 // mmsg makes the recvmmsg or sendmmsg system call (trap) on hdrs for a
-// raw.Read or raw.Write callback: it retries when interrupted and reports
-// not done when the socket is not ready, so that the runtime waits for it.
-// With MSG_DONTWAIT the call never blocks, so it is made directly
-// (RawSyscall6): the runtime's system-call entry would also wake its
-// monitor thread whenever the process had been idle (see package rawsock).
+// raw.Read or raw.Write callback. With MSG_DONTWAIT it cannot block, so it
+// is made directly (see rawsock.Syscall6): the runtime's system-call entry
+// would also wake its monitor thread whenever the process had been idle.
 func mmsg(trap, fd uintptr, hdrs []unix.Mmsghdr) (n int, errno syscall.Errno, done bool) {
-	for {
-		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return 0, 0, false
-		}
-		return int(r), e, true
-	}
-}
-
-func (c *batchConn) opError(err error) error {
-	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Err: err}
+	r, errno, done := rawsock.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	return int(r), errno, done
 }
 
 // addrPort converts a kernel socket address the way package net does:

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snowflake-go/snowflake/common/rawsock"
 )
 
 const (
@@ -335,5 +337,5 @@ func (s *sender) opError(err error, addr netip.AddrPort) error {
 	if addr.IsValid() {
 		to = net.UDPAddrFromAddrPort(addr)
 	}
-	return &net.OpError{Op: "write", Net: s.laddr.Network(), Source: s.laddr, Addr: to, Err: err}
+	return rawsock.OpError("write", s.laddr, to, err)
 }
