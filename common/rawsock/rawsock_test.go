@@ -82,7 +82,7 @@ func TestBulkBothWays(t *testing.T) {
 }
 
 func TestReadDeadline(t *testing.T) {
-	client, _ := pair(t)
+	client, server := pair(t)
 	client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	start := time.Now()
 	_, err := client.Read(make([]byte, 10))
@@ -99,11 +99,19 @@ func TestReadDeadline(t *testing.T) {
 	}
 	// The connection still works once the deadline is lifted.
 	client.SetReadDeadline(time.Time{})
+	if _, err := server.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := client.Read(make([]byte, 10)); n != 1 || err != nil {
+		t.Errorf("read after the deadline was lifted: %d, %v", n, err)
+	}
 }
 
 func TestWriteDeadline(t *testing.T) {
 	client, _ := pair(t) // the server never reads
-	client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	// A margin for a loaded machine: the deadline must not pass before
+	// the first write.
+	client.SetWriteDeadline(time.Now().Add(time.Second))
 	n, err := client.Write(make([]byte, 64<<20))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("write to a peer that does not read: %d, %v; want a timeout", n, err)
