@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -168,31 +169,18 @@ func run() error {
 		}
 		defer stopMetrics()
 	}
-	// The background loops below end with ctx; each deferred wait calls
-	// stop first, so that they also end when Run returns on its own.
+	// Background loops end with ctx; the deferred wait ends ctx first, so
+	// that they also end when Run returns on its own.
+	var background sync.WaitGroup
+	defer func() { stop(); background.Wait() }()
 	if tuneMemory {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			tuneMemoryLimit(ctx)
-		}()
-		defer func() { stop(); <-done }()
+		background.Go(func() { tuneMemoryLimit(ctx) })
 	}
 	if scaler := procs.New(logger); scaler != nil {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			scaler.Run(ctx)
-		}()
-		defer func() { stop(); <-done }()
+		background.Go(func() { scaler.Run(ctx) })
 	}
 	if *summaryInterval > 0 && !*disableStats {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			summaries(ctx, p, *summaryInterval, logger)
-		}()
-		defer func() { stop(); <-done }()
+		background.Go(func() { summaries(ctx, p, *summaryInterval, logger) })
 	}
 	return p.Run(ctx)
 }

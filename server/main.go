@@ -26,6 +26,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,6 +108,10 @@ func run(o options) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The scaler ends with ctx; the deferred wait ends ctx first, so that
+	// it also ends when the server returns on its own.
+	var background sync.WaitGroup
+	defer func() { stop(); background.Wait() }()
 	if scaler := procs.New(logger); scaler != nil {
 		// The shard count's default follows the CPUs, not the Ps the
 		// scaler starts with.
@@ -114,13 +119,7 @@ func run(o options) error {
 			o.numTurbotunnel = runtime.GOMAXPROCS(0)
 		}
 		// One P while that suffices (common/procs).
-		sctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			scaler.Run(sctx)
-		}()
-		defer func() { cancel(); <-done }()
+		background.Go(func() { scaler.Run(ctx) })
 	}
 	if o.listen != "" {
 		return runStandalone(ctx, o, logger)
