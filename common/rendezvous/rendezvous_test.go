@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -453,5 +454,63 @@ func TestUTLSRandomizedRepeated(t *testing.T) {
 			}
 			rt.(*utlsRoundTripper).CloseIdleConnections()
 		}
+	}
+}
+
+func TestDefaultRootCAsHoldISRGRootX1(t *testing.T) {
+	pool, err := DefaultRootCAs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(isrgRootX1)
+	if block == nil {
+		t.Fatal("embedded ISRG Root X1 is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+		t.Errorf("ISRG Root X1 does not verify against the default roots: %v", err)
+	}
+}
+
+// With no RootCAs the default roots are loaded lazily, at the first TLS
+// handshake: plain HTTP works without them, and a certificate they do not
+// cover is refused.
+func TestDefaultRootsApplyAtHandshake(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"answer":"x"}`)
+	})
+	plainSrv := httptest.NewServer(handler)
+	defer plainSrv.Close()
+	tlsSrv := httptest.NewTLSServer(handler)
+	defer tlsSrv.Close()
+	var asked []string
+	var mu sync.Mutex
+	rt, err := NewRoundTripper(TransportConfig{Dial: loopbackDial(tlsSrv.Listener.Addr().String(), &asked, &mu)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHTTP("https://example.com/", nil, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Exchange(context.Background(), []byte(pollBody))
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Errorf("httptest's certificate: got %v, want an unknown-authority error", err)
+	}
+
+	rt, err = NewRoundTripper(TransportConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err = NewHTTP(plainSrv.URL+"/", nil, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exchange(context.Background(), []byte(pollBody)); err != nil {
+		t.Errorf("plain HTTP: %v", err)
 	}
 }

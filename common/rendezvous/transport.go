@@ -3,7 +3,6 @@ package rendezvous
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	_ "embed"
 	"errors"
@@ -68,12 +67,13 @@ func DefaultRootCAs() (*x509.CertPool, error) {
 // The process's proxy environment (HTTPS_PROXY, ...) is deliberately
 // ignored: a PT must not send rendezvous traffic anywhere tor did not ask.
 func NewRoundTripper(cfg TransportConfig) (http.RoundTripper, error) {
+	// The default roots are loaded at the first TLS handshake, not here:
+	// parsing the system's store costs a fresh process about 30 ms of CPU,
+	// which a client pays for every SOCKS connection's transport, and a
+	// plain-HTTP broker (a local or test deployment) never needs it.
+	roots := func() (*x509.CertPool, error) { return cfg.RootCAs, nil }
 	if cfg.RootCAs == nil {
-		pool, err := DefaultRootCAs()
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
+		roots = sync.OnceValues(DefaultRootCAs)
 	}
 	if cfg.Dial == nil {
 		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
@@ -82,7 +82,6 @@ func NewRoundTripper(cfg TransportConfig) (http.RoundTripper, error) {
 	plain := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           cfg.Dial,
-		TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs},
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   15 * time.Second,
 		ResponseHeaderTimeout: ResponseHeaderTimeout,
@@ -103,7 +102,7 @@ func NewRoundTripper(cfg TransportConfig) (http.RoundTripper, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &utlsRoundTripper{cfg: cfg, id: id, plain: plain, hosts: map[string]*hostTransports{}}, nil
+	return &utlsRoundTripper{cfg: cfg, roots: roots, id: id, plain: plain, hosts: map[string]*hostTransports{}}, nil
 }
 
 // clientHelloIDs maps the utls-imitate names deployed bridge lines use
@@ -146,6 +145,7 @@ func ParseClientHelloID(name string) (utls.ClientHelloID, error) {
 // protocol §3.3: up to 5 times).
 type utlsRoundTripper struct {
 	cfg   TransportConfig
+	roots func() (*x509.CertPool, error) // cfg.RootCAs, or the defaults once loaded
 	id    utls.ClientHelloID
 	plain *http.Transport // for http:// URLs, which bypass uTLS
 
@@ -368,11 +368,15 @@ func (r *utlsRoundTripper) dialTLSOnce(ctx context.Context, network, addr string
 	if err != nil {
 		return nil, err
 	}
+	roots, err := r.roots()
+	if err != nil {
+		return nil, err
+	}
 	raw, err := r.cfg.Dial(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	conf := &utls.Config{RootCAs: r.cfg.RootCAs, ServerName: host}
+	conf := &utls.Config{RootCAs: roots, ServerName: host}
 	if r.cfg.UTLSNoSNI && net.ParseIP(host) == nil {
 		conf.ServerName = ""
 		conf.InsecureServerNameToVerify = host
