@@ -111,10 +111,8 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 	n, errno, err := c.r.do(p, c.raw.Read)
 	switch {
-	case err != nil:
-		return 0, OpError("read", c.LocalAddr(), c.RemoteAddr(), err)
-	case errno != 0:
-		return 0, OpError("read", c.LocalAddr(), c.RemoteAddr(), os.NewSyscallError("read", errno))
+	case err != nil || errno != 0:
+		return 0, c.opError("read", errno, err)
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -126,11 +124,18 @@ func (c *conn) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	n, errno, err := c.w.do(p, c.raw.Write)
-	switch {
-	case err != nil:
-		return n, OpError("write", c.LocalAddr(), c.RemoteAddr(), err)
-	case errno != 0:
-		return n, OpError("write", c.LocalAddr(), c.RemoteAddr(), os.NewSyscallError("write", errno))
+	if err != nil || errno != 0 {
+		return n, c.opError("write", errno, err)
 	}
 	return n, nil
+}
+
+// opError reports a failed read or write as package net does: the
+// RawConn's error (a deadline, a close) if it had one, else the system
+// call's.
+func (c *conn) opError(op string, errno syscall.Errno, err error) error {
+	if err == nil {
+		err = os.NewSyscallError(op, errno)
+	}
+	return OpError(op, c.LocalAddr(), c.RemoteAddr(), err)
 }
