@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
@@ -25,30 +24,34 @@ func readUDPCounters() (udpCounters, error) {
 	if err := parseSNMP4(string(v4), &c); err != nil {
 		return c, err
 	}
-	f, err := os.Open("/proc/net/snmp6")
+	v6, err := os.ReadFile("/proc/net/snmp6")
 	if err != nil {
 		// No IPv6 in this kernel: the IPv4 counters are all there is.
 		return c, nil
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
+	parseSNMP6(string(v6), &c)
+	return c, nil
+}
+
+// parseSNMP6 adds the UDP lines ("name value") of /proc/net/snmp6; a line
+// that does not parse is skipped.
+func parseSNMP6(s string, c *udpCounters) {
+	for line := range strings.Lines(s) {
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
 			continue
 		}
-		n, err := strconv.ParseUint(strings.TrimSpace(val), 10, 64)
+		n, err := strconv.ParseUint(fields[1], 10, 64)
 		if err != nil {
 			continue
 		}
-		switch name {
+		switch fields[0] {
 		case "Udp6InDatagrams":
 			c.received += n
 		case "Udp6RcvbufErrors":
 			c.rcvbufDrops += n
 		}
 	}
-	return c, sc.Err()
 }
 
 // parseSNMP4 adds the "Udp:" header/value line pair of /proc/net/snmp.

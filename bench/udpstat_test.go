@@ -37,6 +37,32 @@ func TestParseSNMP4(t *testing.T) {
 	}
 }
 
+func TestParseSNMP6(t *testing.T) {
+	const real = "Ip6InReceives                   \t4455\n" +
+		"Udp6InDatagrams                 \t120\n" +
+		"Udp6NoPorts                     \t3\n" +
+		"Udp6RcvbufErrors                \t9\n" +
+		"UdpLite6InDatagrams             \t0\n"
+	tests := []struct {
+		name       string
+		in         string
+		recv, drop uint64
+	}{
+		{"kernel 6 layout", real, 120, 9},
+		{"no UDP lines", "Ip6InReceives 1\n", 0, 0},
+		{"not a number is skipped", "Udp6InDatagrams many\nUdp6RcvbufErrors 2\n", 0, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := udpCounters{received: 1, rcvbufDrops: 1} // added to, as after the IPv4 counters
+			parseSNMP6(tt.in, &c)
+			if c.received != 1+tt.recv || c.rcvbufDrops != 1+tt.drop {
+				t.Errorf("got %+v, want received %d, drops %d", c, 1+tt.recv, 1+tt.drop)
+			}
+		})
+	}
+}
+
 // The machine's own counters parse (the bench runs on Linux only).
 func TestReadUDPCounters(t *testing.T) {
 	if runtime.GOOS != "linux" {
