@@ -29,16 +29,12 @@ const (
 	// relay is usually the faster side, so that queue seldom fills and
 	// costs memory only in bursts. Relay→client fills whenever the client
 	// is slower than the relay, which under load is every client, and the
-	// data channel already buffers up to dcHighWater behind it.
+	// data channel already buffers up to its high-water mark behind it.
 	upPipeLimit   = 256 << 10
 	downPipeLimit = 64 << 10
 	// readBuf is the buffer of each reader. A data-channel read needs room
 	// for a whole message.
 	readBuf = 64 << 10
-	// Flow control on the data channel (wire-protocol §4.3): stop sending
-	// above dcHighWater until the buffered amount falls to dcLowWater.
-	dcHighWater = 512 << 10
-	dcLowWater  = 256 << 10
 )
 
 // errIdle is the teardown cause when the relay sent nothing for the idle
@@ -112,15 +108,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	timer = time.AfterFunc(idle, check)
 	timerMu.Unlock()
 
-	// Flow-control signal for the data channel.
-	low := make(chan struct{}, 1)
-	dc.SetBufferedAmountLowThreshold(dcLowWater)
-	dc.OnBufferedAmountLow(func() {
-		select {
-		case low <- struct{}{}:
-		default:
-		}
-	})
+	gate := newSendGate(dc, total.Active.Load)
 
 	var wg sync.WaitGroup
 	wg.Add(4)
@@ -208,12 +196,8 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 				teardown(fmt.Errorf("write to client: %w", err))
 				return
 			}
-			for dc.BufferedAmount() > dcHighWater {
-				select {
-				case <-low:
-				case <-done:
-					return
-				}
+			if !gate.wait(done) {
+				return
 			}
 		}
 	}()
