@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,53 +29,26 @@ func TestDCHighWater(t *testing.T) {
 
 // fakeChannel is a data channel's send buffer that drains only when the
 // test says so, firing the low event as pion does: when a release takes
-// the amount from above the threshold to at or below it.
+// the amount from above the threshold to at or below it. Only the test
+// adds and releases; the gate under test reads the amount and sets the
+// threshold from its own goroutine.
 type fakeChannel struct {
-	mu        sync.Mutex
-	buffered  uint64
-	threshold uint64
-	onLow     func()
+	buffered  atomic.Uint64
+	threshold atomic.Uint64
+	onLow     func() // set by newSendGate before the gate runs
 }
 
-func (c *fakeChannel) BufferedAmount() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buffered
-}
+func (c *fakeChannel) BufferedAmount() uint64                  { return c.buffered.Load() }
+func (c *fakeChannel) SetBufferedAmountLowThreshold(th uint64) { c.threshold.Store(th) }
+func (c *fakeChannel) OnBufferedAmountLow(f func())            { c.onLow = f }
 
-func (c *fakeChannel) SetBufferedAmountLowThreshold(th uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.threshold = th
-}
-
-func (c *fakeChannel) OnBufferedAmountLow(f func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.onLow = f
-}
-
-func (c *fakeChannel) lowThreshold() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.threshold
-}
-
-func (c *fakeChannel) add(n uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buffered += n
-}
+func (c *fakeChannel) add(n uint64) { c.buffered.Add(n) }
 
 func (c *fakeChannel) release(n uint64) {
-	c.mu.Lock()
-	before := c.buffered
-	c.buffered -= n
-	fire := before > c.threshold && c.buffered <= c.threshold
-	f := c.onLow
-	c.mu.Unlock()
-	if fire && f != nil {
-		f()
+	before := c.buffered.Load()
+	c.buffered.Store(before - n)
+	if th := c.threshold.Load(); before > th && before-n <= th {
+		c.onLow()
 	}
 }
 
@@ -100,7 +72,7 @@ func TestSendGate(t *testing.T) {
 	returned := make(chan bool)
 	go func() { returned <- g.wait(done) }()
 	expectBlocked(t, returned)
-	if got := dc.lowThreshold(); got != 256<<10 {
+	if got := dc.threshold.Load(); got != 256<<10 {
 		t.Fatalf("low threshold %d, want %d", got, 256<<10)
 	}
 	dc.release(128 << 10) // still above the threshold
@@ -119,7 +91,7 @@ func TestSendGate(t *testing.T) {
 	dc.add(1)
 	go func() { returned <- g.wait(done) }()
 	expectBlocked(t, returned)
-	if got := dc.lowThreshold(); got != high/2 {
+	if got := dc.threshold.Load(); got != high/2 {
 		t.Fatalf("low threshold %d, want %d", got, high/2)
 	}
 	dc.release(dc.BufferedAmount() - high/2)
