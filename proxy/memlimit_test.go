@@ -8,11 +8,11 @@ import (
 )
 
 // The tuner sets a soft memory limit of at least the floor, and at least
-// twice the live heap.
+// liveHeadroom times the live heap.
 func TestTuneMemoryLimit(t *testing.T) {
 	old := debug.SetMemoryLimit(-1)
 	defer debug.SetMemoryLimit(old)
-	// Some live data well above half the floor.
+	// Some live data well above the floor's share.
 	keep := make([][]byte, 0, 100)
 	for range 100 {
 		keep = append(keep, make([]byte, 1<<20))
@@ -22,8 +22,8 @@ func TestTuneMemoryLimit(t *testing.T) {
 	cancel() // apply once, then return
 	tuneMemoryLimit(ctx)
 	got := debug.SetMemoryLimit(-1)
-	if got < 2*100<<20 {
-		t.Errorf("limit %d MiB with 100 MiB live, want at least 200 MiB", got>>20)
+	if want := int64(liveHeadroom * 100 << 20); got < want {
+		t.Errorf("limit %d MiB with 100 MiB live, want at least %d MiB", got>>20, want>>20)
 	}
 	runtime.KeepAlive(keep)
 	runtime.GC()
