@@ -90,6 +90,13 @@ func report(w io.Writer, o options, rs []*result) {
 		row(fmt.Sprintf("%d clients: ramp", n), func(r *result) (float64, bool) { c, ok := find(r); return c.ramp.Seconds(), ok }, "s")
 		row(fmt.Sprintf("%d clients: ramp, half", n), func(r *result) (float64, bool) { c, ok := find(r); return c.rampP50.Seconds(), ok }, "s")
 		row(fmt.Sprintf("%d clients: aggregate", n), func(r *result) (float64, bool) { c, ok := find(r); return c.aggMBps, ok }, "MB/s")
+		for _, comp := range []string{"clients", "proxy", "server"} {
+			row(fmt.Sprintf("%d clients: context switches per MB, %s", n, comp), func(r *result) (float64, bool) {
+				c, ok := find(r)
+				v, ok2 := c.switchesPerMB[comp]
+				return v, ok && ok2
+			}, "")
+		}
 		row(fmt.Sprintf("%d clients: server retransmissions", n), func(r *result) (float64, bool) { c, ok := find(r); return c.retransPct, ok && c.retransPct >= 0 }, "%")
 		row(fmt.Sprintf("%d clients: idle CPU per client", n), func(r *result) (float64, bool) { c, ok := find(r); return c.idleCPUPct, ok }, "%")
 	}

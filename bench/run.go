@@ -27,6 +27,9 @@ type concResult struct {
 	// cpuPer100 is CPU seconds per 100 MB during the aggregate window:
 	// "clients" sums all client processes.
 	cpuPer100 map[string]float64
+	// switchesPerMB is context switches per MB during the aggregate
+	// window, keyed as cpuPer100.
+	switchesPerMB map[string]float64
 	// serverErrors are the server's error counters that grew during the
 	// aggregate window (dropped packets show here).
 	serverErrors map[string]float64
@@ -235,7 +238,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; server retransmissions %.1f%%; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client %.2f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.retransPct, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct, seriesStep, formatRates(cr.series))
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; server retransmissions %.1f%%; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client %.2f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.retransPct, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct, seriesStep, formatRates(cr.series))
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -302,6 +305,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	var last time.Time
 	var firsts []time.Duration
 	ok := make([]bool, n)
+	took := make([]time.Duration, n)
 	rampCtx, rampCancel := context.WithTimeout(ctx, o.rampTimeout)
 	defer rampCancel()
 	for i, cl := range clients {
@@ -315,6 +319,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 			last = time.Now()
 			firsts = append(firsts, last.Sub(start))
 			ok[i] = true
+			took[i] = last.Sub(start)
 			lastMu.Unlock()
 			connected.Add(1)
 		}()
@@ -331,6 +336,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		slices.Sort(sorted)
 		cr.rampP50 = sorted[half]
 	}
+	reportLaggard(s.name, n, clients, ok, took, cr.rampP50)
 	if cr.connected == 0 {
 		return cr, fmt.Errorf("no client connected within %v", o.rampTimeout)
 	}
@@ -338,26 +344,29 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// Idle cost: every client holds a session and a proxy, nothing moves.
 	// With many clients on one machine this is what is left of the CPU
 	// for the transfers.
-	cpu := func() map[string]time.Duration {
-		m := map[string]time.Duration{}
+	usage := func() map[string]chain.Usage {
+		m := map[string]chain.Usage{}
 		for name, p := range map[string]*chain.Proc{"proxy": proxy, "server": c.Server} {
 			if u, err := p.Usage(); err == nil {
-				m[name] = u.CPU
+				m[name] = u
 			}
 		}
 		for _, cl := range clients {
 			if u, err := cl.Proc.Usage(); err == nil {
-				m["clients"] += u.CPU
+				sum := m["clients"]
+				sum.CPU += u.CPU
+				sum.Switches += u.Switches
+				m["clients"] = sum
 			}
 		}
 		return m
 	}
-	idle0, idleT0 := cpu(), time.Now()
+	idle0, idleT0 := usage(), time.Now()
 	select {
 	case <-time.After(idleWindow):
 	case <-ctx.Done():
 	}
-	cr.idleCPUPct = (cpu()["clients"] - idle0["clients"]).Seconds() / time.Since(idleT0).Seconds() / float64(n) * 100
+	cr.idleCPUPct = (usage()["clients"].CPU - idle0["clients"].CPU).Seconds() / time.Since(idleT0).Seconds() / float64(n) * 100
 
 	// Aggregate: every connected client downloads an endless stream on a
 	// new stream of its session.
@@ -391,7 +400,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	}
 	errs0 := errs()
 	udp0, udpErr := readUDPCounters()
-	cpu0 := cpu()
+	use0 := usage()
 	b0 := total.Load()
 	t0 := time.Now()
 	cr.series = sampleRates(ctx, o.window, total.Load)
@@ -421,13 +430,48 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	}
 	if moved > 0 {
 		cr.cpuPer100 = map[string]float64{}
-		for name, d := range cpu() {
-			cr.cpuPer100[name] = (d - cpu0[name]).Seconds() * 100e6 / float64(moved)
+		cr.switchesPerMB = map[string]float64{}
+		for name, u := range usage() {
+			cr.cpuPer100[name] = (u.CPU - use0[name].CPU).Seconds() * 100e6 / float64(moved)
+			cr.switchesPerMB[name] = float64(u.Switches-use0[name].Switches) / (float64(moved) / 1e6)
 		}
 	}
 	cancel()
 	wg.Wait()
 	return cr, nil
+}
+
+// laggardAfter is how long past the median first echo a client may take
+// before the ramp names it and shows its log: one slow client sets the
+// ramp time, and its log says whether it waited for the broker, a proxy or
+// the session.
+const laggardAfter = 5 * time.Second
+
+// reportLaggard prints the log tail of the slowest client of a ramp if it
+// connected laggardAfter later than the median, or of one that never did.
+func reportLaggard(flavor string, n int, clients []*chain.Client, ok []bool, took []time.Duration, median time.Duration) {
+	worst := -1
+	for i := range clients {
+		if clients[i] == nil {
+			continue
+		}
+		if !ok[i] {
+			worst = i
+			break
+		}
+		if took[i] > median+laggardAfter && (worst < 0 || took[i] > took[worst]) {
+			worst = i
+		}
+	}
+	if worst < 0 {
+		return
+	}
+	what := "never connected"
+	if ok[worst] {
+		what = fmt.Sprintf("connected after %v", took[worst].Round(time.Millisecond))
+	}
+	fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %s %s (median %v); its log ends:\n%s\n",
+		flavor, n, clients[worst].Name, what, median.Round(time.Millisecond), clients[worst].Tail(20))
 }
 
 // idleWindow is how long the idle CPU of connected clients is measured.

@@ -186,6 +186,7 @@ func TestProcLifecycle(t *testing.T) {
 }
 
 func TestProcUsageSelf(t *testing.T) {
+	time.Sleep(10 * time.Millisecond) // at least one voluntary switch
 	u, err := ProcUsage(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +194,33 @@ func TestProcUsageSelf(t *testing.T) {
 	if u.PeakRSS <= 0 {
 		t.Fatalf("own peak RSS %d", u.PeakRSS)
 	}
+	if u.Switches <= 0 {
+		t.Fatalf("own context switches %d", u.Switches)
+	}
 	if _, err := ProcUsage(-1); err == nil {
 		t.Fatal("usage of pid -1 succeeded")
+	}
+}
+
+func TestParseSwitches(t *testing.T) {
+	for _, tc := range []struct {
+		name, status string
+		want         int64
+		ok           bool
+	}{
+		{"both", "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n", 15, true},
+		{"spaces", "voluntary_ctxt_switches:   0\nnonvoluntary_ctxt_switches: 7", 7, true},
+		{"one missing", "voluntary_ctxt_switches:\t12\n", 0, false},
+		{"none", "Name:\tx\n", 0, false},
+		{"not a number", "voluntary_ctxt_switches:\tx\nnonvoluntary_ctxt_switches:\t3\n", 0, false},
+		{"negative", "voluntary_ctxt_switches:\t-1\nnonvoluntary_ctxt_switches:\t3\n", 0, false},
+		{"empty", "", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseSwitches(tc.status)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Fatalf("parseSwitches = %d, %v; want %d, ok %v", got, err, tc.want, tc.ok)
+			}
+		})
 	}
 }

@@ -264,6 +264,10 @@ func (p *Proc) Kill() {
 type Usage struct {
 	CPU     time.Duration // user + system
 	PeakRSS int64         // bytes (VmHWM)
+	// Switches counts the context switches of all the process's threads,
+	// voluntary and not. Many processes each moving little data pay for
+	// sleeping and waking far more often per byte than a few busy ones.
+	Switches int64
 }
 
 // Usage returns the CPU time and peak RSS of the process, from /proc while
@@ -276,7 +280,7 @@ func (p *Proc) Usage() (Usage, error) {
 			return Usage{}, fmt.Errorf("chain: %s: no rusage", p.Name)
 		}
 		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		return Usage{CPU: cpu, PeakRSS: ru.Maxrss * 1024}, nil
+		return Usage{CPU: cpu, PeakRSS: ru.Maxrss * 1024, Switches: ru.Nvcsw + ru.Nivcsw}, nil
 	default:
 	}
 	return ProcUsage(p.cmd.Process.Pid)
@@ -285,7 +289,8 @@ func (p *Proc) Usage() (Usage, error) {
 // clockTicks is USER_HZ, fixed at 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// ProcUsage reads CPU time and peak RSS of a running process from /proc.
+// ProcUsage reads CPU time, peak RSS and context switches of a running
+// process from /proc.
 func ProcUsage(pid int) (Usage, error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -322,5 +327,44 @@ func ProcUsage(pid int) (Usage, error) {
 			u.PeakRSS = kb * 1024
 		}
 	}
+	// The process's own status counts only its first thread's switches.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return Usage{}, fmt.Errorf("chain: usage: %w", err)
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread has ended since the listing
+		}
+		n, err := parseSwitches(string(b))
+		if err != nil {
+			return Usage{}, fmt.Errorf("chain: usage: task %s of %d: %w", t.Name(), pid, err)
+		}
+		u.Switches += n
+	}
 	return u, nil
+}
+
+// parseSwitches sums the voluntary and involuntary context switches of a
+// /proc status file.
+func parseSwitches(status string) (int64, error) {
+	var sum int64
+	found := 0
+	for _, line := range strings.Split(status, "\n") {
+		key, rest, ok := strings.Cut(line, ":")
+		if !ok || (key != "voluntary_ctxt_switches" && key != "nonvoluntary_ctxt_switches") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad %s %q", key, strings.TrimSpace(rest))
+		}
+		sum += n
+		found++
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("no context switch counts")
+	}
+	return sum, nil
 }
