@@ -300,10 +300,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// proxy. Downloads start only once the ramp is over, so the clients'
 	// own bulk traffic (on the same two cores, unlike real clients) does
 	// not delay the connections being measured.
-	var connected atomic.Int64
-	var lastMu sync.Mutex
-	var last time.Time
-	var firsts []time.Duration
+	// ok and took are written by the ramp goroutines, read after wg.Wait.
 	ok := make([]bool, n)
 	took := make([]time.Duration, n)
 	rampCtx, rampCancel := context.WithTimeout(ctx, o.rampTimeout)
@@ -315,26 +312,25 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 			if _, err := chain.EchoOnce(rampCtx, cl); err != nil {
 				return
 			}
-			lastMu.Lock()
-			last = time.Now()
-			firsts = append(firsts, last.Sub(start))
-			ok[i] = true
-			took[i] = last.Sub(start)
-			lastMu.Unlock()
-			connected.Add(1)
+			ok[i], took[i] = true, time.Since(start)
 		}()
 	}
 	wg.Wait()
 	rampCancel()
-	cr.connected = int(connected.Load())
-	if !last.IsZero() {
-		cr.ramp = last.Sub(start)
+	var firsts []time.Duration
+	for i := range ok {
+		if ok[i] {
+			firsts = append(firsts, took[i])
+		}
+	}
+	slices.Sort(firsts)
+	cr.connected = len(firsts)
+	if len(firsts) > 0 {
+		cr.ramp = firsts[len(firsts)-1]
 	}
 	// Median over all n clients: undefined (zero) if fewer than half connected.
 	if half := (n - 1) / 2; len(firsts) > half {
-		sorted := slices.Clone(firsts)
-		slices.Sort(sorted)
-		cr.rampP50 = sorted[half]
+		cr.rampP50 = firsts[half]
 	}
 	reportLaggard(s.name, n, clients, ok, took, cr.rampP50)
 	if cr.connected == 0 {
