@@ -17,15 +17,23 @@ import (
 // Replacement is what an address is replaced with.
 const Replacement = "[scrubbed]"
 
-var (
-	// candidateRE finds runs that could be an address: hex digits, dots and
-	// colons, optionally bracketed, with an optional zone and port. Each run
-	// is then checked with net/netip, so version numbers ("2.13.1"), clock
-	// times ("12:34:56") and hex identifiers are left alone.
-	candidateRE = regexp.MustCompile(`\[?[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*(?:%[0-9A-Za-z._-]+)?\]?(?::[0-9]{1,5})?`)
-	// ipv4RE catches dotted quads glued to other hex-looking text, which the
-	// candidate pass sees as one invalid run ("cafe:192.0.2.1").
-	ipv4RE = regexp.MustCompile(`(?:[0-9]{1,3}\.){3}[0-9]{1,3}`)
+// candidateRE finds runs that could be or contain an address: hex digits,
+// dots and colons, optionally bracketed, with an optional zone and port.
+// Each run is then checked with net/netip, so version numbers ("2.13.1"),
+// clock times ("12:34:56") and hex identifiers are left alone.
+var candidateRE = regexp.MustCompile(`\[?[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*(?:%[0-9A-Za-z._-]+)?\]?(?::[0-9]{1,5})?`)
+
+const (
+	// maxAddressLen bounds the pieces of a run tried as addresses: the
+	// longest IPv6 text (45), a zone of a Linux interface name (16), the
+	// brackets and a port.
+	maxAddressLen = 72
+	// scanBudget bounds the bytes of runs one String call searches piece
+	// by piece (about 150 ns a byte at worst, so 10 ms). Past it, a run
+	// that is not one address is replaced whole: a line with that much hex,
+	// dot and colon text is no log text a person reads, and it must not
+	// make logging slow.
+	scanBudget = 64 << 10
 )
 
 // String returns s with every IPv4 and IPv6 address (and an attached port)
@@ -34,34 +42,80 @@ func String(s string) string {
 	if !mayContainAddress(s) {
 		return s
 	}
-	s = candidateRE.ReplaceAllStringFunc(s, func(m string) string {
-		if isAddress(m) {
-			return Replacement
-		}
-		// A sentence may end right after an address: "from 192.0.2.1."
-		trimmed := strings.TrimRight(m, ".:")
-		if trimmed != m && isAddress(trimmed) {
-			return Replacement + m[len(trimmed):]
-		}
-		return m
+	budget := scanBudget
+	return candidateRE.ReplaceAllStringFunc(s, func(m string) string {
+		return scrubRun(m, &budget)
 	})
-	return ipv4RE.ReplaceAllStringFunc(s, func(m string) string {
-		if _, err := netip.ParseAddr(m); err == nil {
-			return Replacement
+}
+
+// scrubRun returns a candidate run with its addresses replaced. A run that
+// is not one address may still hold some: glued to other text
+// ("cafe:192.0.2.1"), to each other ("192.0.2.1:2001:db8::5", where the
+// first reads as an address with port 2001), or ending a sentence ("from
+// 192.0.2.1."). From each position, the longest piece that is an address
+// is replaced, so what remains holds none and scrubbing again changes
+// nothing. Runs of colon-separated hex pairs, such as certificate
+// fingerprints, lose every eight pairs: they read as IPv6 addresses. A run
+// the budget cannot search is replaced whole.
+func scrubRun(m string, budget *int) string {
+	if isAddress(m) || *budget < len(m) {
+		return Replacement
+	}
+	*budget -= len(m)
+	var b strings.Builder
+	for m != "" {
+		if n := addressPrefix(m); n > 0 {
+			b.WriteString(Replacement)
+			m = m[n:]
+			continue
 		}
-		return m
-	})
+		b.WriteByte(m[0])
+		m = m[1:]
+	}
+	return b.String()
+}
+
+// addressPrefix returns the length of the longest prefix of s that is an
+// address, or 0.
+func addressPrefix(s string) int {
+	// The shortest address is "::".
+	for n := min(len(s), maxAddressLen); n >= 2; n-- {
+		if isAddress(s[:n]) {
+			return n
+		}
+	}
+	return 0
 }
 
 // isAddress reports whether m is an IP address, an address with a port, or a
 // bracketed IPv6 address.
 func isAddress(m string) bool {
+	if !plausible(m) {
+		return false
+	}
 	if _, err := netip.ParseAddrPort(m); err == nil {
 		return true
 	}
 	m = strings.TrimSuffix(strings.TrimPrefix(m, "["), "]")
 	_, err := netip.ParseAddr(m)
 	return err == nil
+}
+
+// plausible is a cheap necessary condition for isAddress: an IPv4 address
+// has three dots and at most a port's colon; an IPv6 address has "::", or
+// seven colons between eight groups, or six before an embedded IPv4
+// address. Failed parses cost an allocated error each, and the search in
+// scrubRun would make one per piece of every clock time.
+func plausible(m string) bool {
+	dots, colons := strings.Count(m, "."), strings.Count(m, ":")
+	switch {
+	case dots == 3 && colons <= 1:
+		return true
+	case strings.Contains(m, "::"), colons >= 7:
+		return true
+	default:
+		return dots == 3 && colons >= 6
+	}
 }
 
 // mayContainAddress is a cheap pre-check that spares the regular expressions
