@@ -19,6 +19,7 @@ import (
 	"github.com/snowflake-go/snowflake/common/dataconn"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
+	"github.com/snowflake-go/snowflake/common/pionlog"
 	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
@@ -62,6 +63,7 @@ func selectICEServers(urls []string) []string {
 // server-reflexive candidates of a client behind a NAT.
 func (t *Transport) webrtcAPI() *webrtcapi.Factory {
 	var se webrtc.SettingEngine
+	se.LoggerFactory = pionlog.New(t.logger)
 	se.DetachDataChannels()
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})

@@ -25,6 +25,7 @@ import (
 
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
+	"github.com/snowflake-go/snowflake/common/pionlog"
 	"github.com/snowflake-go/snowflake/common/webrtcapi"
 )
 
@@ -98,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var se webrtc.SettingEngine
+	se.LoggerFactory = pionlog.New(log)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	// Local addresses are removed from the answer text rather than by an

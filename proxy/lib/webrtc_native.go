@@ -12,6 +12,7 @@ import (
 	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/dtlsshape"
+	"github.com/snowflake-go/snowflake/common/pionlog"
 )
 
 // sctpReceiveBuffer is the SCTP receive window. pion's 1 MiB default caps a
@@ -24,6 +25,7 @@ const sctpReceiveBuffer = 4 << 20
 // proxy makes.
 func (c *Config) settingEngine() (webrtc.SettingEngine, error) {
 	var se webrtc.SettingEngine
+	se.LoggerFactory = pionlog.New(c.Logger)
 	se.DetachDataChannels()
 	// Like upstream and browsers: no mDNS candidates, no ICE-TCP.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
