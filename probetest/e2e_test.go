@@ -1,9 +1,19 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,5 +55,72 @@ func TestProbeWithOurProxy(t *testing.T) {
 	line := proxy.WaitFor(t, "NAT type", 60*time.Second)
 	if want := "nat=unrestricted"; !strings.Contains(line, want) {
 		t.Fatalf("proxy reported %q, want %s", line, want)
+	}
+}
+
+// TestTLSErrorsStayInTheLog checks that the HTTP server's own error messages
+// (here a TLS handshake error, which names the remote address) go through
+// the scrubbing logger instead of the standard library's default logger on
+// stderr.
+func TestTLSErrorsStayInTheLog(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	port := testenv.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	probe := testenv.Start(t, "probetest", nil, testenv.Binary(t, "./probetest"),
+		"-addr", addr, "-cert", certFile, "-key", keyFile)
+	probe.WaitFor(t, "listening", 60*time.Second)
+
+	// Plain HTTP to the TLS port: the server answers 400 and then logs
+	// "http: TLS handshake error from 127.0.0.1:...".
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	reply, _ := io.ReadAll(conn)
+	if !strings.Contains(string(reply), "400 Bad Request") {
+		t.Fatalf("reply %q: the server did not take the request as plain HTTP", reply)
+	}
+	time.Sleep(500 * time.Millisecond) // the error is logged after the reply
+	if out := probe.Output(); strings.Contains(out, "127.0.0.1") {
+		t.Fatalf("an address reached the output:\n%s", out)
+	}
+}
+
+// writeSelfSigned writes a self-signed certificate for 127.0.0.1 and its key.
+func writeSelfSigned(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -73,6 +73,9 @@ func run() error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
+		// The server's own errors (TLS handshakes, bad requests) name the
+		// remote address; they go through the scrubbing logger.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -267,6 +267,7 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (func(), str
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	done := make(chan struct{})
 	go func() {

@@ -154,7 +154,8 @@ func tlsWrap(ctx context.Context, o options, ln net.Listener, host, stateDir str
 		return nil, fmt.Errorf("ACME HTTP-01 listener: %w", err)
 	}
 	hs := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	go func() {
 		if err := hs.Serve(challengeLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("ACME HTTP-01 listener: %w", err)
@@ -185,7 +186,8 @@ func serveAll(ctx context.Context, o options, srv *server.Server, lns []net.List
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
-			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 		go hs.Serve(mln)
 		defer hs.Close()
 		logger.Info("metrics listening", "addr", mln.Addr().String())
