@@ -3,14 +3,9 @@ package fingerprint
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"strings"
@@ -59,21 +54,6 @@ func stopCapture(t *testing.T, c *Capture) []Hello {
 	return hellos
 }
 
-func selfSigned(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // recordingListener keeps the first bytes each accepted connection sends,
 // so the test can compare what tshark captured with what arrived.
 type recordingListener struct {
@@ -120,7 +100,7 @@ func TestCaptureTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	rl := &recordingListener{Listener: ln}
-	cert := selfSigned(t, "fingerprint.test")
+	cert := testenv.SelfSigned(t, "fingerprint.test")
 	srv := tls.NewListener(rl, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
 	defer srv.Close()
 	var wg sync.WaitGroup
