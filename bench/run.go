@@ -300,8 +300,8 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// proxy. Downloads start only once the ramp is over, so the clients'
 	// own bulk traffic (on the same two cores, unlike real clients) does
 	// not delay the connections being measured.
-	// ok and took are written by the ramp goroutines, read after wg.Wait.
-	ok := make([]bool, n)
+	// took is each client's time to its first echo, zero if it never got
+	// one; written by the ramp goroutines, read after wg.Wait.
 	took := make([]time.Duration, n)
 	rampCtx, rampCancel := context.WithTimeout(ctx, o.rampTimeout)
 	defer rampCancel()
@@ -312,15 +312,15 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 			if _, err := chain.EchoOnce(rampCtx, cl); err != nil {
 				return
 			}
-			ok[i], took[i] = true, time.Since(start)
+			took[i] = time.Since(start)
 		}()
 	}
 	wg.Wait()
 	rampCancel()
 	var firsts []time.Duration
-	for i := range ok {
-		if ok[i] {
-			firsts = append(firsts, took[i])
+	for _, d := range took {
+		if d > 0 {
+			firsts = append(firsts, d)
 		}
 	}
 	slices.Sort(firsts)
@@ -332,7 +332,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	if half := (n - 1) / 2; len(firsts) > half {
 		cr.rampP50 = firsts[half]
 	}
-	reportLaggard(s.name, n, clients, ok, took, cr.rampP50)
+	reportLaggard(s.name, n, clients, took, cr.rampP50)
 	if cr.connected == 0 {
 		return cr, fmt.Errorf("no client connected within %v", o.rampTimeout)
 	}
@@ -368,7 +368,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// new stream of its session.
 	var total atomic.Uint64
 	for i, cl := range clients {
-		if !ok[i] {
+		if took[i] == 0 {
 			continue
 		}
 		wg.Add(1)
@@ -444,14 +444,15 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 const laggardAfter = 5 * time.Second
 
 // reportLaggard prints the log tail of the slowest client of a ramp if it
-// connected laggardAfter later than the median, or of one that never did.
-func reportLaggard(flavor string, n int, clients []*chain.Client, ok []bool, took []time.Duration, median time.Duration) {
+// connected laggardAfter later than the median, or of one that never did
+// (took zero).
+func reportLaggard(flavor string, n int, clients []*chain.Client, took []time.Duration, median time.Duration) {
 	worst := -1
 	for i := range clients {
 		if clients[i] == nil {
 			continue
 		}
-		if !ok[i] {
+		if took[i] == 0 {
 			worst = i
 			break
 		}
@@ -463,7 +464,7 @@ func reportLaggard(flavor string, n int, clients []*chain.Client, ok []bool, too
 		return
 	}
 	what := "never connected"
-	if ok[worst] {
+	if took[worst] > 0 {
 		what = fmt.Sprintf("connected after %v", took[worst].Round(time.Millisecond))
 	}
 	fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %s %s (median %v); its log ends:\n%s\n",
