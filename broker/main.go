@@ -49,6 +49,7 @@ func main() {
 		sqsRegion         = flag.String("broker-sqs-region", "", "AWS region of the SQS queue")
 		sqsProfiles       = flag.String("sqs-profiles", "", "comma-separated AWS profiles to listen with (default: the default credential chain)")
 		clientTimeout     = flag.Duration("client-timeout", broker.DefaultClientTimeout, "how long a matched client waits for the proxy's answer")
+		clientWait        = flag.Duration("client-wait", broker.DefaultClientWait, "how long a client that finds no proxy waits for one to poll (0: answer \"no proxies\" at once, as upstream brokers do)")
 		maxWaitingProxies = flag.Int("max-waiting-proxies", broker.DefaultMaxWaitingProxies, "most proxy polls held at once; more get \"no match\" at once")
 		maxConnections    = flag.Int("max-connections", broker.DefaultMaxConnections, "most concurrently open HTTP connections")
 		logPath           = flag.String("log", "", "log file (default: standard error)")
@@ -63,7 +64,7 @@ func main() {
 		metricsLog: *metricsLog, metricsInterval: *metricsInterval, pollIntervalFile: *pollIntervalFile,
 		ipCountPrefix: *ipCountPrefix, ipCountInterval: *ipCountInterval, trustedHops: *trustedHops,
 		sqsName: *sqsName, sqsRegion: *sqsRegion, sqsProfiles: *sqsProfiles,
-		clientTimeout: *clientTimeout, maxWaitingProxies: *maxWaitingProxies, maxConnections: *maxConnections,
+		clientTimeout: *clientTimeout, clientWait: *clientWait, maxWaitingProxies: *maxWaitingProxies, maxConnections: *maxConnections,
 		logPath: *logPath, unsafeLogging: *unsafeLogging,
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, "snowflake-broker:", err)
@@ -83,7 +84,7 @@ type options struct {
 	ipCountInterval                                            time.Duration
 	trustedHops                                                int
 	pollIntervalFile, sqsName, sqsRegion, sqsProfiles          string
-	clientTimeout                                              time.Duration
+	clientTimeout, clientWait                                  time.Duration
 	maxWaitingProxies, maxConnections                          int
 	logPath                                                    string
 	unsafeLogging                                              bool
@@ -97,6 +98,9 @@ func run(o options) error {
 	defer logCloser.Close()
 	if o.trustedHops < 0 {
 		return fmt.Errorf("-trusted-hops %d: must be 0 or more", o.trustedHops)
+	}
+	if o.clientWait < 0 {
+		return fmt.Errorf("-client-wait %v: must be 0 or more", o.clientWait)
 	}
 	if o.ipCountInterval <= 0 {
 		return fmt.Errorf("-ip-count-interval %v: must be positive", o.ipCountInterval)
@@ -122,12 +126,17 @@ func run(o options) error {
 	if trusted == 0 {
 		trusted = broker.NoTrustedHops
 	}
+	clientWait := o.clientWait
+	if clientWait == 0 {
+		clientWait = -1 // the Config's "at once"; its zero is the default
+	}
 
 	cfg := broker.Config{
 		Logger:              logger,
 		AllowedRelayPattern: o.allowedPattern,
 		LegacyRelayPattern:  o.legacyPattern,
 		ClientTimeout:       o.clientTimeout,
+		ClientWait:          clientWait,
 		MaxWaitingProxies:   o.maxWaitingProxies,
 		MaxConnections:      o.maxConnections,
 		MetricsLogPath:      o.metricsLog,

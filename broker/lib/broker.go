@@ -193,16 +193,17 @@ func ParsePollIntervals(r io.Reader) (unrestricted, restricted time.Duration, er
 var errClosed = errors.New("broker: closed")
 
 // ClientPoll runs the client-poll logic shared by every rendezvous method:
-// look up the requested bridge, take a waiting proxy at once or fail, then
-// wait up to the client timeout for the proxy's answer. The result is the
-// response to send; addr (possibly invalid) is used only for statistics.
+// look up the requested bridge, take a waiting proxy (waiting up to the
+// client wait for one to poll if none fits), then wait up to the client
+// timeout for the proxy's answer. The result is the response to send; addr
+// (possibly invalid) is used only for statistics.
 func (b *Broker) ClientPoll(ctx context.Context, req *messages.ClientPollRequest, method string, addr netip.Addr) *messages.ClientPollResponse {
 	b.countIP(addr, ipGroupClients, method)
 	bridge, ok := b.cfg.Bridges.Lookup(req.Fingerprint)
 	if !ok {
 		return &messages.ClientPollResponse{Error: messages.ErrStrUnknownBridge}
 	}
-	w, m := b.pools.take(req.NAT)
+	w, m := b.takeProxy(ctx, req.NAT)
 	if w == nil {
 		b.metrics.clientPolled(addr, method, req.NAT, clientDenied)
 		return &messages.ClientPollResponse{Error: messages.ErrStrNoProxies}
@@ -227,6 +228,35 @@ func (b *Broker) ClientPoll(ctx context.Context, req *messages.ClientPollRequest
 	}
 	b.metrics.clientPolled(addr, method, req.NAT, clientTimeout)
 	return &messages.ClientPollResponse{Error: messages.ErrStrTimedOut}
+}
+
+// takeProxy takes a waiting proxy for a client of NAT type clientNAT. If
+// none fits, it waits up to the client wait for one to poll: when clients
+// outnumber proxies for a moment (a burst of clients, or proxies busy
+// re-polling), a client that is told "no proxies" retries only after
+// seconds (10 s for upstream clients), while a proxy usually polls again
+// within a second. It returns nil if no proxy came.
+func (b *Broker) takeProxy(ctx context.Context, clientNAT nat.Type) (*waiter, *match) {
+	if b.cfg.ClientWait <= 0 {
+		return b.pools.take(clientNAT)
+	}
+	w, m, cw := b.pools.takeOrWait(clientNAT)
+	if cw == nil {
+		return w, m
+	}
+	timer := time.NewTimer(b.cfg.ClientWait)
+	defer timer.Stop()
+	select {
+	case h := <-cw.got:
+		return h.w, h.m
+	case <-timer.C:
+	case <-ctx.Done():
+	case <-b.closed:
+	}
+	// A proxy handed over just now is served even if the client left: its
+	// poll is then answered with the offer, as after any match whose client
+	// goes away.
+	return b.pools.stopWaiting(cw)
 }
 
 func (b *Broker) matchResponse(w *waiter, o offer) *messages.ProxyPollResponse {

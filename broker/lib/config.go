@@ -18,6 +18,11 @@ const (
 	// proxy's answer: 5 s fits the request limits of the CDNs in front of
 	// the broker.
 	DefaultClientTimeout = 5 * time.Second
+	// DefaultClientWait is how long a client poll that finds no fitting
+	// proxy waits for one to poll before it is answered "no proxies".
+	// With the answer's wait (DefaultClientTimeout) a request stays
+	// within 7 s, below the CDNs' limit of about 10 s.
+	DefaultClientWait = 2 * time.Second
 	// DefaultProxyPollTimeout is how long a proxy poll is held.
 	DefaultProxyPollTimeout = 10 * time.Second
 	// DefaultNextPoll is the poll interval advised to proxies in a pool.
@@ -64,6 +69,10 @@ type Config struct {
 
 	// ClientTimeout bounds the wait for a matched proxy's answer.
 	ClientTimeout time.Duration
+	// ClientWait bounds the wait of a client poll for a proxy to poll
+	// when none is waiting; negative answers "no proxies" at once, as
+	// upstream brokers do.
+	ClientWait time.Duration
 	// ProxyPollTimeout is how long a proxy poll is held.
 	ProxyPollTimeout time.Duration
 	// NextPollUnrestricted and NextPollRestricted are the poll intervals
@@ -161,6 +170,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClientTimeout == 0 {
 		c.ClientTimeout = DefaultClientTimeout
+	}
+	if c.ClientWait == 0 {
+		c.ClientWait = DefaultClientWait
 	}
 	if c.ProxyPollTimeout == 0 {
 		c.ProxyPollTimeout = DefaultProxyPollTimeout

@@ -18,7 +18,7 @@ func FuzzHandlers(f *testing.F) {
 	f.Add("/proxy", []byte(`{"Sid":"s","Version":"1.3","NAT":"restricted","AcceptedRelayPattern":"a$"}`))
 	f.Add("/answer", []byte(`{"Version":"1.3","Sid":"s","Answer":"a=candidate"}`))
 	f.Add("/amp/client/0abc/MS4wCnt9", []byte(nil))
-	b, err := New(Config{AllowedRelayPattern: "snowflake.torproject.net$", ProxyPollTimeout: time.Millisecond, ClientTimeout: time.Millisecond})
+	b, err := New(Config{AllowedRelayPattern: "snowflake.torproject.net$", ProxyPollTimeout: time.Millisecond, ClientTimeout: time.Millisecond, ClientWait: time.Millisecond})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 const (
 	testHold          = 400 * time.Millisecond
 	testClientTimeout = 400 * time.Millisecond
+	testClientWait    = 100 * time.Millisecond
 )
 
 const testOffer = `{"type":"offer","sdp":"v=0\r\na=candidate:1 1 udp 2130706431 203.0.113.7 5000 typ host\r\n"}`
@@ -31,6 +32,7 @@ func newTestBroker(t *testing.T, mod func(*Config)) (*Broker, *httptest.Server) 
 		AllowedRelayPattern: "snowflake.torproject.net$",
 		ProxyPollTimeout:    testHold,
 		ClientTimeout:       testClientTimeout,
+		ClientWait:          testClientWait,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -127,11 +129,27 @@ func startProxyPoll(t *testing.T, srv *httptest.Server, sid string, natType nat.
 // waitWaiting waits until n proxies are held.
 func waitWaiting(t *testing.T, b *Broker, n int) {
 	t.Helper()
+	if !eventually(b.Waiting, n) {
+		t.Fatalf("%d proxies waiting, want %d", b.Waiting(), n)
+	}
+}
+
+// waitClients waits until n client polls wait for a proxy.
+func waitClients(t *testing.T, b *Broker, n int) {
+	t.Helper()
+	if !eventually(b.pools.waitingClients, n) {
+		t.Fatalf("%d clients waiting, want %d", b.pools.waitingClients(), n)
+	}
+}
+
+// eventually reports whether count returns n within 5 s.
+func eventually(count func() int, n int) bool {
 	deadline := time.Now().Add(5 * time.Second)
-	for b.Waiting() != n {
+	for count() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d proxies waiting, want %d", b.Waiting(), n)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }

@@ -225,6 +225,7 @@ func (b *Broker) handleDebug(w http.ResponseWriter, r *http.Request) {
 	for _, n := range []nat.Type{nat.Restricted, nat.Unrestricted, nat.Unknown} {
 		fmt.Fprintf(&s, "\t%s: %d\n", n, byNAT[n])
 	}
+	fmt.Fprintf(&s, "\nclients waiting for a proxy: %d\n", b.pools.waitingClients())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, s.String())
 }

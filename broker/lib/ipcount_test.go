@@ -27,7 +27,7 @@ func runIPCountBroker(t *testing.T, prefix string, interval time.Duration) (base
 		t.Fatal(err)
 	}
 	b, err := New(Config{AllowedRelayPattern: "snowflake.torproject.net$", Listener: ln,
-		ProxyPollTimeout: 20 * time.Millisecond, ClientTimeout: testClientTimeout,
+		ProxyPollTimeout: 20 * time.Millisecond, ClientTimeout: testClientTimeout, ClientWait: testClientWait,
 		IPCountPrefix: prefix, IPCountInterval: interval})
 	if err != nil {
 		t.Fatal(err)

@@ -342,3 +342,200 @@ func TestConcurrentMatching(t *testing.T) {
 		t.Fatalf("matched %d of %d, %d still waiting", matched, n, b.Waiting())
 	}
 }
+
+// TestClientWaitsForProxy: a client that finds no proxy is matched with
+// the first that polls within the client wait, over HTTP.
+func TestClientWaitsForProxy(t *testing.T) {
+	b, srv := newTestBroker(t, func(c *Config) { c.ClientWait = 5 * time.Second; c.ClientTimeout = 5 * time.Second })
+	client := make(chan httpResult, 1)
+	go func() { client <- post(t, srv.URL+"/client", clientPollBody(t, nat.Restricted)) }()
+	waitClients(t, b, 1)
+	if r := do(t, http.MethodGet, srv.URL+"/debug", nil, nil); !strings.Contains(r.body, "clients waiting for a proxy: 1\n") {
+		t.Errorf("/debug does not show the waiting client:\n%s", r.body)
+	}
+	// A restricted proxy cannot serve a restricted client: it waits in
+	// the pool while the client keeps waiting.
+	restricted := startProxyPoll(t, srv, "sid-r", nat.Restricted, 0)
+	waitWaiting(t, b, 1)
+	proxy := startProxyPoll(t, srv, "sid-u", nat.Unrestricted, 0)
+	pr := <-proxy
+	if pr == nil || pr.Status != messages.StatusClientMatch || pr.Offer != testOffer {
+		t.Fatalf("proxy got %+v", pr)
+	}
+	ans, _ := (&messages.AnswerRequest{Sid: "sid-u", Answer: testAnswer}).Encode()
+	if r := post(t, srv.URL+"/answer", string(ans)); r.body != `{"Status":"success"}` {
+		t.Fatalf("answer: %d %s", r.status, r.body)
+	}
+	cr := <-client
+	if resp, err := messages.DecodeClientPollResponse([]byte(cr.body)); err != nil || resp.Answer != testAnswer {
+		t.Fatalf("client got %d %s (%v)", cr.status, cr.body, err)
+	}
+	if n := b.pools.waitingClients(); n != 0 {
+		t.Fatalf("%d clients still waiting", n)
+	}
+	if pr := <-restricted; pr == nil || pr.Status != messages.StatusNoMatch {
+		t.Fatalf("restricted proxy got %+v", pr)
+	}
+}
+
+// TestClientWaitEnds: without a proxy the client is told "no proxies"
+// after the client wait, or at once with a negative wait; a broker
+// closing releases a waiting client.
+func TestClientWaitEnds(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		wait     time.Duration
+		min, max time.Duration
+	}{
+		{"waits", 300 * time.Millisecond, 300 * time.Millisecond, 3 * time.Second},
+		{"at once", -1, 0, 200 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, srv := newTestBroker(t, func(c *Config) { c.ClientWait = tt.wait })
+			start := time.Now()
+			r := post(t, srv.URL+"/client", clientPollBody(t, nat.Unrestricted))
+			d := time.Since(start)
+			if r.body != `{"error":"no snowflake proxies currently available"}` {
+				t.Fatalf("client got %s", r.body)
+			}
+			if d < tt.min || d > tt.max {
+				t.Fatalf("answered after %v, want %v to %v", d, tt.min, tt.max)
+			}
+			if n := b.pools.waitingClients(); n != 0 {
+				t.Fatalf("%d clients still waiting", n)
+			}
+		})
+	}
+	t.Run("close", func(t *testing.T) {
+		b, err := New(Config{AllowedRelayPattern: "x$", ClientWait: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan *messages.ClientPollResponse, 1)
+		go func() {
+			done <- b.ClientPoll(context.Background(), &messages.ClientPollRequest{Offer: "o", NAT: nat.Unknown, Fingerprint: messages.DefaultBridgeFingerprint}, MethodHTTP, netip.Addr{})
+		}()
+		waitClients(t, b, 1)
+		b.Close()
+		select {
+		case resp := <-done:
+			if resp.Error != messages.ErrStrNoProxies {
+				t.Fatalf("client got %+v", resp)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close left the client waiting")
+		}
+	})
+}
+
+// TestWaitingClientOrder checks which waiting client a new proxy goes to,
+// against the engine directly: unrestricted proxies go to the oldest client
+// that needs one, else the oldest; restricted-pool proxies only to
+// unrestricted clients; a proxy nobody can use goes to the pool.
+func TestWaitingClientOrder(t *testing.T) {
+	tests := []struct {
+		name    string
+		clients []nat.Type // in arrival order
+		proxy   nat.Type
+		want    int // index of the client served, -1: the proxy is pooled
+	}{
+		{"unrestricted proxy: oldest needing client", []nat.Type{nat.Unrestricted, nat.Restricted, nat.Unknown}, nat.Unrestricted, 1},
+		{"unrestricted proxy: oldest otherwise", []nat.Type{nat.Unrestricted, nat.Unrestricted}, nat.Unrestricted, 0},
+		{"restricted proxy: unrestricted client", []nat.Type{nat.Restricted, nat.Unrestricted}, nat.Restricted, 1},
+		{"unknown proxy: unrestricted client", []nat.Type{nat.Unknown, nat.Unrestricted}, nat.Unknown, 1},
+		{"restricted proxy: nobody", []nat.Type{nat.Restricted, nat.Unknown}, nat.Restricted, -1},
+		{"no client", nil, nat.Unrestricted, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPools()
+			var waits []*clientWait
+			for _, c := range tt.clients {
+				w, _, cw := p.takeOrWait(c)
+				if w != nil || cw == nil {
+					t.Fatal("client did not wait")
+				}
+				waits = append(waits, cw)
+			}
+			px := &waiter{sid: "s", proxyType: "standalone", natType: tt.proxy, ch: make(chan offer, 1)}
+			if !p.add(px, 0) {
+				t.Fatal("add refused")
+			}
+			got := -1
+			for i, cw := range waits {
+				w, m := p.stopWaiting(cw)
+				if w == nil {
+					continue
+				}
+				if got >= 0 || w != px {
+					t.Fatalf("client %d handed %+v as well as client %d", i, w, got)
+				}
+				got = i
+				if _, ok := p.answer("s", "a"); !ok || <-m.answer != "a" {
+					t.Fatal("handed proxy has no match")
+				}
+				if p.withdraw(px) {
+					t.Fatal("a handed proxy can be withdrawn")
+				}
+			}
+			if got != tt.want {
+				t.Fatalf("client %d served, want %d", got, tt.want)
+			}
+			if pooled := p.waiting() == 1; pooled != (tt.want < 0) {
+				t.Fatalf("%d proxies pooled", p.waiting())
+			}
+			if n := p.waitingClients(); n != 0 {
+				t.Fatalf("%d clients still queued", n)
+			}
+		})
+	}
+}
+
+// TestConcurrentWaitingClients: clients arrive before the proxies, under
+// the race detector; every client is matched with a proxy that then
+// answers it, and nobody is left waiting.
+func TestConcurrentWaitingClients(t *testing.T) {
+	b, err := New(Config{AllowedRelayPattern: "x$", ProxyPollTimeout: 5 * time.Second, ClientTimeout: 5 * time.Second, ClientWait: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const n = 100
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	var mu sync.Mutex
+	matched := 0
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := "offer-" + string(rune(0x100+i))
+			resp := b.ClientPoll(ctx, &messages.ClientPollRequest{Offer: o, NAT: nat.Unknown, Fingerprint: messages.DefaultBridgeFingerprint}, MethodHTTP, netip.Addr{})
+			if resp.Answer != "answer-for:"+o {
+				t.Errorf("client %d got %+v", i, resp)
+				return
+			}
+			mu.Lock()
+			matched++
+			mu.Unlock()
+		}()
+	}
+	waitClients(t, b, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sid := "p" + string(rune(0x100+i))
+			res := b.proxyPoll(ctx, &messages.ProxyPollRequest{Sid: sid, Version: "1.3", NAT: nat.Unrestricted, AcceptedRelayPattern: "x$"}, netip.Addr{})
+			if res.Status != messages.StatusClientMatch {
+				t.Errorf("proxy %d got %+v", i, res)
+				return
+			}
+			b.answer(sid, "answer-for:"+res.Offer)
+		}()
+	}
+	wg.Wait()
+	if matched != n || b.Waiting() != 0 || b.pools.waitingClients() != 0 {
+		t.Fatalf("matched %d of %d; %d proxies and %d clients still waiting", matched, n, b.Waiting(), b.pools.waitingClients())
+	}
+}

@@ -99,17 +99,24 @@ func (c *roundedCounterVec) Collect(ch chan<- prometheus.Metric) {
 // availableCollector exports the current pool sizes at scrape time, so the
 // hot path does not update a gauge on every poll.
 type availableCollector struct {
-	desc  *prometheus.Desc
-	pools *pools
+	desc    *prometheus.Desc // waiting proxies
+	clients *prometheus.Desc // waiting clients
+	pools   *pools
 }
 
-func (c *availableCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *availableCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.clients
+}
 
 func (c *availableCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range c.pools.snapshot() {
 		if m, err := prometheus.NewConstMetric(c.desc, prometheus.GaugeValue, float64(n), k.proxyType, string(k.natType)); err == nil {
 			ch <- m
 		}
+	}
+	if m, err := prometheus.NewConstMetric(c.clients, prometheus.GaugeValue, float64(c.pools.waitingClients())); err == nil {
+		ch <- m
 	}
 }
 
@@ -201,6 +208,8 @@ func newMetrics(p *pools, now time.Time) *metrics {
 		&availableCollector{
 			desc: prometheus.NewDesc("snowflake_available_proxies",
 				"The number of proxies currently waiting for a client", []string{"type", "nat"}, nil),
+			clients: prometheus.NewDesc("snowflake_clients_waiting",
+				"The number of client polls currently waiting for a proxy to poll", nil, nil),
 			pools: p,
 		})
 	return m

@@ -84,6 +84,20 @@ func poolFor(t nat.Type) poolKind {
 	return poolRestricted
 }
 
+// clientWait is a client poll that found no proxy and waits for one to
+// poll (Config.ClientWait). The add that hands it a proxy also registers
+// the match, exactly as take would have.
+type clientWait struct {
+	natType nat.Type
+	got     chan handoff // capacity 1, written once
+}
+
+// handoff is a proxy given to a waiting client, with its match.
+type handoff struct {
+	w *waiter
+	m *match
+}
+
 // match records a proxy matched with a client until the client's poll ends;
 // /answer finds it by the proxy's Sid.
 type match struct {
@@ -102,6 +116,9 @@ type pools struct {
 	// counts of waiting proxies by normalised type and NAT type, for
 	// /debug and the available_proxies gauge.
 	counts map[countKey]int
+	// clients waiting for a proxy, oldest first. It is empty whenever a
+	// heap holds a proxy that one of them could take.
+	clients []*clientWait
 }
 
 // countKey is a (proxy type, NAT type) pair.
@@ -115,10 +132,17 @@ func newPools() *pools {
 }
 
 // add puts w in its pool unless the pools already hold limit proxies
-// (limit <= 0: no limit). It reports whether w was added.
+// (limit <= 0: no limit). It reports whether w was added. If a client is
+// waiting for a proxy like w, w goes to that client instead of the pool
+// (see takeOrWait), and the client then answers w as a taker would.
 func (p *pools) add(w *waiter, limit int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if cw := p.waitingClientLocked(w.natType); cw != nil {
+		w.index = -1 // never in a heap: withdraw finds it taken
+		cw.got <- handoff{w, p.matchLocked(w)}
+		return true
+	}
 	if limit > 0 && len(p.heaps[0])+len(p.heaps[1]) >= limit {
 		return false
 	}
@@ -152,24 +176,83 @@ func (p *pools) withdraw(w *waiter) bool {
 // an unrestricted proxy. Unrestricted clients get a restricted proxy when
 // there is one, to save unrestricted proxies for the clients that need them.
 func (p *pools) take(clientNAT nat.Type) (*waiter, *match) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.takeLocked(clientNAT)
+}
+
+// takeOrWait is take, except that when no proxy fits it enqueues the
+// client and returns its clientWait instead: the next fitting proxy to poll
+// is handed to it. The caller must end the wait with stopWaiting unless it
+// received from got.
+func (p *pools) takeOrWait(clientNAT nat.Type) (*waiter, *match, *clientWait) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w, m := p.takeLocked(clientNAT); w != nil {
+		return w, m, nil
+	}
+	cw := &clientWait{natType: clientNAT, got: make(chan handoff, 1)}
+	p.clients = append(p.clients, cw)
+	return nil, nil, cw
+}
+
+// stopWaiting ends cw's wait. If a proxy was handed to cw in the meantime,
+// it returns that proxy and its match, which the caller must serve.
+func (p *pools) stopWaiting(cw *clientWait) (*waiter, *match) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.Index(p.clients, cw); i >= 0 {
+		p.clients = slices.Delete(p.clients, i, i+1)
+		return nil, nil
+	}
+	h := <-cw.got // removed from the queue only by a handing add
+	return h.w, h.m
+}
+
+// waitingClientLocked removes and returns the waiting client that a new
+// proxy of NAT type proxyNAT should serve, or nil. As in take, unrestricted
+// proxies go first to the clients that need them: the oldest restricted or
+// unknown client, else the oldest unrestricted one. Proxies of the
+// restricted pool can serve only unrestricted clients.
+func (p *pools) waitingClientLocked(proxyNAT nat.Type) *clientWait {
+	if len(p.clients) == 0 {
+		return nil
+	}
+	i := -1
+	if poolFor(proxyNAT) == poolUnrestricted {
+		i = slices.IndexFunc(p.clients, func(cw *clientWait) bool { return cw.natType != nat.Unrestricted })
+	}
+	if i < 0 {
+		i = slices.IndexFunc(p.clients, func(cw *clientWait) bool { return cw.natType == nat.Unrestricted })
+	}
+	if i < 0 {
+		return nil
+	}
+	cw := p.clients[i]
+	p.clients = slices.Delete(p.clients, i, i+1)
+	return cw
+}
+
+func (p *pools) takeLocked(clientNAT nat.Type) (*waiter, *match) {
 	order := []poolKind{poolUnrestricted}
 	if clientNAT == nat.Unrestricted {
 		order = []poolKind{poolRestricted, poolUnrestricted}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, k := range order {
-		w := p.popLiveLocked(k)
-		if w == nil {
-			continue
+		if w := p.popLiveLocked(k); w != nil {
+			return w, p.matchLocked(w)
 		}
-		m := &match{proxyType: w.proxyType, answer: make(chan string, 1)}
-		// A Sid reused by a second concurrent poll replaces the older
-		// match; the older client times out.
-		p.matches[w.sid] = m
-		return w, m
 	}
 	return nil, nil
+}
+
+// matchLocked registers a match for w, which has left the pools.
+func (p *pools) matchLocked(w *waiter) *match {
+	m := &match{proxyType: w.proxyType, answer: make(chan string, 1)}
+	// A Sid reused by a second concurrent poll replaces the older match;
+	// the older client times out.
+	p.matches[w.sid] = m
+	return m
 }
 
 // popLiveLocked pops the top waiter of a pool, discarding parked waiters
@@ -240,6 +323,13 @@ func (p *pools) snapshot() map[countKey]int {
 		}
 	}
 	return out
+}
+
+// waitingClients returns the number of clients waiting for a proxy.
+func (p *pools) waitingClients() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.clients)
 }
 
 // waiting returns the number of waiting proxies.

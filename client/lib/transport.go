@@ -33,11 +33,12 @@ import (
 const CollectInterval = 10 * time.Second
 
 // FirstRetry is the wait after the first failed attempt; each further
-// failure doubles it, up to CollectInterval. The broker answers "no
-// snowflake proxies currently available" at once when no proxy poll is
+// failure doubles it, up to CollectInterval. An upstream broker answers
+// "no snowflake proxies currently available" at once when no proxy poll is
 // waiting at that instant, which in a burst of clients lasts only until the
 // proxies poll again: retrying after a second, not ten, got 50 clients
-// arriving together connected in 4 s instead of 13.
+// arriving together connected in 4 s instead of 13. (Ours waits a moment
+// for a proxy to poll before it answers so; see broker.Config.ClientWait.)
 const FirstRetry = 1 * time.Second
 
 // Transport makes Snowflake connections with one configuration. It is safe

@@ -47,6 +47,7 @@ var codeConstants = map[string]any{
 	"messages.ProxyTypeStandalone":         messages.ProxyTypeStandalone,
 
 	"broker.DefaultClientTimeout":      broker.DefaultClientTimeout,
+	"broker.DefaultClientWait":         broker.DefaultClientWait,
 	"broker.DefaultProxyPollTimeout":   broker.DefaultProxyPollTimeout,
 	"broker.DefaultNextPoll":           broker.DefaultNextPoll,
 	"broker.RejectedNextPoll":          broker.RejectedNextPoll,
