@@ -93,3 +93,38 @@ func (g *Gatherer) More(queue <-chan []byte, done <-chan struct{}) ([]byte, bool
 
 // Stop releases the timer.
 func (g *Gatherer) Stop() { g.timer.Stop() }
+
+// smux frame header (wire-protocol.md §5.5): version, command, length
+// (little-endian uint16), stream id.
+const (
+	smuxHeaderSize = 8
+	smuxCmdFIN     = 1
+)
+
+// endsWithFIN reports whether the last data segment of the KCP packet p ends
+// with an smux FIN frame (a version-2 header with an empty body). In stream
+// mode smux frames do not follow segment boundaries, so the check is of the
+// bytes only; a closing session writes nothing after its FINs, which is
+// what makes the last bytes meaningful. A packet that does not parse has no
+// FIN.
+func endsWithFIN(p []byte) bool {
+	var last []byte // payload of the last data segment
+	for len(p) > 0 {
+		if len(p) < kcp.IKCP_OVERHEAD {
+			return false
+		}
+		n := binary.LittleEndian.Uint32(p[20:24])
+		if uint64(n) > uint64(len(p)-kcp.IKCP_OVERHEAD) {
+			return false
+		}
+		if p[4] == kcp.IKCP_CMD_PUSH {
+			last = p[kcp.IKCP_OVERHEAD : kcp.IKCP_OVERHEAD+int(n)]
+		}
+		p = p[kcp.IKCP_OVERHEAD+int(n):]
+	}
+	if len(last) < smuxHeaderSize {
+		return false
+	}
+	h := last[len(last)-smuxHeaderSize:]
+	return h[0] == smuxVersion && h[1] == smuxCmdFIN && h[2] == 0 && h[3] == 0
+}

@@ -181,3 +181,36 @@ func TestGathererHoldEnds(t *testing.T) {
 		t.Fatal("More reported a packet after done")
 	}
 }
+
+func TestEndsWithFIN(t *testing.T) {
+	fin := string([]byte{smuxVersion, smuxCmdFIN, 0, 0, 3, 0, 0, 0})
+	psh := string([]byte{smuxVersion, 2, 5, 0, 3, 0, 0, 0}) + "hello"
+	ack := segment(kcp.IKCP_CMD_ACK, "")
+	lying := segment(kcp.IKCP_CMD_PUSH, fin)
+	binary.LittleEndian.PutUint32(lying[20:], 0xffffffff)
+	for _, tc := range []struct {
+		name string
+		p    []byte
+		want bool
+	}{
+		{"fin", segment(kcp.IKCP_CMD_PUSH, fin), true},
+		{"data then fin", segment(kcp.IKCP_CMD_PUSH, psh+fin), true},
+		{"fin then an ack", join(segment(kcp.IKCP_CMD_PUSH, fin), ack), true},
+		{"fin then data", join(segment(kcp.IKCP_CMD_PUSH, fin), segment(kcp.IKCP_CMD_PUSH, psh)), false},
+		{"data", segment(kcp.IKCP_CMD_PUSH, psh), false},
+		{"fin header with a length", segment(kcp.IKCP_CMD_PUSH, string([]byte{smuxVersion, smuxCmdFIN, 1, 0, 3, 0, 0, 0})), false},
+		{"version 1", segment(kcp.IKCP_CMD_PUSH, string([]byte{1, smuxCmdFIN, 0, 0, 3, 0, 0, 0})), false},
+		{"fin bytes in an ack", segment(kcp.IKCP_CMD_ACK, fin), false},
+		{"short payload", segment(kcp.IKCP_CMD_PUSH, fin[1:]), false},
+		{"acks", join(ack, ack), false},
+		{"empty", nil, false},
+		{"length past the end", lying, false},
+		{"fin then a partial header", join(segment(kcp.IKCP_CMD_PUSH, fin), ack[:10]), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := endsWithFIN(tc.p); got != tc.want {
+				t.Errorf("endsWithFIN = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

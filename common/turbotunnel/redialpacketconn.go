@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/snowflake-go/snowflake/common/encapsulation"
@@ -50,7 +51,19 @@ type RedialPacketConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	carrying  atomic.Bool   // a transport is connected
+	closing   chan struct{} // closed by Close: write what is queued, then stop
+	flushed   chan struct{} // closed by the write loop once it has
+	flushOnce sync.Once
+	closeOnce sync.Once
 }
+
+// closeFlushTimeout bounds how long Close spends writing what is still
+// queued to the current transport. The last packets KCP sends before a
+// session closes carry the FINs of its streams; they tell the server that
+// the client is done, so it can free the session at once.
+const closeFlushTimeout = 500 * time.Millisecond
 
 // NewRedialPacketConn starts dialling with dial at once and returns the
 // conn. logger may be nil.
@@ -60,13 +73,15 @@ func NewRedialPacketConn(id ClientID, dial DialFunc, logger *slog.Logger) *Redia
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &RedialPacketConn{
-		id:     id,
-		dial:   dial,
-		logger: logger.With("component", "turbotunnel", "clientid", id.String()),
-		send:   make(chan []byte, QueueSize),
-		recv:   make(chan []byte, QueueSize),
-		ctx:    ctx,
-		cancel: cancel,
+		id:      id,
+		dial:    dial,
+		logger:  logger.With("component", "turbotunnel", "clientid", id.String()),
+		send:    make(chan []byte, QueueSize),
+		recv:    make(chan []byte, QueueSize),
+		ctx:     ctx,
+		cancel:  cancel,
+		closing: make(chan struct{}),
+		flushed: make(chan struct{}),
 	}
 	c.wg.Add(1)
 	go func() {
@@ -80,6 +95,11 @@ func NewRedialPacketConn(id ClientID, dial DialFunc, logger *slog.Logger) *Redia
 func (c *RedialPacketConn) run() {
 	delay := minRedialDelay
 	for c.ctx.Err() == nil {
+		select {
+		case <-c.closing:
+			return // no new transport for a conn being closed
+		default:
+		}
 		conn, err := c.dial(c.ctx)
 		if err != nil {
 			if c.ctx.Err() != nil {
@@ -116,6 +136,8 @@ func (c *RedialPacketConn) carry(conn net.Conn) error {
 		conn.Close()
 	}()
 
+	c.carrying.Store(true)
+	defer c.carrying.Store(false)
 	readErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -175,6 +197,14 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-c.closing:
+			if err := c.flush(bw); err != nil {
+				return err
+			}
+			// Keep the transport until Close cancels: the packets
+			// just written are still on their way.
+			<-ctx.Done()
+			return nil
 		case p = <-c.send:
 		}
 		gather.Begin(p)
@@ -190,6 +220,27 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 		}
 		if err := bw.Flush(); err != nil {
 			return fmt.Errorf("turbotunnel: write: %w", err)
+		}
+	}
+}
+
+// flush writes every queued packet, without waiting for more, then reports
+// it to Close.
+func (c *RedialPacketConn) flush(bw *encapsulation.BatchWriter) error {
+	defer c.flushOnce.Do(func() { close(c.flushed) })
+	for {
+		select {
+		case p := <-c.send:
+			_, err := bw.WriteData(p)
+			c.pool.put(p)
+			if err != nil {
+				return fmt.Errorf("turbotunnel: write: %w", err)
+			}
+		default:
+			if err := bw.Flush(); err != nil {
+				return fmt.Errorf("turbotunnel: write: %w", err)
+			}
+			return nil
 		}
 	}
 }
@@ -230,10 +281,22 @@ func (c *RedialPacketConn) WriteTo(p []byte, _ net.Addr) (int, error) {
 	return len(p), nil
 }
 
-// Close stops dialling, closes the current transport and waits for the
-// conn's goroutines. It is idempotent.
+// Close writes the packets still queued to the current transport, if there
+// is one (waiting up to closeFlushTimeout), stops dialling, closes the
+// transport and waits for the conn's goroutines. It is idempotent.
 func (c *RedialPacketConn) Close() error {
-	c.cancel()
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		if c.carrying.Load() {
+			t := time.NewTimer(closeFlushTimeout)
+			select {
+			case <-c.flushed:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		c.cancel()
+	})
 	c.wg.Wait()
 	return nil
 }

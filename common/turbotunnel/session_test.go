@@ -28,6 +28,8 @@ type echoServer struct {
 	kcpLn *kcp.Listener
 	wg    sync.WaitGroup
 	conns atomic.Int32 // transports seen
+	// streamsEnded counts streams that ended with the client's FIN.
+	streamsEnded atomic.Int32
 }
 
 func newEchoServer(t *testing.T) *echoServer {
@@ -117,7 +119,11 @@ func (s *echoServer) acceptSessions() {
 		}
 		sessions = append(sessions, mux, conn)
 		s.wg.Go(func() {
-			testenv.AcceptEach(mux.AcceptStream, func(st *smux.Stream) { io.Copy(st, st) })
+			testenv.AcceptEach(mux.AcceptStream, func(st *smux.Stream) {
+				if _, err := io.Copy(st, st); err == nil {
+					s.streamsEnded.Add(1)
+				}
+			})
 		})
 	}
 }
@@ -252,5 +258,86 @@ func TestRedialBackoff(t *testing.T) {
 	}
 	if _, err := c.WriteTo([]byte("x"), ServerAddr{}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("WriteTo after Close = %v", err)
+	}
+}
+
+// TestSessionCloseSendsFINs: a session closed right after its streams
+// still sends their FINs, which the server's smux sees as the end of each
+// stream; every time, not only when the background sender is quick.
+func TestSessionCloseSendsFINs(t *testing.T) {
+	srv := newEchoServer(t)
+	for i := range 20 {
+		pconn := NewRedialPacketConn(NewClientID(), func(ctx context.Context) (net.Conn, error) {
+			var nd net.Dialer
+			return nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
+		}, nil)
+		sess, err := DialSession(pconn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := sess.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoTransfer(t, st, 1000, nil)
+		before := srv.streamsEnded.Load()
+		st.Close()
+		start := time.Now()
+		sess.Close()
+		if d := time.Since(start); d > finFlushTimeout {
+			t.Fatalf("round %d: Close took %v", i, d)
+		}
+		waitFor(t, func() bool { return srv.streamsEnded.Load() > before }, "the server to see the FIN")
+	}
+}
+
+// TestRedialCloseFlushes: packets queued when Close is called still reach
+// the transport.
+func TestRedialCloseFlushes(t *testing.T) {
+	a, b := net.Pipe()
+	dialed := make(chan struct{})
+	var once sync.Once
+	c := NewRedialPacketConn(NewClientID(), func(ctx context.Context) (net.Conn, error) {
+		first := false
+		once.Do(func() { first = true; close(dialed) })
+		if !first {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return a, nil
+	}, nil)
+	got := make(chan []string, 1)
+	go func() {
+		r := bufio.NewReader(b)
+		if _, err := ReadPreamble(r); err != nil {
+			got <- nil
+			return
+		}
+		var ps []string
+		buf := make([]byte, MaxPacketSize)
+		for {
+			n, err := encapsulation.ReadData(r, buf)
+			if err != nil {
+				got <- ps
+				return
+			}
+			ps = append(ps, string(buf[:n]))
+		}
+	}()
+	<-dialed
+	waitFor(t, c.carrying.Load, "the transport to be carried")
+	// Queue directly, as WriteTo would, but without waking the writer
+	// first: Close must find them queued.
+	for _, p := range []string{"one", "two", "three"} {
+		c.send <- []byte(p)
+	}
+	c.Close()
+	select {
+	case ps := <-got:
+		if len(ps) != 3 || ps[0] != "one" || ps[2] != "three" {
+			t.Fatalf("transport got %q", ps)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("transport not closed")
 	}
 }

@@ -470,3 +470,96 @@ func TestStalledWebSocket(t *testing.T) {
 		t.Error("client did not reconnect")
 	}
 }
+
+// TestClientClosedSessionEnds: a session whose client closed its only
+// stream ends after the linger, while the client is still connected (so
+// not by a keep-alive timeout); a new stream within the linger keeps it;
+// a stream that tor ends does not end the session.
+func TestClientClosedSessionEnds(t *testing.T) {
+	t.Run("client closes", func(t *testing.T) {
+		ts := startServer(t, Config{})
+		sess := dialTestSession(t, ts)
+		st := openEcho(t, sess)
+		start := time.Now()
+		st.Close()
+		waitStat(t, ts, "the session to end", func(s Stats) bool { return s.SessionsActive == 0 })
+		if d := time.Since(start); d < clientDoneLinger-100*time.Millisecond {
+			t.Fatalf("session ended after %v, before the %v linger", d, clientDoneLinger)
+		}
+	})
+	t.Run("client closes and leaves", func(t *testing.T) {
+		// The client tears its session down right after closing the
+		// stream, as tor's client does on exit: its FIN must still
+		// reach the server.
+		ts := startServer(t, Config{})
+		for range 20 {
+			sess := dialTestSession(t, ts)
+			st := openEcho(t, sess)
+			st.Close()
+			sess.Close()
+		}
+		waitStat(t, ts, "every session to end", func(s Stats) bool { return s.SessionsActive == 0 })
+	})
+	t.Run("next stream within the linger", func(t *testing.T) {
+		ts := startServer(t, Config{})
+		sess := dialTestSession(t, ts)
+		openEcho(t, sess).Close()
+		time.Sleep(clientDoneLinger / 2)
+		st := openEcho(t, sess)
+		time.Sleep(clientDoneLinger)
+		echo(t, st, 1000)
+		if s := ts.srv.Stats(); s.SessionsActive != 1 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+	t.Run("tor closes", func(t *testing.T) {
+		ts := startServer(t, Config{DialOR: func(ctx context.Context, _ string) (net.Conn, error) {
+			a, b := net.Pipe()
+			go func() {
+				b.Write([]byte("bye"))
+				b.Close()
+			}()
+			return a, nil
+		}})
+		sess := dialTestSession(t, ts)
+		st, err := sess.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Write([]byte("hi"))
+		st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if got, err := io.ReadAll(st); string(got) != "bye" || err != nil {
+			t.Fatalf("read %q, %v", got, err)
+		}
+		st.Close()
+		waitStat(t, ts, "the stream to end", func(s Stats) bool { return s.StreamsActive == 0 })
+		time.Sleep(clientDoneLinger + 500*time.Millisecond)
+		if s := ts.srv.Stats(); s.SessionsActive != 1 {
+			t.Fatalf("a session whose stream tor ended was closed: %+v", s)
+		}
+	})
+}
+
+// dialTestSession starts a client session to ts over one WebSocket.
+func dialTestSession(t *testing.T, ts *testServer) *turbotunnel.Session {
+	t.Helper()
+	pconn := turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(),
+		func(ctx context.Context) (net.Conn, error) { return ts.dialWS(ctx, "") }, nil)
+	sess, err := turbotunnel.DialSession(pconn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	return sess
+}
+
+// openEcho opens a stream and checks that it echoes.
+func openEcho(t *testing.T, sess *turbotunnel.Session) net.Conn {
+	t.Helper()
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, st, 4096)
+	return st
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
@@ -88,22 +89,79 @@ func (s *Server) handleSession(conn *kcp.UDPSession) {
 	s.stats.sessionsActive.Add(1)
 	defer s.stats.sessionsActive.Add(-1)
 	s.logger.Debug("session started", "clientid", id)
+	streams := &sessionStreams{closeSession: func() { mux.Close() }}
+	defer streams.stop()
 	for {
 		st, err := mux.AcceptStream()
 		if err != nil {
 			s.logger.Debug("session ended", "clientid", id, "reason", err)
 			return
 		}
-		if !s.goTracked(func() { s.handleStream(st, id, addr) }) {
+		streams.opened()
+		if !s.goTracked(func() { streams.closed(s.handleStream(st, id, addr)) }) {
 			st.Close()
 			return
 		}
 	}
 }
 
+// clientDoneLinger is how long a session outlives the last of its streams
+// when the client closed it.
+//
+// Clients (ours, and upstream's 2.5 to 2.13) open one stream per session
+// and close the session with it, so a session whose client has closed
+// every stream will carry nothing more. Left to itself it would live until
+// smux's keep-alive timeout (minutes), and if the client has gone, KCP
+// would resend its unacknowledged window (up to a stream window, 1 MiB)
+// every retransmission timeout, into a queue no proxy drains. The linger
+// keeps a client that opens its next stream right after closing one
+// working.
+const clientDoneLinger = 2 * time.Second
+
+// sessionStreams counts a session's open streams and closes the session
+// once the client has closed them all and opened none for clientDoneLinger.
+type sessionStreams struct {
+	closeSession func()
+
+	mu     sync.Mutex
+	active int
+	linger *time.Timer // running while the client has closed every stream
+}
+
+func (ss *sessionStreams) opened() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.active++
+	if ss.linger != nil {
+		ss.linger.Stop()
+		ss.linger = nil
+	}
+}
+
+// closed records the end of a stream; byClient tells whether the client
+// ended it.
+func (ss *sessionStreams) closed(byClient bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.active--
+	if ss.active == 0 && byClient && ss.linger == nil {
+		ss.linger = time.AfterFunc(clientDoneLinger, ss.closeSession)
+	}
+}
+
+// stop cancels a pending close once the session has ended anyway.
+func (ss *sessionStreams) stop() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.linger != nil {
+		ss.linger.Stop()
+	}
+}
+
 // handleStream connects one smux stream to tor and copies both ways until
-// either side ends; then both are closed.
-func (s *Server) handleStream(st *smux.Stream, id turbotunnel.ClientID, addr string) {
+// either side ends; then both are closed. It reports whether the client
+// ended the stream (smux delivered its FIN) rather than tor or the server.
+func (s *Server) handleStream(st *smux.Stream, id turbotunnel.ClientID, addr string) (byClient bool) {
 	defer st.Close()
 	s.stats.streamsTotal.Add(1)
 	s.stats.streamsActive.Add(1)
@@ -125,7 +183,10 @@ func (s *Server) handleStream(st *smux.Stream, id turbotunnel.ClientID, addr str
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		io.Copy(countingWriter{or, &s.stats.bytesUp}, st)
+		// A nil error is a clean end of the stream: the client's FIN. A
+		// stream closed here first fails with io.ErrClosedPipe instead.
+		_, err := io.Copy(countingWriter{or, &s.stats.bytesUp}, st)
+		byClient = err == nil
 		// Tor sees the client's end; closing both also ends the copy
 		// below, since a Tor connection is not half-closed in practice.
 		or.Close()
@@ -135,6 +196,7 @@ func (s *Server) handleStream(st *smux.Stream, id turbotunnel.ClientID, addr str
 	or.Close()
 	st.Close()
 	wg.Wait()
+	return byClient
 }
 
 const (
