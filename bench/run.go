@@ -47,6 +47,11 @@ type concResult struct {
 	// idleCPUPct is the CPU each client process used, on average, while
 	// all were connected and none transferred (percent of one core).
 	idleCPUPct float64
+	// staleSessions is how many sessions the server held, as the window
+	// opened, beyond one per downloading client: sessions of clients that
+	// have closed theirs or gone (-1: unknown). Such a session resends its
+	// unacknowledged data into a queue nobody drains.
+	staleSessions float64
 }
 
 // Metrics is a server metrics scrape (nil if the scrape failed).
@@ -238,7 +243,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; server retransmissions %.1f%%; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client %.2f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.retransPct, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct, seriesStep, formatRates(cr.series))
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client %.2f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct, seriesStep, formatRates(cr.series))
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -367,6 +372,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// Aggregate: every connected client downloads an endless stream on a
 	// new stream of its session.
 	var total atomic.Uint64
+	var downloading atomic.Int64
 	for i, cl := range clients {
 		if took[i] == 0 {
 			continue
@@ -378,6 +384,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 			if err != nil {
 				return
 			}
+			downloading.Add(1)
 			chain.Download(ctx, conn, 7, 0, chain.MaxDownload, nopHash{}, func(k int) { total.Add(uint64(k)) })
 			conn.Close()
 		}()
@@ -395,6 +402,10 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		return Metrics(m)
 	}
 	errs0 := errs()
+	cr.staleSessions = -1
+	if errs0 != nil {
+		cr.staleSessions = errs0.Sum("snowflake_server_sessions") - float64(downloading.Load())
+	}
 	udp0, udpErr := readUDPCounters()
 	use0 := usage()
 	b0 := total.Load()

@@ -5,6 +5,7 @@
 package dataconn
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
@@ -219,6 +220,25 @@ func (c *Conn) Err() error {
 func (c *Conn) Close() error {
 	c.closeWith(nil)
 	c.onClose.Wait()
+	return nil
+}
+
+// WaitSent waits until the peer has acknowledged everything written (the
+// data channel's buffered amount is zero), ctx ends, or the conn closes.
+// Closing a data channel discards what it still buffers, so a writer that
+// wants its last message delivered waits for it first.
+func (c *Conn) WaitSent(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for c.dc.BufferedAmount() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return c.closedErr()
+		case <-t.C:
+		}
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package dataconn
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -172,5 +173,53 @@ func TestCloseIdempotent(t *testing.T) {
 	}
 	if _, err := a.Read(make([]byte, 10)); err == nil {
 		t.Fatal("read after close succeeded")
+	}
+}
+
+// TestWaitSent: WaitSent returns once the peer has everything written, and
+// gives up when its context ends first or the conn closes.
+func TestWaitSent(t *testing.T) {
+	a, b, dcA := pair(t, Config{})
+	// The peer does not read yet: once its receive window is full, what
+	// is written stays buffered here (and Write blocks at the high mark).
+	buf := make([]byte, 64<<10)
+	wrote := make(chan error, 1)
+	go func() {
+		for range 64 {
+			if _, err := a.Write(buf); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for dcA.BufferedAmount() < DefaultHighWater/2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d bytes buffered with a peer that does not read", dcA.BufferedAmount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err := a.WaitSent(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitSent with a stalled peer = %v, want the deadline", err)
+	}
+	go io.Copy(io.Discard, b)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitSent(ctx); err != nil {
+		t.Fatalf("WaitSent = %v", err)
+	}
+	if n := dcA.BufferedAmount(); n != 0 {
+		t.Fatalf("WaitSent returned with %d bytes buffered", n)
+	}
+	a.Close()
+	if err := a.WaitSent(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WaitSent on a closed conn = %v", err)
 	}
 }

@@ -198,11 +198,18 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.closing:
-			if err := c.flush(bw); err != nil {
+			err := c.flush(bw)
+			if w, ok := conn.(sentWaiter); ok && err == nil {
+				wctx, cancel := context.WithTimeout(ctx, closeFlushTimeout)
+				w.WaitSent(wctx)
+				cancel()
+			}
+			c.flushOnce.Do(func() { close(c.flushed) })
+			if err != nil {
 				return err
 			}
 			// Keep the transport until Close cancels: the packets
-			// just written are still on their way.
+			// just written may still be on their way.
 			<-ctx.Done()
 			return nil
 		case p = <-c.send:
@@ -224,10 +231,15 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 	}
 }
 
-// flush writes every queued packet, without waiting for more, then reports
-// it to Close.
+// sentWaiter is a transport that can wait until what was written has
+// reached the peer: a data channel, whose close discards what it still
+// buffers (package dataconn).
+type sentWaiter interface {
+	WaitSent(context.Context) error
+}
+
+// flush writes every queued packet, without waiting for more.
 func (c *RedialPacketConn) flush(bw *encapsulation.BatchWriter) error {
-	defer c.flushOnce.Do(func() { close(c.flushed) })
 	for {
 		select {
 		case p := <-c.send:
