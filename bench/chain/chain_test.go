@@ -197,8 +197,39 @@ func TestProcUsageSelf(t *testing.T) {
 	if u.Switches <= 0 {
 		t.Fatalf("own context switches %d", u.Switches)
 	}
+	// CPU time is precise to well below the 10 ms of a clock tick.
+	for end := time.Now().Add(3 * time.Millisecond); time.Now().Before(end); {
+	}
+	u2, err := ProcUsage(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := u2.CPU - u.CPU; d < 2*time.Millisecond || d > time.Second {
+		t.Fatalf("3 ms of spinning counted as %v of CPU", d)
+	}
 	if _, err := ProcUsage(-1); err == nil {
 		t.Fatal("usage of pid -1 succeeded")
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"674737 0 1\n", 674737, true},
+		{"0 0 0", 0, true},
+		{"12 3", 0, false},
+		{"1 2 3 4", 0, false},
+		{"-5 0 1", 0, false},
+		{"x 0 1", 0, false},
+		{"", 0, false},
+	} {
+		got, err := parseSchedstat(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseSchedstat(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
 	}
 }
 

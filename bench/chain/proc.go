@@ -332,6 +332,12 @@ func ProcUsage(pid int) (Usage, error) {
 	if err != nil {
 		return Usage{}, fmt.Errorf("chain: usage: %w", err)
 	}
+	// utime and stime come in 10 ms ticks, too coarse for an idle client
+	// over a few seconds; the threads' schedstat run times are in
+	// nanoseconds. They miss threads that have exited, which Go
+	// processes' threads do not.
+	var run time.Duration
+	precise := true
 	for _, t := range tasks {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
 		if err != nil {
@@ -342,8 +348,35 @@ func ProcUsage(pid int) (Usage, error) {
 			return Usage{}, fmt.Errorf("chain: usage: task %s of %d: %w", t.Name(), pid, err)
 		}
 		u.Switches += n
+		b, err = os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			precise = false // no schedstat in this kernel, or the thread ended
+			continue
+		}
+		d, err := parseSchedstat(string(b))
+		if err != nil {
+			return Usage{}, fmt.Errorf("chain: usage: task %s of %d: %w", t.Name(), pid, err)
+		}
+		run += d
+	}
+	if precise && run > 0 {
+		u.CPU = run
 	}
 	return u, nil
+}
+
+// parseSchedstat returns the time on CPU from a /proc schedstat file: its
+// first field, in nanoseconds.
+func parseSchedstat(s string) (time.Duration, error) {
+	f := strings.Fields(s)
+	if len(f) != 3 {
+		return 0, fmt.Errorf("schedstat %q: want 3 fields", s)
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || ns < 0 {
+		return 0, fmt.Errorf("schedstat %q: bad run time", s)
+	}
+	return time.Duration(ns), nil
 }
 
 // parseSwitches sums the voluntary and involuntary context switches of a
