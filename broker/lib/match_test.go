@@ -3,10 +3,12 @@ package broker
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,48 +300,61 @@ func TestAMPErrors(t *testing.T) {
 }
 
 // TestConcurrentMatching runs many proxies and clients at once under the
-// race detector: every client that got an answer got its own proxy's.
+// race detector, proxies first (clients take waiting proxies) and clients
+// first (proxies go to waiting clients): every client gets the answer of
+// its own proxy, and nobody is left waiting.
 func TestConcurrentMatching(t *testing.T) {
-	b, err := New(Config{AllowedRelayPattern: "x$", ProxyPollTimeout: 2 * time.Second, ClientTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	const n = 200
-	var wg sync.WaitGroup
-	ctx := context.Background()
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sid := "p" + string(rune(0x100+i))
-			res := b.proxyPoll(ctx, &messages.ProxyPollRequest{Sid: sid, Version: "1.3", NAT: nat.Unrestricted, AcceptedRelayPattern: "x$"}, netip.Addr{})
-			if res.Status == messages.StatusClientMatch {
-				b.answer(sid, "answer-for:"+res.Offer)
+	for _, clientsFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("clients first %v", clientsFirst), func(t *testing.T) {
+			b, err := New(Config{AllowedRelayPattern: "x$", ProxyPollTimeout: 5 * time.Second, ClientTimeout: 5 * time.Second, ClientWait: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}()
-	}
-	waitWaiting(t, b, n)
-	var mu sync.Mutex
-	matched := 0
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o := "offer-" + string(rune(0x100+i))
-			resp := b.ClientPoll(ctx, &messages.ClientPollRequest{Offer: o, NAT: nat.Unknown, Fingerprint: messages.DefaultBridgeFingerprint}, MethodHTTP, netip.Addr{})
-			if resp.Answer != "answer-for:"+o {
-				t.Errorf("client %d got %+v", i, resp)
-				return
+			defer b.Close()
+			const n = 200
+			var wg sync.WaitGroup
+			ctx := context.Background()
+			var matched atomic.Int32
+			proxies := func() {
+				for i := range n {
+					wg.Go(func() {
+						sid := "p" + string(rune(0x100+i))
+						res := b.proxyPoll(ctx, &messages.ProxyPollRequest{Sid: sid, Version: "1.3", NAT: nat.Unrestricted, AcceptedRelayPattern: "x$"}, netip.Addr{})
+						if res.Status != messages.StatusClientMatch {
+							t.Errorf("proxy %d got %+v", i, res)
+							return
+						}
+						b.answer(sid, "answer-for:"+res.Offer)
+					})
+				}
 			}
-			mu.Lock()
-			matched++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if matched != n || b.Waiting() != 0 {
-		t.Fatalf("matched %d of %d, %d still waiting", matched, n, b.Waiting())
+			clients := func() {
+				for i := range n {
+					wg.Go(func() {
+						o := "offer-" + string(rune(0x100+i))
+						resp := b.ClientPoll(ctx, &messages.ClientPollRequest{Offer: o, NAT: nat.Unknown, Fingerprint: messages.DefaultBridgeFingerprint}, MethodHTTP, netip.Addr{})
+						if resp.Answer != "answer-for:"+o {
+							t.Errorf("client %d got %+v", i, resp)
+							return
+						}
+						matched.Add(1)
+					})
+				}
+			}
+			if clientsFirst {
+				clients()
+				waitClients(t, b, n)
+				proxies()
+			} else {
+				proxies()
+				waitWaiting(t, b, n)
+				clients()
+			}
+			wg.Wait()
+			if matched.Load() != n || b.Waiting() != 0 || b.pools.waitingClients() != 0 {
+				t.Fatalf("matched %d of %d; %d proxies and %d clients still waiting", matched.Load(), n, b.Waiting(), b.pools.waitingClients())
+			}
+		})
 	}
 }
 
@@ -488,54 +503,5 @@ func TestWaitingClientOrder(t *testing.T) {
 				t.Fatalf("%d clients still queued", n)
 			}
 		})
-	}
-}
-
-// TestConcurrentWaitingClients: clients arrive before the proxies, under
-// the race detector; every client is matched with a proxy that then
-// answers it, and nobody is left waiting.
-func TestConcurrentWaitingClients(t *testing.T) {
-	b, err := New(Config{AllowedRelayPattern: "x$", ProxyPollTimeout: 5 * time.Second, ClientTimeout: 5 * time.Second, ClientWait: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	const n = 100
-	var wg sync.WaitGroup
-	ctx := context.Background()
-	var mu sync.Mutex
-	matched := 0
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o := "offer-" + string(rune(0x100+i))
-			resp := b.ClientPoll(ctx, &messages.ClientPollRequest{Offer: o, NAT: nat.Unknown, Fingerprint: messages.DefaultBridgeFingerprint}, MethodHTTP, netip.Addr{})
-			if resp.Answer != "answer-for:"+o {
-				t.Errorf("client %d got %+v", i, resp)
-				return
-			}
-			mu.Lock()
-			matched++
-			mu.Unlock()
-		}()
-	}
-	waitClients(t, b, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sid := "p" + string(rune(0x100+i))
-			res := b.proxyPoll(ctx, &messages.ProxyPollRequest{Sid: sid, Version: "1.3", NAT: nat.Unrestricted, AcceptedRelayPattern: "x$"}, netip.Addr{})
-			if res.Status != messages.StatusClientMatch {
-				t.Errorf("proxy %d got %+v", i, res)
-				return
-			}
-			b.answer(sid, "answer-for:"+res.Offer)
-		}()
-	}
-	wg.Wait()
-	if matched != n || b.Waiting() != 0 || b.pools.waitingClients() != 0 {
-		t.Fatalf("matched %d of %d; %d proxies and %d clients still waiting", matched, n, b.Waiting(), b.pools.waitingClients())
 	}
 }

@@ -28,7 +28,7 @@ const (
 	// DefaultSQSReceiveWait is the broker's long-poll duration.
 	DefaultSQSReceiveWait = 15 * time.Second
 	// sqsMaxInFlight bounds concurrently handled messages (each holds a
-	// goroutine for up to the client timeout).
+	// goroutine for up to the client wait plus the client timeout).
 	sqsMaxInFlight = 1000
 	// sqsRetryDelay is the pause after a failed receive.
 	sqsRetryDelay = time.Second
