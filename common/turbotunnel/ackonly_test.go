@@ -214,3 +214,18 @@ func TestEndsWithFIN(t *testing.T) {
 		})
 	}
 }
+
+// FuzzSegmentWalk runs both packet walkers over arbitrary bytes: neither
+// may panic, and a packet of acknowledgments alone carries no FIN.
+func FuzzSegmentWalk(f *testing.F) {
+	fin := string([]byte{smuxVersion, smuxCmdFIN, 0, 0, 3, 0, 0, 0})
+	f.Add(segment(kcp.IKCP_CMD_PUSH, fin))
+	f.Add(join(segment(kcp.IKCP_CMD_ACK, ""), segment(kcp.IKCP_CMD_ACK, "")))
+	f.Add(join(segment(kcp.IKCP_CMD_PUSH, "data"+fin), segment(kcp.IKCP_CMD_ACK, "")))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if IsAckOnly(p) && endsWithFIN(p) {
+			t.Fatalf("%x: ack-only and ending with a FIN", p)
+		}
+	})
+}
