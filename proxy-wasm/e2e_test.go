@@ -91,6 +91,33 @@ func TestBrowserProxy(t *testing.T) {
 				t.Errorf("switch still on after switching off: %s %v", v, err)
 			}
 		})
+
+		t.Run("page closed", func(t *testing.T) {
+			// A volunteer leaves the page while a client is relayed: the
+			// client must learn at once, not after ICE's 5 s silence.
+			page.click("toggle")
+			ws.waitStatus("state on again", 20*time.Second, func(s status) bool { return s.State == "on" })
+			_, socks := n.startClient("leaving-client", ourClient)
+			conn := dial(t, socks)
+			defer conn.Close()
+			buf := make([]byte, 1024)
+			conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+			if _, err := conn.Read(buf); err != nil {
+				t.Fatalf("no data before leaving the page: %v", err)
+			}
+			start := time.Now()
+			if err := page.navigate("about:blank"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the client's transport to end", 15*time.Second, func() bool {
+				return strings.Contains(n.clientLog("leaving-client"), "transport ended")
+			})
+			took := time.Since(start)
+			t.Logf("the client saw the page proxy go %v after the page was left", took)
+			if took > 2*time.Second {
+				t.Errorf("the client saw the page proxy go only %v after the page was left", took)
+			}
+		})
 	})
 	if t.Failed() {
 		return

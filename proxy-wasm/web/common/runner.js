@@ -3,9 +3,42 @@
 // wasm_exec.js (Go's loader) first.
 "use strict";
 
+// closeOnPageHide makes every RTCPeerConnection that this document opens
+// close when the document goes away (the volunteer leaves the page or the
+// browser closes). A closed connection tells its client at once; one that
+// merely stops answering costs the client ICE's 5 seconds of silence before
+// it looks for another proxy. The closing must happen inside the pagehide
+// handler, which runs to its end before the page is gone, so it is done
+// here and not in Go, whose goroutines may never get to run again.
+function closeOnPageHide() {
+  const Native = globalThis.RTCPeerConnection;
+  if (!Native || Native.snowflakeTracked) {
+    return;
+  }
+  const open = new Set();
+  class Tracked extends Native {
+    constructor(...args) {
+      super(...args);
+      open.add(this);
+    }
+    close() {
+      open.delete(this);
+      super.close();
+    }
+  }
+  Tracked.snowflakeTracked = true;
+  globalThis.RTCPeerConnection = Tracked;
+  globalThis.addEventListener("pagehide", () => {
+    for (const pc of open) {
+      pc.close();
+    }
+  });
+}
+
 // loadSnowflake instantiates the WebAssembly proxy and resolves to its API
 // object (see proxy-wasm/main_js.go).
 async function loadSnowflake(wasmURL) {
+  closeOnPageHide();
   const go = new Go();
   const resp = fetch(wasmURL);
   let result;
