@@ -3,6 +3,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,14 +57,7 @@ func TestBrowserProxy(t *testing.T) {
 
 		t.Run("toggle off", func(t *testing.T) {
 			// Hold a stream open through the page proxy, then switch off.
-			_, socks := n.startClient("idle-client", ourClient)
-			conn := dial(t, socks)
-			defer conn.Close()
-			buf := make([]byte, 1024)
-			conn.SetReadDeadline(time.Now().Add(60 * time.Second))
-			if _, err := conn.Read(buf); err != nil {
-				t.Fatalf("no data before switching off: %v", err)
-			}
+			relayedStream(t, n, "idle-client", ourClient)
 			ws.waitStatus("an active client", 10*time.Second, func(s status) bool { return s.Active >= 1 })
 			if c := n.relayConnections(); c == 0 {
 				t.Fatal("no relay connection while a client is active")
@@ -97,14 +91,7 @@ func TestBrowserProxy(t *testing.T) {
 			// client must learn at once, not after ICE's 5 s silence.
 			page.click("toggle")
 			ws.waitStatus("state on again", 20*time.Second, func(s status) bool { return s.State == "on" })
-			_, socks := n.startClient("leaving-client", ourClient)
-			conn := dial(t, socks)
-			defer conn.Close()
-			buf := make([]byte, 1024)
-			conn.SetReadDeadline(time.Now().Add(60 * time.Second))
-			if _, err := conn.Read(buf); err != nil {
-				t.Fatalf("no data before leaving the page: %v", err)
-			}
+			relayedStream(t, n, "leaving-client", ourClient)
 			start := time.Now()
 			if err := page.navigate("about:blank"); err != nil {
 				t.Fatal(err)
@@ -195,6 +182,21 @@ func waitPolls(t *testing.T, ws *webServer, k int64) {
 
 // waitFor polls ok until it holds; on timeout it fails the test with the
 // output of the optional explain functions.
+// relayedStream starts a client named name and opens a stream through it,
+// returning once the first bytes have come through the proxy; the test's
+// cleanup closes the stream.
+func relayedStream(t *testing.T, n *network, name, client string) net.Conn {
+	t.Helper()
+	_, socks := n.startClient(name, client)
+	conn := dial(t, socks)
+	t.Cleanup(func() { conn.Close() })
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	if _, err := conn.Read(make([]byte, 1024)); err != nil {
+		t.Fatalf("%s: no data through the proxy: %v", name, err)
+	}
+	return conn
+}
+
 func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool, explain ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
