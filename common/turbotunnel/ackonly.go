@@ -45,7 +45,7 @@ func IsAckOnly(p []byte) bool {
 
 // Gatherer collects queued packets into one batch for a writer goroutine,
 // holding a batch of acknowledgments alone for a moment ([AckHold] in the
-// project's writers). One Gatherer serves one writer.
+// server's WebSocket writer). One Gatherer serves one writer.
 type Gatherer struct {
 	timer *time.Timer
 	wait  time.Duration

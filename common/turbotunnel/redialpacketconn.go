@@ -44,7 +44,7 @@ type RedialPacketConn struct {
 	logger *slog.Logger
 
 	send chan []byte
-	recv chan []byte
+	recv chan inbound
 	pool packetPool
 	rd   deadline
 
@@ -77,7 +77,7 @@ func NewRedialPacketConn(id ClientID, dial DialFunc, logger *slog.Logger) *Redia
 		dial:    dial,
 		logger:  logger.With("component", "turbotunnel", "clientid", id.String()),
 		send:    make(chan []byte, QueueSize),
-		recv:    make(chan []byte, QueueSize),
+		recv:    make(chan inbound, QueueSize),
 		ctx:     ctx,
 		cancel:  cancel,
 		closing: make(chan struct{}),
@@ -174,7 +174,7 @@ func (c *RedialPacketConn) readLoop(conn net.Conn) error {
 		// while this reader waits, flow control slows the sender (the
 		// server) down, whereas a drop costs a retransmission timeout.
 		select {
-		case c.recv <- p:
+		case c.recv <- inbound{p, r.Buffered() == 0}:
 		case <-c.ctx.Done():
 			c.pool.put(p)
 			return net.ErrClosed
@@ -190,8 +190,6 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 		return fmt.Errorf("turbotunnel: write preamble: %w", err)
 	}
 	bw := encapsulation.NewBatchWriter(conn)
-	gather := NewGatherer(AckHold)
-	defer gather.Stop()
 	for {
 		var p []byte
 		select {
@@ -214,8 +212,12 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 			return nil
 		case p = <-c.send:
 		}
-		gather.Begin(p)
-		for ok := true; ok; p, ok = gather.More(c.send, ctx.Done()) {
+		// Batch what is queued, but never wait for more. The server's
+		// writer holds a batch of bare acknowledgments for a moment
+		// ([AckHold]); the client's are mostly those that end a burst of
+		// a download (see kcpPacketConn), which nothing follows to carry
+		// them, and holding them would cost a wake-up per burst.
+		for ok := true; ok; p, ok = c.queued() {
 			_, err := bw.WriteData(p) // only Flush writes, so this fails only on an oversized packet
 			c.pool.put(p)
 			if err != nil {
@@ -231,6 +233,16 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 	}
 }
 
+// queued returns a packet waiting in the send queue, if there is one.
+func (c *RedialPacketConn) queued() ([]byte, bool) {
+	select {
+	case p := <-c.send:
+		return p, true
+	default:
+		return nil, false
+	}
+}
+
 // sentWaiter is a transport that can wait until what was written has
 // reached the peer: a data channel, whose close discards what it still
 // buffers (package dataconn).
@@ -240,37 +252,51 @@ type sentWaiter interface {
 
 // flush writes every queued packet, without waiting for more.
 func (c *RedialPacketConn) flush(bw *encapsulation.BatchWriter) error {
-	for {
-		select {
-		case p := <-c.send:
-			_, err := bw.WriteData(p)
-			c.pool.put(p)
-			if err != nil {
-				return fmt.Errorf("turbotunnel: write: %w", err)
-			}
-		default:
-			if err := bw.Flush(); err != nil {
-				return fmt.Errorf("turbotunnel: write: %w", err)
-			}
-			return nil
+	for p, ok := c.queued(); ok; p, ok = c.queued() {
+		_, err := bw.WriteData(p)
+		c.pool.put(p)
+		if err != nil {
+			return fmt.Errorf("turbotunnel: write: %w", err)
 		}
 	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("turbotunnel: write: %w", err)
+	}
+	return nil
+}
+
+// inbound is a packet read from the transport. burstEnd says that nothing
+// the transport had delivered was left unread behind it.
+type inbound struct {
+	p        []byte
+	burstEnd bool
 }
 
 // ReadFrom implements net.PacketConn.
 func (c *RedialPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, _, err := c.readBurst(p)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, ServerAddr{}, nil
+}
+
+// readBurst reads the next packet into p, and reports whether it is the
+// last of a burst: the last one the transport had delivered and no later
+// one is waiting.
+func (c *RedialPacketConn) readBurst(p []byte) (n int, last bool, err error) {
 	if c.ctx.Err() != nil {
-		return 0, nil, net.ErrClosed
+		return 0, false, net.ErrClosed
 	}
 	select {
-	case pkt := <-c.recv:
-		n := copy(p, pkt)
-		c.pool.put(pkt)
-		return n, ServerAddr{}, nil
+	case in := <-c.recv:
+		n := copy(p, in.p)
+		c.pool.put(in.p)
+		return n, in.burstEnd && len(c.recv) == 0, nil
 	case <-c.ctx.Done():
-		return 0, nil, net.ErrClosed
+		return 0, false, net.ErrClosed
 	case <-c.rd.wait():
-		return 0, nil, os.ErrDeadlineExceeded
+		return 0, false, os.ErrDeadlineExceeded
 	}
 }
 

@@ -28,7 +28,7 @@ type Session struct {
 	pconn net.PacketConn
 	kcp   *kcp.UDPSession
 	mux   *smux.Session
-	fins  *finWatch
+	fins  *kcpPacketConn
 
 	streamsClosed atomic.Int64 // streams closed through their Close
 
@@ -42,7 +42,7 @@ type Session struct {
 // report [ServerAddr] as the source of the packets it reads, as
 // [RedialPacketConn] does. The Session owns pconn: Close closes it.
 func DialSession(pconn net.PacketConn) (*Session, error) {
-	fins := &finWatch{PacketConn: pconn, signal: make(chan struct{}, 1)}
+	fins := newKCPPacketConn(pconn)
 	conn, err := kcp.NewConn2(ServerAddr{}, nil, 0, 0, fins)
 	if err != nil {
 		return nil, fmt.Errorf("turbotunnel: kcp dial: %w", err)
@@ -51,6 +51,7 @@ func DialSession(pconn net.PacketConn) (*Session, error) {
 		conn.Close()
 		return nil, err
 	}
+	fins.session.Store(conn)
 	mux, err := smux.Client(conn, ClientSmuxConfig())
 	if err != nil {
 		conn.Close()
@@ -126,15 +127,59 @@ func (s *Session) awaitFINs() {
 	}
 }
 
-// finWatch is the packet conn under KCP; it counts the packets that end
-// with an smux FIN frame.
-type finWatch struct {
+// burstReader is a packet conn that tells which packet ends a burst: the
+// last of what its transport had delivered, with nothing waiting behind it.
+type burstReader interface {
+	readBurst(p []byte) (n int, last bool, err error)
+}
+
+// kcpPacketConn is the packet conn under a client's KCP session. It counts
+// the packets that end with an smux FIN frame, and has KCP acknowledge
+// each burst of packets as soon as the burst has been read.
+type kcpPacketConn struct {
 	net.PacketConn
+	bursts  burstReader // nil if PacketConn does not tell bursts
+	session atomic.Pointer[kcp.UDPSession]
+	ackNow  bool // what the session was last told; used by ReadFrom only
+
 	sent   atomic.Int64
 	signal chan struct{} // capacity 1: a FIN has left since the last receive
 }
 
-func (w *finWatch) WriteTo(p []byte, addr net.Addr) (int, error) {
+func newKCPPacketConn(pconn net.PacketConn) *kcpPacketConn {
+	w := &kcpPacketConn{PacketConn: pconn, signal: make(chan struct{}, 1)}
+	w.bursts, _ = pconn.(burstReader)
+	return w
+}
+
+// ReadFrom hands KCP the next packet; KCP's single read loop calls it.
+//
+// Without help, KCP acknowledges received data on its update timer, which
+// costs a receiving client a wake-up of its own every interval, between
+// the wake-ups that bring the data. The server sends in bursts (one
+// WebSocket message, one data-channel message), so ReadFrom turns on KCP's
+// "ACK no delay" for the last packet of a burst only: KCP then sends the
+// acknowledgments of the whole burst in one packet right after reading it.
+// The server also learns of delivery sooner, which keeps its RTT estimate
+// (and so its retransmission timeout) free of the timer's delay.
+func (w *kcpPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if w.bursts == nil {
+		return w.PacketConn.ReadFrom(p)
+	}
+	n, last, err := w.bursts.readBurst(p)
+	if err != nil {
+		return 0, nil, err
+	}
+	if last != w.ackNow {
+		if sess := w.session.Load(); sess != nil {
+			sess.SetACKNoDelay(last)
+			w.ackNow = last
+		}
+	}
+	return n, ServerAddr{}, nil
+}
+
+func (w *kcpPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	n, err := w.PacketConn.WriteTo(p, addr)
 	if err == nil && endsWithFIN(p) {
 		w.sent.Add(1)

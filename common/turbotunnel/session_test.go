@@ -21,24 +21,31 @@ import (
 )
 
 // echoServer is a minimal in-process turbotunnel server over TCP: each TCP
-// connection is a transport; each smux stream is echoed back.
+// connection is a transport; each smux stream is echoed back, or given to
+// serve if set.
 type echoServer struct {
 	ln    net.Listener
 	pconn *QueuePacketConn
 	kcpLn *kcp.Listener
+	serve func(*smux.Stream)
 	wg    sync.WaitGroup
 	conns atomic.Int32 // transports seen
 	// streamsEnded counts streams that ended with the client's FIN.
 	streamsEnded atomic.Int32
+	// latest is the KCP session accepted last.
+	latest atomic.Pointer[kcp.UDPSession]
 }
 
-func newEchoServer(t *testing.T) *echoServer {
+func newEchoServer(t *testing.T) *echoServer { return newStreamServer(t, nil) }
+
+// newStreamServer is newEchoServer with serve handling each stream.
+func newStreamServer(t *testing.T, serve func(*smux.Stream)) *echoServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &echoServer{ln: ln, pconn: NewQueuePacketConn(ClientID{}, time.Minute)}
+	s := &echoServer{ln: ln, pconn: NewQueuePacketConn(ClientID{}, time.Minute), serve: serve}
 	s.kcpLn, err = Listen(s.pconn)
 	if err != nil {
 		t.Fatal(err)
@@ -118,8 +125,13 @@ func (s *echoServer) acceptSessions() {
 			continue
 		}
 		sessions = append(sessions, mux, conn)
+		s.latest.Store(conn)
 		s.wg.Go(func() {
 			testenv.AcceptEach(mux.AcceptStream, func(st *smux.Stream) {
+				if s.serve != nil {
+					s.serve(st)
+					return
+				}
 				if _, err := io.Copy(st, st); err == nil {
 					s.streamsEnded.Add(1)
 				}
@@ -167,7 +179,11 @@ func echoTransfer(t *testing.T, st net.Conn, size int, mid func()) {
 // a CuttableDialer; the test's cleanup closes the session.
 func dialEchoSession(t *testing.T) (*echoServer, *testenv.CuttableDialer, *RedialPacketConn, *Session) {
 	t.Helper()
-	srv := newEchoServer(t)
+	return dialSession(t, newEchoServer(t))
+}
+
+func dialSession(t *testing.T, srv *echoServer) (*echoServer, *testenv.CuttableDialer, *RedialPacketConn, *Session) {
+	t.Helper()
 	d := testenv.NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
 		var nd net.Dialer
 		return nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
@@ -199,6 +215,46 @@ func TestSessionEcho(t *testing.T) {
 	wg.Wait()
 	if sess.NumStreams() > 3 {
 		t.Errorf("NumStreams = %d", sess.NumStreams())
+	}
+}
+
+// TestBurstAcknowledgedAtOnce has the server send a series of small
+// messages, with pauses in which the client sends nothing, and checks the
+// server's smoothed RTT: the client acknowledges each message as soon as it
+// has read it, so the estimate stays near the loopback round trip.
+// Acknowledged on the client's update timer instead, it averages half the
+// timer's interval.
+func TestBurstAcknowledgedAtOnce(t *testing.T) {
+	const messages, size = 10, 1000
+	srv := newStreamServer(t, func(st *smux.Stream) {
+		defer st.Close()
+		if _, err := st.Read(make([]byte, 1)); err != nil {
+			return
+		}
+		for range messages {
+			if _, err := st.Write(make([]byte, size)); err != nil {
+				return
+			}
+			// Longer than the client's update interval, so that each
+			// message is acknowledged before the next.
+			time.Sleep(3 * clientUpdateInterval * time.Millisecond / 2)
+		}
+	})
+	_, _, _, sess := dialSession(t, srv)
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(st, make([]byte, messages*size)); err != nil {
+		t.Fatal(err)
+	}
+	srtt := srv.latest.Load().GetSRTT()
+	if limit := int32(clientUpdateInterval / 4); srtt > limit {
+		t.Errorf("server's smoothed RTT is %d ms, want at most %d ms: acknowledgments wait for the client's timer", srtt, limit)
 	}
 }
 
