@@ -28,7 +28,7 @@ type Session struct {
 	pconn net.PacketConn
 	kcp   *kcp.UDPSession
 	mux   *smux.Session
-	fins  *kcpPacketConn
+	under *kcpPacketConn // the packet conn under KCP
 
 	streamsClosed atomic.Int64 // streams closed through their Close
 
@@ -42,8 +42,8 @@ type Session struct {
 // report [ServerAddr] as the source of the packets it reads, as
 // [RedialPacketConn] does. The Session owns pconn: Close closes it.
 func DialSession(pconn net.PacketConn) (*Session, error) {
-	fins := newKCPPacketConn(pconn)
-	conn, err := kcp.NewConn2(ServerAddr{}, nil, 0, 0, fins)
+	under := newKCPPacketConn(pconn)
+	conn, err := kcp.NewConn2(ServerAddr{}, nil, 0, 0, under)
 	if err != nil {
 		return nil, fmt.Errorf("turbotunnel: kcp dial: %w", err)
 	}
@@ -51,13 +51,13 @@ func DialSession(pconn net.PacketConn) (*Session, error) {
 		conn.Close()
 		return nil, err
 	}
-	fins.session.Store(conn)
+	under.session.Store(conn)
 	mux, err := smux.Client(conn, ClientSmuxConfig())
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("turbotunnel: smux client: %w", err)
 	}
-	s := &Session{pconn: pconn, kcp: conn, mux: mux, fins: fins, done: make(chan struct{})}
+	s := &Session{pconn: pconn, kcp: conn, mux: mux, under: under, done: make(chan struct{})}
 	s.wg.Add(1)
 	go func() {
 		// smux closes itself when KCP fails or keep-alives time out; tear
@@ -116,9 +116,9 @@ const finFlushTimeout = 500 * time.Millisecond
 func (s *Session) awaitFINs() {
 	t := time.NewTimer(finFlushTimeout)
 	defer t.Stop()
-	for s.fins.sent.Load() < s.streamsClosed.Load() {
+	for s.under.sent.Load() < s.streamsClosed.Load() {
 		select {
-		case <-s.fins.signal:
+		case <-s.under.signal:
 		case <-t.C:
 			return
 		case <-s.done:
