@@ -397,3 +397,72 @@ func TestRedialCloseFlushes(t *testing.T) {
 		t.Fatal("transport not closed")
 	}
 }
+
+// scriptedBursts is a burstReader that hands out one packet per step of a
+// script and sets the fake clock to the step's time.
+type scriptedBursts struct {
+	steps []burstStep
+	next  int
+	clock *time.Time
+}
+
+type burstStep struct {
+	at   time.Duration
+	last bool
+}
+
+func (b *scriptedBursts) readBurst(p []byte) (int, bool, error) {
+	if b.next == len(b.steps) {
+		return 0, false, io.EOF
+	}
+	st := b.steps[b.next]
+	b.next++
+	*b.clock = time.Unix(0, 0).Add(st.at)
+	return copy(p, "packet"), st.last, nil
+}
+
+// ackRecorder records, for each packet read, whether KCP would acknowledge
+// at once after it.
+type ackRecorder struct{ on bool }
+
+func (r *ackRecorder) SetACKNoDelay(on bool) { r.on = on }
+
+func TestForcedAckGap(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name  string
+		steps []burstStep
+		want  []bool // acknowledged at once after each packet
+	}{
+		{"every burst end, far apart",
+			[]burstStep{{0, false}, {0, true}, {20 * ms, false}, {20 * ms, true}, {40 * ms, true}},
+			[]bool{false, true, false, true, true}},
+		{"one packet per message, back to back",
+			[]burstStep{{0, true}, {1 * ms, true}, {5 * ms, true}, {10 * ms, true}, {11 * ms, true}, {21 * ms, true}},
+			[]bool{true, false, false, true, false, true}},
+		{"no burst end",
+			[]burstStep{{0, false}, {30 * ms, false}},
+			[]bool{false, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var clock time.Time
+			w := &kcpPacketConn{
+				bursts:     &scriptedBursts{steps: tt.steps, clock: &clock},
+				now:        func() time.Time { return clock },
+				lastForced: time.Unix(0, 0).Add(-time.Hour),
+			}
+			rec := &ackRecorder{}
+			w.session.Store(ackSwitch(rec))
+			buf := make([]byte, 16)
+			for i, want := range tt.want {
+				if _, _, err := w.ReadFrom(buf); err != nil {
+					t.Fatal(err)
+				}
+				if rec.on != want {
+					t.Errorf("packet %d: acknowledged at once = %v, want %v", i, rec.on, want)
+				}
+			}
+		})
+	}
+}
