@@ -51,7 +51,7 @@ func DialSession(pconn net.PacketConn) (*Session, error) {
 		conn.Close()
 		return nil, err
 	}
-	under.session.Store(ackSwitch(conn))
+	under.session.Store(conn)
 	mux, err := smux.Client(conn, ClientSmuxConfig())
 	if err != nil {
 		conn.Close()
@@ -138,33 +138,16 @@ type burstReader interface {
 // each burst of packets as soon as the burst has been read.
 type kcpPacketConn struct {
 	net.PacketConn
-	bursts  burstReader  // nil if PacketConn does not tell bursts
-	session atomic.Value // ackSwitch: the KCP session, once it exists
-	now     func() time.Time
-
-	// Used by ReadFrom only.
-	ackNow     bool      // what the session was last told
-	lastForced time.Time // when a burst's acknowledgment was last sent at once
+	bursts  burstReader // nil if PacketConn does not tell bursts
+	session atomic.Pointer[kcp.UDPSession]
+	ackNow  bool // what the session was last told; used by ReadFrom only
 
 	sent   atomic.Int64
 	signal chan struct{} // capacity 1: a FIN has left since the last receive
 }
 
-// ackSwitch turns KCP's "ACK no delay" on and off (*kcp.UDPSession).
-type ackSwitch interface {
-	SetACKNoDelay(bool)
-}
-
-// minForcedAckGap is the shortest time between two bursts whose
-// acknowledgments ReadFrom has KCP send at once. Upstream's servers send
-// every packet in a message of its own, so each packet can look like a
-// burst; acknowledging each would double the packets the proxy and the
-// server handle. Upstream's clients acknowledge on a 10 ms timer, so
-// servers and proxies already carry that many.
-const minForcedAckGap = 10 * time.Millisecond
-
 func newKCPPacketConn(pconn net.PacketConn) *kcpPacketConn {
-	w := &kcpPacketConn{PacketConn: pconn, now: time.Now, signal: make(chan struct{}, 1)}
+	w := &kcpPacketConn{PacketConn: pconn, signal: make(chan struct{}, 1)}
 	w.bursts, _ = pconn.(burstReader)
 	return w
 }
@@ -173,14 +156,12 @@ func newKCPPacketConn(pconn net.PacketConn) *kcpPacketConn {
 //
 // Without help, KCP acknowledges received data on its update timer, which
 // costs a receiving client a wake-up of its own every interval, between
-// the wake-ups that bring the data. Our server sends in bursts (one
+// the wake-ups that bring the data. The server sends in bursts (one
 // WebSocket message, one data-channel message), so ReadFrom turns on KCP's
-// "ACK no delay" for the last packet of a burst, at most once per
-// minForcedAckGap: KCP then sends the acknowledgments of what it has read
-// in one packet right away. The server also learns of delivery sooner,
-// which keeps its RTT estimate (and so its retransmission timeout) free of
-// the timer's delay. A burst that ends within the gap is acknowledged with
-// the next one, or by the timer.
+// "ACK no delay" for the last packet of a burst only: KCP then sends the
+// acknowledgments of the whole burst in one packet right after reading it.
+// The server also learns of delivery sooner, which keeps its RTT estimate
+// (and so its retransmission timeout) free of the timer's delay.
 func (w *kcpPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if w.bursts == nil {
 		return w.PacketConn.ReadFrom(p)
@@ -189,17 +170,10 @@ func (w *kcpPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	force := false
-	if last {
-		if now := w.now(); now.Sub(w.lastForced) >= minForcedAckGap {
-			force = true
-			w.lastForced = now
-		}
-	}
-	if force != w.ackNow {
-		if sess, ok := w.session.Load().(ackSwitch); ok {
-			sess.SetACKNoDelay(force)
-			w.ackNow = force
+	if last != w.ackNow {
+		if sess := w.session.Load(); sess != nil {
+			sess.SetACKNoDelay(last)
+			w.ackNow = last
 		}
 	}
 	return n, ServerAddr{}, nil
