@@ -167,9 +167,9 @@ func newKCPPacketConn(pconn net.PacketConn) *kcpPacketConn {
 // packet, so on their paths a client that keeps up acknowledges about
 // every packet (TCP acknowledges every second segment). Capping that at
 // one acknowledgment per 10 ms was tried: it left the end of a burst to
-// the update timer, and under load the server's retransmission timeout
-// (100 ms at least) fired first, again and again; e2e's TestGarbageProxy,
-// whose proxy forwards one packet per message, stalled.
+// the update timer, which the server's retransmission timeout (100 ms at
+// least) can beat, and under load e2e's TestGarbageProxy, whose proxy
+// forwards one packet per message, stalled.
 func (w *kcpPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if w.bursts == nil {
 		return w.PacketConn.ReadFrom(p)
