@@ -21,21 +21,30 @@ import (
 const AckHold = time.Millisecond
 
 // IsAckOnly reports whether the KCP packet p holds only acknowledgment
-// segments. A packet is a run of segments (wire-protocol.md §5.4), each a
-// kcp.IKCP_OVERHEAD-byte header, of which the command is byte 4 and the
-// payload length bytes 20–23, then the payload. A packet that does not
-// parse is not ack-only, so a sender never holds back something it does
-// not understand.
+// segments. A packet that does not parse is not ack-only, so a sender never
+// holds back something it does not understand.
 func IsAckOnly(p []byte) bool {
-	if len(p) < kcp.IKCP_OVERHEAD {
-		return false
-	}
+	return len(p) >= kcp.IKCP_OVERHEAD && walkSegments(p, func(cmd byte, _ []byte) bool {
+		return cmd == kcp.IKCP_CMD_ACK
+	})
+}
+
+// walkSegments calls f with the command and payload of each segment of the
+// KCP packet p, in order, until f returns false. A packet is a run of
+// segments (wire-protocol.md §5.4), each a kcp.IKCP_OVERHEAD-byte header,
+// of which the command is byte 4 and the payload length bytes 20–23, then
+// the payload. walkSegments reports whether p parsed to its end and f
+// returned true for every segment.
+func walkSegments(p []byte, f func(cmd byte, payload []byte) bool) bool {
 	for len(p) > 0 {
-		if len(p) < kcp.IKCP_OVERHEAD || p[4] != kcp.IKCP_CMD_ACK {
+		if len(p) < kcp.IKCP_OVERHEAD {
 			return false
 		}
 		n := binary.LittleEndian.Uint32(p[20:24])
 		if uint64(n) > uint64(len(p)-kcp.IKCP_OVERHEAD) {
+			return false
+		}
+		if !f(p[4], p[kcp.IKCP_OVERHEAD:kcp.IKCP_OVERHEAD+int(n)]) {
 			return false
 		}
 		p = p[kcp.IKCP_OVERHEAD+int(n):]
@@ -109,20 +118,13 @@ const (
 // FIN.
 func endsWithFIN(p []byte) bool {
 	var last []byte // payload of the last data segment
-	for len(p) > 0 {
-		if len(p) < kcp.IKCP_OVERHEAD {
-			return false
+	parsed := walkSegments(p, func(cmd byte, payload []byte) bool {
+		if cmd == kcp.IKCP_CMD_PUSH {
+			last = payload
 		}
-		n := binary.LittleEndian.Uint32(p[20:24])
-		if uint64(n) > uint64(len(p)-kcp.IKCP_OVERHEAD) {
-			return false
-		}
-		if p[4] == kcp.IKCP_CMD_PUSH {
-			last = p[kcp.IKCP_OVERHEAD : kcp.IKCP_OVERHEAD+int(n)]
-		}
-		p = p[kcp.IKCP_OVERHEAD+int(n):]
-	}
-	if len(last) < smuxHeaderSize {
+		return true
+	})
+	if !parsed || len(last) < smuxHeaderSize {
 		return false
 	}
 	h := last[len(last)-smuxHeaderSize:]
