@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -196,7 +197,9 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.closing:
-			err := c.flush(bw)
+			// Everything queued goes out in one batch.
+			p, ok := c.queued()
+			err := c.writeBatch(bw, p, ok, math.MaxInt)
 			if w, ok := conn.(sentWaiter); ok && err == nil {
 				wctx, cancel := context.WithTimeout(ctx, closeFlushTimeout)
 				w.WaitSent(wctx)
@@ -217,20 +220,30 @@ func (c *RedialPacketConn) writeLoop(ctx context.Context, conn net.Conn) error {
 		// ([AckHold]); the client's are mostly those that end a burst of
 		// a download (see kcpPacketConn), which nothing follows to carry
 		// them, and holding them would cost a wake-up per burst.
-		for ok := true; ok; p, ok = c.queued() {
-			_, err := bw.WriteData(p) // only Flush writes, so this fails only on an oversized packet
-			c.pool.put(p)
-			if err != nil {
-				return fmt.Errorf("turbotunnel: write: %w", err)
-			}
-			if bw.Buffered() >= encapsulation.DefaultBatchSize {
-				break
-			}
-		}
-		if err := bw.Flush(); err != nil {
-			return fmt.Errorf("turbotunnel: write: %w", err)
+		if err := c.writeBatch(bw, p, true, encapsulation.DefaultBatchSize); err != nil {
+			return err
 		}
 	}
+}
+
+// writeBatch writes p, if ok, and then packets already in the send queue,
+// without waiting for more, until limit bytes are buffered or the queue is
+// empty; then it flushes bw.
+func (c *RedialPacketConn) writeBatch(bw *encapsulation.BatchWriter, p []byte, ok bool, limit int) error {
+	for ; ok; p, ok = c.queued() {
+		_, err := bw.WriteData(p) // only Flush writes, so this fails only on an oversized packet
+		c.pool.put(p)
+		if err != nil {
+			return fmt.Errorf("turbotunnel: write: %w", err)
+		}
+		if bw.Buffered() >= limit {
+			break
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("turbotunnel: write: %w", err)
+	}
+	return nil
 }
 
 // queued returns a packet waiting in the send queue, if there is one.
@@ -248,21 +261,6 @@ func (c *RedialPacketConn) queued() ([]byte, bool) {
 // buffers (package dataconn).
 type sentWaiter interface {
 	WaitSent(context.Context) error
-}
-
-// flush writes every queued packet, without waiting for more.
-func (c *RedialPacketConn) flush(bw *encapsulation.BatchWriter) error {
-	for p, ok := c.queued(); ok; p, ok = c.queued() {
-		_, err := bw.WriteData(p)
-		c.pool.put(p)
-		if err != nil {
-			return fmt.Errorf("turbotunnel: write: %w", err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("turbotunnel: write: %w", err)
-	}
-	return nil
 }
 
 // inbound is a packet read from the transport. burstEnd says that nothing
