@@ -259,6 +259,26 @@ func BenchmarkServerDownload(b *testing.B) {
 	}
 }
 
+// BenchmarkServerIdleCPU measures the server's CPU use with 1000 open,
+// idle sessions (one stream each, no traffic), in percent of one core: the
+// cost of sessions that are connected but quiet, as most of a bridge's
+// clients are at any moment.
+func BenchmarkServerIdleCPU(b *testing.B) {
+	const n, window = 1000, 10 * time.Second
+	for b.Loop() {
+		bs := startBenchServer(b, 0)
+		openSessions(b, bs, n)
+		// Sessions go idle within a second of their last packet.
+		time.Sleep(2 * time.Second)
+		pid := bs.p.Cmd.Process.Pid
+		cpu0, _ := procStats(b, pid)
+		time.Sleep(window)
+		cpu1, _ := procStats(b, pid)
+		b.ReportMetric((cpu1-cpu0)/window.Seconds()*100, "server-%core")
+		b.ReportMetric((cpu1-cpu0)/window.Seconds()/n*1e6, "server-us/s-per-session")
+	}
+}
+
 // BenchmarkServerIdleRSS measures the server's resident memory per idle
 // session (one open stream, no traffic). It includes the KCP and smux state
 // of each session, the WebSocket, the ORPort connection, goroutine stacks

@@ -24,18 +24,28 @@ const AckHold = time.Millisecond
 // segments. A packet that does not parse is not ack-only, so a sender never
 // holds back something it does not understand.
 func IsAckOnly(p []byte) bool {
-	return len(p) >= kcp.IKCP_OVERHEAD && walkSegments(p, func(cmd byte, _ []byte) bool {
-		return cmd == kcp.IKCP_CMD_ACK
+	return len(p) >= kcp.IKCP_OVERHEAD && walkSegments(p, func(seg kcpSegment) bool {
+		return seg.cmd == kcp.IKCP_CMD_ACK
 	})
 }
 
-// walkSegments calls f with the command and payload of each segment of the
-// KCP packet p, in order, until f returns false. A packet is a run of
-// segments (wire-protocol.md §5.4), each a kcp.IKCP_OVERHEAD-byte header,
-// of which the command is byte 4 and the payload length bytes 20–23, then
-// the payload. walkSegments reports whether p parsed to its end and f
-// returned true for every segment.
-func walkSegments(p []byte, f func(cmd byte, payload []byte) bool) bool {
+// kcpSegment is what the packet walkers read of one KCP segment: header
+// fields (wire-protocol.md §5.4) and the payload.
+type kcpSegment struct {
+	cmd     byte
+	wnd     uint16 // the sender's free receive window, in segments
+	sn      uint32 // sequence number (of data; acknowledged sequence number in an ack)
+	una     uint32 // the sender has received every data segment before this
+	payload []byte
+}
+
+// walkSegments calls f with each segment of the KCP packet p, in order,
+// until f returns false. A packet is a run of segments, each a
+// kcp.IKCP_OVERHEAD-byte header (command at byte 4, window 6–7, sequence
+// number 12–15, una 16–19, payload length 20–23) followed by the payload.
+// walkSegments reports whether p parsed to its end and f returned true for
+// every segment.
+func walkSegments(p []byte, f func(seg kcpSegment) bool) bool {
 	for len(p) > 0 {
 		if len(p) < kcp.IKCP_OVERHEAD {
 			return false
@@ -44,7 +54,14 @@ func walkSegments(p []byte, f func(cmd byte, payload []byte) bool) bool {
 		if uint64(n) > uint64(len(p)-kcp.IKCP_OVERHEAD) {
 			return false
 		}
-		if !f(p[4], p[kcp.IKCP_OVERHEAD:kcp.IKCP_OVERHEAD+int(n)]) {
+		seg := kcpSegment{
+			cmd:     p[4],
+			wnd:     binary.LittleEndian.Uint16(p[6:8]),
+			sn:      binary.LittleEndian.Uint32(p[12:16]),
+			una:     binary.LittleEndian.Uint32(p[16:20]),
+			payload: p[kcp.IKCP_OVERHEAD : kcp.IKCP_OVERHEAD+int(n)],
+		}
+		if !f(seg) {
 			return false
 		}
 		p = p[kcp.IKCP_OVERHEAD+int(n):]
@@ -118,9 +135,9 @@ const (
 // FIN.
 func endsWithFIN(p []byte) bool {
 	var last []byte // payload of the last data segment
-	parsed := walkSegments(p, func(cmd byte, payload []byte) bool {
-		if cmd == kcp.IKCP_CMD_PUSH {
-			last = payload
+	parsed := walkSegments(p, func(seg kcpSegment) bool {
+		if seg.cmd == kcp.IKCP_CMD_PUSH {
+			last = seg.payload
 		}
 		return true
 	})

@@ -215,8 +215,10 @@ func TestEndsWithFIN(t *testing.T) {
 	}
 }
 
-// FuzzSegmentWalk runs both packet walkers over arbitrary bytes: neither
-// may panic, and a packet of acknowledgments alone carries no FIN.
+// FuzzSegmentWalk runs the packet walkers over arbitrary bytes: none may
+// panic, and a packet of acknowledgments alone carries no FIN. The bytes
+// also go through an idle pacer both ways, as a client's packets and the
+// server's.
 func FuzzSegmentWalk(f *testing.F) {
 	fin := string([]byte{smuxVersion, smuxCmdFIN, 0, 0, 3, 0, 0, 0})
 	f.Add(segment(kcp.IKCP_CMD_PUSH, fin))
@@ -227,5 +229,9 @@ func FuzzSegmentWalk(f *testing.F) {
 		if IsAckOnly(p) && endsWithFIN(p) {
 			t.Fatalf("%x: ack-only and ending with a FIN", p)
 		}
+		pacer := newIdlePacer(&fakeTimer{})
+		pacer.received(p)
+		pacer.sent(p)
+		pacer.sweep(time.Now())
 	})
 }

@@ -2,7 +2,6 @@ package turbotunnel
 
 import (
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/xtaci/kcp-go/v5"
@@ -54,13 +53,9 @@ const (
 	clientUpdateInterval = 100
 )
 
-// ConfigureKCP applies the shared KCP settings to a session: stream mode,
-// windows, MTU, no "nodelay", the server's 10 ms update interval, no fast
-// resend and no congestion window. Both ends must agree on stream mode.
-func ConfigureKCP(conn *kcp.UDPSession) error {
-	return configureKCP(conn, serverUpdateInterval)
-}
-
+// configureKCP applies the shared KCP settings to a session: stream mode,
+// windows, MTU, no "nodelay", the given update interval, no fast resend and
+// no congestion window. Both ends must agree on stream mode.
 func configureKCP(conn *kcp.UDPSession, interval int) error {
 	conn.SetStreamMode(true)
 	conn.SetWindowSize(WindowSize, WindowSize)
@@ -88,26 +83,3 @@ func ClientSmuxConfig() *smux.Config { return smuxConfig(clientKeepAliveTimeout)
 
 // ServerSmuxConfig returns the smux configuration of the server side.
 func ServerSmuxConfig() *smux.Config { return smuxConfig(serverKeepAliveTimeout) }
-
-// Listen starts a KCP listener over pconn (no encryption, no FEC). Closing
-// the listener does not close pconn.
-func Listen(pconn net.PacketConn) (*kcp.Listener, error) {
-	ln, err := kcp.ServeConn(nil, 0, 0, pconn)
-	if err != nil {
-		return nil, fmt.Errorf("turbotunnel: kcp listen: %w", err)
-	}
-	return ln, nil
-}
-
-// ServerSession configures an accepted KCP session and starts smux over it
-// as the server side.
-func ServerSession(conn *kcp.UDPSession) (*smux.Session, error) {
-	if err := ConfigureKCP(conn); err != nil {
-		return nil, err
-	}
-	sess, err := smux.Server(conn, ServerSmuxConfig())
-	if err != nil {
-		return nil, fmt.Errorf("turbotunnel: smux server: %w", err)
-	}
-	return sess, nil
-}

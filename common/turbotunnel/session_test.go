@@ -26,14 +26,15 @@ import (
 type echoServer struct {
 	ln    net.Listener
 	pconn *QueuePacketConn
-	kcpLn *kcp.Listener
+	kcpLn *Listener
 	serve func(*smux.Stream)
 	wg    sync.WaitGroup
 	conns atomic.Int32 // transports seen
 	// streamsEnded counts streams that ended with the client's FIN.
 	streamsEnded atomic.Int32
-	// latest is the KCP session accepted last.
-	latest atomic.Pointer[kcp.UDPSession]
+	// latest is the KCP session accepted last, latestMux its smux session.
+	latest    atomic.Pointer[kcp.UDPSession]
+	latestMux atomic.Pointer[smux.Session]
 }
 
 func newEchoServer(t *testing.T) *echoServer { return newStreamServer(t, nil) }
@@ -119,13 +120,14 @@ func (s *echoServer) acceptSessions() {
 		if err != nil {
 			return
 		}
-		mux, err := ServerSession(conn)
+		mux, err := s.kcpLn.Session(conn)
 		if err != nil {
 			conn.Close()
 			continue
 		}
 		sessions = append(sessions, mux, conn)
 		s.latest.Store(conn)
+		s.latestMux.Store(mux)
 		s.wg.Go(func() {
 			testenv.AcceptEach(mux.AcceptStream, func(st *smux.Stream) {
 				if s.serve != nil {

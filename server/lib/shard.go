@@ -26,7 +26,7 @@ func (a shardAddr) String() string  { return "shard-" + strconv.Itoa(int(a)) }
 type shard struct {
 	s     *Server
 	pconn *turbotunnel.QueuePacketConn
-	ln    *kcp.Listener
+	ln    *turbotunnel.Listener
 	once  sync.Once
 }
 
@@ -62,7 +62,7 @@ func (sh *shard) acceptSessions() {
 		if err != nil {
 			return // listener closed
 		}
-		if !sh.s.goTracked(func() { sh.s.handleSession(conn) }) {
+		if !sh.s.goTracked(func() { sh.handleSession(conn) }) {
 			conn.Close()
 			return
 		}
@@ -71,13 +71,14 @@ func (sh *shard) acceptSessions() {
 
 // handleSession runs smux over one client's KCP session and hands each
 // stream to tor.
-func (s *Server) handleSession(conn *kcp.UDPSession) {
+func (sh *shard) handleSession(conn *kcp.UDPSession) {
+	s := sh.s
 	defer conn.Close()
 	id, _ := conn.RemoteAddr().(turbotunnel.ClientID)
 	// The address is looked up once, when the session starts, as upstream
 	// does; a later proxy's client_ip does not move an open session.
 	addr := s.addrs.get(id)
-	mux, err := turbotunnel.ServerSession(conn)
+	mux, err := sh.ln.Session(conn)
 	if err != nil {
 		s.logger.Warn("session setup failed", "clientid", id, "err", err)
 		return

@@ -50,7 +50,10 @@ type counters struct {
 type Stats struct {
 	WebSocketsTotal, WebSocketsActive, WebSocketsRejected int64
 	SessionsTotal, SessionsActive                         int64
-	StreamsTotal, StreamsActive                           int64
+	// SessionsIdle counts the active sessions whose KCP timer runs at the
+	// idle interval (nothing in flight), as of the last sweep.
+	SessionsIdle                int64
+	StreamsTotal, StreamsActive int64
 	// BytesUp counts bytes from clients to tor; BytesDown the reverse.
 	BytesUp, BytesDown int64
 	// Errors counts errors by reason: upgrade, preamble, frame, oversize,
@@ -78,6 +81,7 @@ func (s *Server) Stats() Stats {
 	}
 	for _, sh := range s.shards {
 		st.Errors[errSendQueueFull.String()] += int64(sh.pconn.DroppedOutgoing())
+		st.SessionsIdle += int64(sh.ln.IdleSessions())
 	}
 	return st
 }
@@ -97,7 +101,7 @@ func (s *Server) LogStats(ctx context.Context, interval time.Duration) {
 			s.logger.Info("stats",
 				"websockets_active", st.WebSocketsActive, "websockets_total", st.WebSocketsTotal,
 				"websockets_rejected", st.WebSocketsRejected,
-				"sessions_active", st.SessionsActive, "sessions_total", st.SessionsTotal,
+				"sessions_active", st.SessionsActive, "sessions_idle", st.SessionsIdle, "sessions_total", st.SessionsTotal,
 				"streams_active", st.StreamsActive, "streams_total", st.StreamsTotal,
 				"bytes_up", st.BytesUp, "bytes_down", st.BytesDown, "errors", st.Errors)
 		}
@@ -121,6 +125,8 @@ var (
 		"Turbotunnel (KCP+smux) sessions started.", nil, nil)
 	descSessionsActive = prometheus.NewDesc("snowflake_server_sessions",
 		"Turbotunnel sessions alive now.", nil, nil)
+	descSessionsIdle = prometheus.NewDesc("snowflake_server_sessions_idle",
+		"Sessions alive now with nothing in flight, whose KCP timer runs slowly.", nil, nil)
 	descStreams = prometheus.NewDesc("snowflake_server_streams_total",
 		"Streams (tor connections) opened.", nil, nil)
 	descStreamsActive = prometheus.NewDesc("snowflake_server_streams",
@@ -135,7 +141,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWS, descWSActive, descWSRejected, descSessions,
-		descSessionsActive, descStreams, descStreamsActive, descBytes, descErrors, descKCPSegments} {
+		descSessionsActive, descSessionsIdle, descStreams, descStreamsActive, descBytes, descErrors, descKCPSegments} {
 		ch <- d
 	}
 }
@@ -157,6 +163,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descWSRejected, st.WebSocketsRejected)
 	counter(descSessions, st.SessionsTotal)
 	gauge(descSessionsActive, st.SessionsActive)
+	gauge(descSessionsIdle, st.SessionsIdle)
 	counter(descStreams, st.StreamsTotal)
 	gauge(descStreamsActive, st.StreamsActive)
 	counter(descBytes, st.BytesUp, "up")

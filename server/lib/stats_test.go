@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -73,5 +74,40 @@ func TestKCPSegmentsMetric(t *testing.T) {
 	}
 	if after["retransmitted"] < before["retransmitted"] || after["retransmitted"] > after["sent"] {
 		t.Errorf("retransmitted %v -> %v, sent %v", before["retransmitted"], after["retransmitted"], after["sent"])
+	}
+}
+
+// TestIdleSessionsMetric: a session that falls quiet is counted idle, in
+// Stats and as a gauge, and carries data again at once.
+func TestIdleSessionsMetric(t *testing.T) {
+	ts := startServer(t, Config{})
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(ts.srv.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	gauge := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "snowflake_server_sessions_idle" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no snowflake_server_sessions_idle")
+		return 0
+	}
+	sess := dialTestSession(t, ts)
+	st := openEcho(t, sess)
+	echo(t, st, 64<<10)
+	waitStat(t, ts, "the session to go idle", func(s Stats) bool { return s.SessionsIdle == 1 })
+	if g := gauge(); g != 1 {
+		t.Errorf("snowflake_server_sessions_idle = %v, want 1", g)
+	}
+	start := time.Now()
+	echo(t, st, 1000)
+	if d := time.Since(start); d > time.Second/2 {
+		t.Errorf("an echo from an idle session took %v", d)
 	}
 }

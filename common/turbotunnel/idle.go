@@ -1,0 +1,215 @@
+package turbotunnel
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xtaci/kcp-go/v5"
+)
+
+const (
+	// idleUpdateInterval is the KCP update interval, in milliseconds, of a
+	// server session with nothing in flight.
+	idleUpdateInterval = 1000
+	// idleSweep is how often a Listener looks at its sessions. A session
+	// goes idle at the first sweep after a whole sweep without packets.
+	idleSweep = 250 * time.Millisecond
+	// ackHoldAfterIdle is how long a session that left the idle interval
+	// keeps acknowledging at once: until the update kcp-go scheduled at the
+	// idle interval has surely run.
+	ackHoldAfterIdle = idleUpdateInterval*time.Millisecond + idleSweep
+)
+
+// kcpTimer is what the pacer changes in a KCP session.
+type kcpTimer interface {
+	SetNoDelay(nodelay, interval, resend, nc int)
+	SetACKNoDelay(nodelay bool)
+}
+
+// idlePacer runs a server session's KCP update timer at idleUpdateInterval
+// while the session has nothing in flight, and at serverUpdateInterval
+// otherwise.
+//
+// kcp-go runs every session's update (retransmissions, batched
+// acknowledgments) each interval whether the session holds anything or
+// not. At 10 ms that is 100 runs a second for every client a bridge has,
+// and most clients are idle most of the time: 1000 idle sessions kept an
+// eighth of a core busy (server's BenchmarkServerIdleCPU).
+//
+// kcp-go does not tell what a session holds, so the pacer reads the
+// packets: the highest data sequence number sent and the una (cumulative
+// acknowledgment) of every packet received tell whether the client has all
+// the server sent; the highest data sequence number received and the una of
+// every packet sent tell whether the server has acknowledged all it
+// received. A sweep finds a session idle when both hold, no write is under
+// way or unsent, the server's receive window is open, and no packet went
+// either way for a whole sweep, which also makes sure KCP has read the last
+// acknowledgment under the short interval (KCP derives its retransmission
+// timeout from the interval when it reads one).
+//
+// While idle, a session acknowledges received data at once (KCP's "ack no
+// delay"), as its timer would otherwise hold the acknowledgments for up to
+// a second. A write switches back to the short interval before it reaches
+// KCP. kcp-go cannot bring an update it has scheduled forward, so the
+// first update at the short interval may still be up to idleUpdateInterval
+// away: acknowledgments stay immediate until then (ackHoldAfterIdle), and
+// only a retransmission of the first data sent after a quiet spell can
+// wait that long. Loss in Snowflake mostly means a proxy went away, and
+// finding another takes longer than that.
+type idlePacer struct {
+	kcp kcpTimer
+
+	// Written by the packet paths without locking: KCP's output workers
+	// call sent, the listener's read loop received.
+	activity   atomic.Bool // a packet went either way since the last sweep
+	unsent     atomic.Bool // a write may have data that sent has not seen yet
+	windowShut atomic.Bool // the last packet sent advertised no receive window
+	sentNext   seqMax      // one past the highest data sequence number sent
+	peerUna    seqMax      // the client has every data segment before this
+	recvNext   seqMax      // one past the highest data sequence number received
+	ackedTo    seqMax      // the server has told the client it has everything before this
+
+	mu      sync.Mutex
+	writing int       // writes into KCP under way
+	idle    bool      // the timer runs at idleUpdateInterval
+	ackNow  bool      // KCP's ack-no-delay is on
+	fastAt  time.Time // when the session last left the idle interval
+}
+
+func newIdlePacer(k kcpTimer) *idlePacer { return &idlePacer{kcp: k} }
+
+// beginWrite restores the short interval before a write into KCP; endWrite
+// must follow once the write has returned.
+func (p *idlePacer) beginWrite() {
+	p.mu.Lock()
+	p.writing++
+	p.unsent.Store(true)
+	if p.idle {
+		p.setFastLocked(time.Now())
+	}
+	p.mu.Unlock()
+}
+
+func (p *idlePacer) endWrite() {
+	p.mu.Lock()
+	p.writing--
+	p.mu.Unlock()
+}
+
+// sent notes a packet KCP sends.
+func (p *idlePacer) sent(pkt []byte) {
+	p.activity.Store(true)
+	first := true
+	walkSegments(pkt, func(seg kcpSegment) bool {
+		if first {
+			// Every segment of a packet carries the same window and una.
+			first = false
+			p.windowShut.Store(seg.wnd == 0)
+			p.ackedTo.raise(seg.una)
+		}
+		if seg.cmd == kcp.IKCP_CMD_PUSH && p.sentNext.raise(seg.sn+1) {
+			// A packet of an earlier write that leaves after a later write
+			// began clears this too early; a sweep then still sees the
+			// later write's packets as activity, or as unacknowledged.
+			p.unsent.Store(false)
+		}
+		return true
+	})
+}
+
+// received notes a packet from the client, before KCP reads it.
+func (p *idlePacer) received(pkt []byte) {
+	p.activity.Store(true)
+	first := true
+	walkSegments(pkt, func(seg kcpSegment) bool {
+		if first {
+			first = false
+			p.peerUna.raise(seg.una)
+		}
+		if seg.cmd == kcp.IKCP_CMD_PUSH {
+			p.recvNext.raise(seg.sn + 1)
+		}
+		return true
+	})
+}
+
+// seqMax holds the latest of a series of KCP sequence numbers (which wrap),
+// for concurrent use.
+type seqMax struct {
+	v atomic.Uint64 // seqSeen, if a number was seen, | the number
+}
+
+const seqSeen = 1 << 32
+
+// raise records x if it is later than the latest so far, and reports
+// whether it was.
+func (m *seqMax) raise(x uint32) bool {
+	for {
+		old := m.v.Load()
+		if old&seqSeen != 0 && int32(x-uint32(old)) <= 0 {
+			return false
+		}
+		if m.v.CompareAndSwap(old, seqSeen|uint64(x)) {
+			return true
+		}
+	}
+}
+
+// latest returns the latest number, and false if there was none.
+func (m *seqMax) latest() (uint32, bool) {
+	v := m.v.Load()
+	return uint32(v), v&seqSeen != 0
+}
+
+// covers reports whether the cumulative acknowledgment in m covers every
+// sequence number before next in n: true if n holds none.
+func (m *seqMax) covers(n *seqMax) bool {
+	next, ok := n.latest()
+	if !ok {
+		return true
+	}
+	una, ok := m.latest()
+	return ok && int32(una-next) >= 0
+}
+
+// sweep moves the session between the intervals and reports whether it is
+// idle afterwards.
+func (p *idlePacer) sweep(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	active := p.activity.Swap(false)
+	// Data the server sent needs the timer (retransmissions), and so does a
+	// shut receive window (KCP announces its reopening on the timer). Data
+	// it received does not: an idle session acknowledges at once.
+	needsTimer := p.writing > 0 || p.unsent.Load() || p.windowShut.Load() || !p.sentAcked()
+	switch {
+	case p.idle && needsTimer:
+		// A write that raced the sweep that went idle, or a receive window
+		// that shut while idle; a write normally switches back itself.
+		p.setFastLocked(now)
+	case !p.idle && !needsTimer && !active && p.receivedAcked():
+		p.kcp.SetNoDelay(-1, idleUpdateInterval, -1, -1)
+		if !p.ackNow {
+			p.kcp.SetACKNoDelay(true)
+			p.ackNow = true
+		}
+		p.idle = true
+	case !p.idle && p.ackNow && now.Sub(p.fastAt) >= ackHoldAfterIdle:
+		p.kcp.SetACKNoDelay(false)
+		p.ackNow = false
+	}
+	return p.idle
+}
+
+// sentAcked reports whether the client has acknowledged all the server sent.
+func (p *idlePacer) sentAcked() bool { return p.peerUna.covers(&p.sentNext) }
+
+// receivedAcked reports whether the server has acknowledged all it received.
+func (p *idlePacer) receivedAcked() bool { return p.ackedTo.covers(&p.recvNext) }
+
+func (p *idlePacer) setFastLocked(now time.Time) {
+	p.kcp.SetNoDelay(-1, serverUpdateInterval, -1, -1)
+	p.idle = false
+	p.fastAt = now
+}

@@ -1,0 +1,335 @@
+package turbotunnel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xtaci/kcp-go/v5"
+	"github.com/xtaci/smux"
+)
+
+// fakeTimer records what a pacer does to a KCP session.
+type fakeTimer struct {
+	interval int
+	ackNow   bool
+	calls    []string
+}
+
+func (f *fakeTimer) SetNoDelay(nodelay, interval, resend, nc int) {
+	if nodelay != -1 || resend != -1 || nc != -1 {
+		f.calls = append(f.calls, "changed more than the interval")
+	}
+	f.interval = interval
+	f.calls = append(f.calls, fmt.Sprintf("interval %d", interval))
+}
+
+func (f *fakeTimer) SetACKNoDelay(on bool) {
+	f.ackNow = on
+	f.calls = append(f.calls, fmt.Sprintf("ack now %v", on))
+}
+
+// kcpPacket builds a KCP packet of one segment.
+func kcpPacket(cmd byte, sn, una uint32, wnd uint16, payload string) []byte {
+	b := make([]byte, kcp.IKCP_OVERHEAD, kcp.IKCP_OVERHEAD+len(payload))
+	binary.LittleEndian.PutUint32(b[0:], 7) // conv
+	b[4] = cmd
+	binary.LittleEndian.PutUint16(b[6:], wnd)
+	binary.LittleEndian.PutUint32(b[12:], sn)
+	binary.LittleEndian.PutUint32(b[16:], una)
+	binary.LittleEndian.PutUint32(b[20:], uint32(len(payload)))
+	return append(b, payload...)
+}
+
+func data(sn, una uint32) []byte { return kcpPacket(kcp.IKCP_CMD_PUSH, sn, una, 100, "x") }
+func ack(sn, una uint32) []byte  { return kcpPacket(kcp.IKCP_CMD_ACK, sn, una, 100, "") }
+
+// TestIdlePacer drives a pacer through scripted steps. Each step is one of
+// "sent", "received" (a packet), "begin", "end" (a write), or "sweep"
+// (at the step's time), and lists the calls the pacer should make.
+func TestIdlePacer(t *testing.T) {
+	const fast, slow = "interval 10", "interval 1000"
+	type step struct {
+		op    string
+		pkt   []byte
+		at    time.Duration // for sweeps, since the start
+		calls []string
+		idle  bool // for sweeps: what sweep reports
+	}
+	sweep := func(at time.Duration, idle bool, calls ...string) step {
+		return step{op: "sweep", at: at, idle: idle, calls: calls}
+	}
+	sent := func(p []byte) step { return step{op: "sent", pkt: p} }
+	received := func(p []byte) step { return step{op: "received", pkt: p} }
+	begin := func(calls ...string) step { return step{op: "begin", calls: calls} }
+	end := step{op: "end"}
+	s := time.Second
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"a new session with nothing in flight goes idle", []step{
+			sweep(s, true, slow, "ack now true"),
+			sweep(2*s, true),
+		}},
+		{"unacknowledged data keeps the short interval", []step{
+			begin(), sent(data(0, 0)), sent(data(1, 0)), sent(data(2, 0)), end,
+			received(ack(0, 2)),
+			sweep(s, false),
+			sweep(2*s, false),
+			received(ack(2, 3)),
+			sweep(3*s, false), // the acknowledgment was activity
+			sweep(4*s, true, slow, "ack now true"),
+		}},
+		{"a write leaves the idle interval at once", []step{
+			sweep(s, true, slow, "ack now true"),
+			begin(fast), sent(data(0, 0)), end,
+			sweep(2*s, false, "ack now false"),
+			received(ack(0, 1)),
+			sweep(3*s, false), // activity
+			sweep(4*s, true, slow, "ack now true"),
+		}},
+		{"acknowledgments stay immediate until the idle update has run", []step{
+			sweep(0, true, slow, "ack now true"),
+			begin(fast), sent(data(0, 0)), end,
+			received(ack(0, 1)),
+			sweep(s/2, false),
+			received(data(0, 1)), // the client keeps talking
+			sweep(s, false),
+			received(data(1, 1)),
+			// fastAt is the write's time, a little after the start.
+			sweep(ackHoldAfterIdle+100*time.Millisecond, false, "ack now false"),
+		}},
+		{"received data waits for the server's acknowledgment", []step{
+			received(data(0, 0)), received(data(1, 0)),
+			sweep(s, false),
+			sweep(2*s, false), // acknowledged up to 0 only
+			sent(ack(1, 2)),
+			sweep(3*s, false),
+			sweep(4*s, true, slow, "ack now true"),
+		}},
+		{"data received while idle does not end it", []step{
+			sweep(s, true, slow, "ack now true"),
+			received(data(0, 0)),
+			sweep(2*s, true),
+			sent(ack(0, 1)),
+			sweep(3*s, true),
+		}},
+		{"a shut receive window needs the timer", []step{
+			sent(kcpPacket(kcp.IKCP_CMD_ACK, 0, 0, 0, "")),
+			sweep(s, false),
+			sweep(2*s, false),
+			sent(ack(0, 0)), // the window opened
+			sweep(3*s, false),
+			sweep(4*s, true, slow, "ack now true"),
+		}},
+		{"the window shuts while idle", []step{
+			sweep(s, true, slow, "ack now true"),
+			received(data(0, 0)),
+			sent(kcpPacket(kcp.IKCP_CMD_ACK, 0, 1, 0, "")),
+			sweep(2*s, false, fast),
+		}},
+		{"a write whose data has not left yet", []step{
+			begin(), end,
+			sweep(s, false),
+			sweep(2*s, false),
+			sent(data(0, 0)),
+			received(ack(0, 1)),
+			sweep(3*s, false),
+			sweep(4*s, true, slow, "ack now true"),
+		}},
+		{"a write under way", []step{
+			begin(),
+			sweep(s, false),
+			sweep(2*s, false),
+		}},
+		{"a write racing a sweep that went idle", []step{
+			sweep(s, true, slow, "ack now true"),
+			// A data packet seen while idle without beginWrite: the sweep
+			// restores the timer for its retransmission.
+			sent(data(0, 0)),
+			sweep(2*s, false, fast),
+		}},
+		{"retransmissions do not move the highest sequence number back", []step{
+			sent(data(5, 0)), sent(data(3, 0)),
+			received(ack(3, 4)),
+			sweep(s, false),
+			sweep(2*s, false), // 5 is not acknowledged
+			received(ack(5, 6)),
+			sweep(3*s, false),
+			sweep(4*s, true, slow, "ack now true"),
+		}},
+		{"sequence numbers wrap", []step{
+			sent(data(0xfffffffe, 0)), sent(data(0xffffffff, 0)),
+			received(ack(0xfffffffe, 0xffffffff)),
+			sweep(s, false),
+			sweep(2*s, false),
+			sent(data(0, 0)),
+			received(ack(0, 1)), // past the wrap: everything acknowledged
+			sweep(3*s, false),
+			sweep(4*s, true, slow, "ack now true"),
+		}},
+		{"a packet that does not parse is activity only", []step{
+			received([]byte{1, 2, 3}),
+			sent([]byte{4}),
+			sweep(s, false),
+			sweep(2*s, true, slow, "ack now true"),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ft := &fakeTimer{interval: serverUpdateInterval}
+			p := newIdlePacer(ft)
+			start := time.Now()
+			for i, st := range tc.steps {
+				ft.calls = nil
+				switch st.op {
+				case "sent":
+					p.sent(st.pkt)
+				case "received":
+					p.received(st.pkt)
+				case "begin":
+					p.beginWrite()
+				case "end":
+					p.endWrite()
+				case "sweep":
+					if idle := p.sweep(start.Add(st.at)); idle != st.idle {
+						t.Errorf("step %d: sweep at %v reported idle=%v, want %v", i, st.at, idle, st.idle)
+					}
+				}
+				if !slices.Equal(ft.calls, st.calls) {
+					t.Fatalf("step %d (%s): calls %q, want %q", i, st.op, ft.calls, st.calls)
+				}
+			}
+		})
+	}
+}
+
+// TestServerSessionIdles lets a real session fall quiet, checks that the
+// server's session goes idle, and that exchanges after each quiet spell go
+// as on a busy session. The server replies to each request only after
+// replyDelay, longer than the client's retransmission timeout, so the
+// request must be acknowledged on its own and at once: held for the idle
+// timer, the client would retransmit it. Neither side's estimates may grow
+// towards the idle interval either (an acknowledgment read under it would
+// do that).
+func TestServerSessionIdles(t *testing.T) {
+	const msgSize, replyDelay = 1000, 300 * time.Millisecond
+	srv := newStreamServer(t, func(st *smux.Stream) {
+		defer st.Close()
+		mode := make([]byte, 1)
+		if _, err := io.ReadFull(st, mode); err != nil {
+			return
+		}
+		if mode[0] == 'e' {
+			io.Copy(st, st)
+			return
+		}
+		buf := make([]byte, msgSize)
+		for {
+			if _, err := io.ReadFull(st, buf); err != nil {
+				return
+			}
+			time.Sleep(replyDelay)
+			if _, err := st.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	_, _, _, sess := dialSession(t, srv)
+	openMode := func(mode string) net.Conn {
+		st, err := sess.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if _, err := io.WriteString(st, mode); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	bulk, requests := openMode("e"), openMode("d")
+	echoTransfer(t, bulk, 256<<10, nil)
+
+	idle := func() bool {
+		var pacers []*idlePacer
+		srv.kcpLn.sessions.Range(func(_, v any) bool {
+			pacers = append(pacers, v.(*idlePacer))
+			return true
+		})
+		if len(pacers) != 1 {
+			t.Fatalf("%d paced sessions, want 1", len(pacers))
+		}
+		pacers[0].mu.Lock()
+		defer pacers[0].mu.Unlock()
+		return pacers[0].idle
+	}
+	waitIdle := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * idleSweep)
+		for !idle() {
+			if time.Now().After(deadline) {
+				t.Fatal("the server's session did not go idle")
+			}
+			time.Sleep(idleSweep / 10)
+		}
+		// Let the listener's count catch up.
+		time.Sleep(2 * idleSweep)
+		if n := srv.kcpLn.IdleSessions(); n != 1 {
+			t.Fatalf("IdleSessions = %d, want 1", n)
+		}
+	}
+
+	retrans0 := kcp.DefaultSnmp.Copy().RetransSegs
+	buf := make([]byte, msgSize)
+	exchange := func(i int) {
+		t.Helper()
+		start := time.Now()
+		msg := strings.Repeat(fmt.Sprint(i%10), msgSize)
+		if _, err := io.WriteString(requests, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(requests, buf); err != nil {
+			t.Fatal(err)
+		}
+		if string(buf) != msg {
+			t.Fatalf("exchange %d: reply differs", i)
+		}
+		if took := time.Since(start); took > replyDelay+idleSweep {
+			t.Errorf("exchange %d took %v, want about %v", i, took, replyDelay)
+		}
+	}
+	for i := range 3 {
+		waitIdle()
+		// The first request finds the session idle. The second comes
+		// right after the reply, which ended the idle interval; kcp-go's
+		// next update is still the one it scheduled at that interval.
+		exchange(2 * i)
+		exchange(2*i + 1)
+	}
+	if n := kcp.DefaultSnmp.Copy().RetransSegs - retrans0; n != 0 {
+		t.Errorf("%d segments retransmitted on loopback: acknowledgments were late", n)
+	}
+	const limit = idleUpdateInterval / 4
+	if rto := srv.latest.Load().GetRTO(); rto > limit {
+		t.Errorf("server's retransmission timeout is %d ms, want at most %d", rto, limit)
+	}
+	if srtt := sess.kcp.GetSRTT(); srtt > limit/4 {
+		t.Errorf("client's smoothed RTT is %d ms, want at most %d: the server's acknowledgments waited", srtt, limit/4)
+	}
+	// Busy again, then idle again.
+	echoTransfer(t, bulk, 256<<10, nil)
+	waitIdle()
+
+	// A closed session is no longer paced.
+	srv.latestMux.Load().Close()
+	n := 0
+	srv.kcpLn.sessions.Range(func(_, _ any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d paced sessions after the server closed the session", n)
+	}
+}
