@@ -10,15 +10,19 @@ import (
 
 const (
 	// idleUpdateInterval is the KCP update interval, in milliseconds, of a
-	// server session with nothing in flight.
-	idleUpdateInterval = 1000
+	// server session with nothing in flight. A tick costs about a
+	// microsecond, so at 100 ms the idle timer costs a tenth of the busy
+	// one. Longer would save little more and lengthen what a session pays
+	// when it becomes busy (see idlePacer): a 1 s interval raised the
+	// server's CPU per GB of uploads by half with 1000 sessions.
+	idleUpdateInterval = 100
 	// idleSweep is how often a Listener looks at its sessions. A session
 	// goes idle at the first sweep after a whole sweep without packets.
 	idleSweep = 250 * time.Millisecond
 	// ackHoldAfterIdle is how long a session that left the idle interval
 	// keeps acknowledging at once: until the update kcp-go scheduled at the
-	// idle interval has surely run.
-	ackHoldAfterIdle = idleUpdateInterval*time.Millisecond + idleSweep
+	// idle interval has run, with a margin for a late timer.
+	ackHoldAfterIdle = idleUpdateInterval*time.Millisecond + 50*time.Millisecond
 )
 
 // kcpTimer is what the pacer changes in a KCP session.
@@ -35,7 +39,8 @@ type kcpTimer interface {
 // acknowledgments) each interval whether the session holds anything or
 // not. At 10 ms that is 100 runs a second for every client a bridge has,
 // and most clients are idle most of the time: 1000 idle sessions kept an
-// eighth of a core busy (server's BenchmarkServerIdleCPU).
+// eighth of a core busy (server's BenchmarkServerIdleCPU), under half that
+// with this pacer.
 //
 // kcp-go does not tell what a session holds, so the pacer reads the
 // packets: the highest data sequence number sent and the una (cumulative
@@ -48,15 +53,17 @@ type kcpTimer interface {
 // acknowledgment under the short interval (KCP derives its retransmission
 // timeout from the interval when it reads one).
 //
-// While idle, a session acknowledges received data at once (KCP's "ack no
-// delay"), as its timer would otherwise hold the acknowledgments for up to
-// a second. A write switches back to the short interval before it reaches
-// KCP. kcp-go cannot bring an update it has scheduled forward, so the
-// first update at the short interval may still be up to idleUpdateInterval
-// away: acknowledgments stay immediate until then (ackHoldAfterIdle), and
-// only a retransmission of the first data sent after a quiet spell can
-// wait that long. Loss in Snowflake mostly means a proxy went away, and
-// finding another takes longer than that.
+// A write switches back to the short interval before it reaches KCP, and
+// so does data from the client. kcp-go cannot bring an update it has
+// scheduled forward, so the first update at the short interval may still
+// be up to idleUpdateInterval away. Until then (ackHoldAfterIdle), and
+// while idle, the session acknowledges received data at once (KCP's "ack
+// no delay") instead of on the timer; one acknowledgment per packet costs
+// more than one per 10 ms, which is why data also ends the idle interval,
+// and the first data packet after the hold ends the hold. A
+// retransmission of the first data sent after a quiet spell can also wait
+// that long; loss in Snowflake mostly means a proxy went away, and finding
+// another takes longer than that.
 type idlePacer struct {
 	kcp kcpTimer
 
@@ -69,6 +76,12 @@ type idlePacer struct {
 	peerUna    seqMax      // the client has every data segment before this
 	recvNext   seqMax      // one past the highest data sequence number received
 	ackedTo    seqMax      // the server has told the client it has everything before this
+
+	// Copies of idle and of the end of the acknowledgment hold (unix
+	// nanoseconds, 0 when acknowledgments are not immediate), for received
+	// to read without locking.
+	idleNow   atomic.Bool
+	holdUntil atomic.Int64
 
 	mu      sync.Mutex
 	writing int       // writes into KCP under way
@@ -121,17 +134,35 @@ func (p *idlePacer) sent(pkt []byte) {
 // received notes a packet from the client, before KCP reads it.
 func (p *idlePacer) received(pkt []byte) {
 	p.activity.Store(true)
-	first := true
+	first, data := true, false
 	walkSegments(pkt, func(seg kcpSegment) bool {
 		if first {
 			first = false
 			p.peerUna.raise(seg.una)
 		}
 		if seg.cmd == kcp.IKCP_CMD_PUSH {
+			data = true
 			p.recvNext.raise(seg.sn + 1)
 		}
 		return true
 	})
+	if !data {
+		return
+	}
+	// Data ends the idle interval, and an acknowledgment hold that is over:
+	// while data arrives, acknowledging each packet at once costs more
+	// than KCP's batching on its timer.
+	if p.idleNow.Load() {
+		p.mu.Lock()
+		if p.idle {
+			p.setFastLocked(time.Now())
+		}
+		p.mu.Unlock()
+	} else if until := p.holdUntil.Load(); until != 0 && time.Now().UnixNano() >= until {
+		p.mu.Lock()
+		p.endHoldLocked(time.Now())
+		p.mu.Unlock()
+	}
 }
 
 // seqMax holds the latest of a series of KCP sequence numbers (which wrap),
@@ -181,12 +212,13 @@ func (p *idlePacer) sweep(now time.Time) bool {
 	active := p.activity.Swap(false)
 	// Data the server sent needs the timer (retransmissions), and so does a
 	// shut receive window (KCP announces its reopening on the timer). Data
-	// it received does not: an idle session acknowledges at once.
+	// it received does not: an idle session acknowledges at once (and data
+	// ends the idle interval on arrival).
 	needsTimer := p.writing > 0 || p.unsent.Load() || p.windowShut.Load() || !p.sentAcked()
 	switch {
 	case p.idle && needsTimer:
-		// A write that raced the sweep that went idle, or a receive window
-		// that shut while idle; a write normally switches back itself.
+		// Not expected: writes and arriving data end the idle interval
+		// themselves, and only they make KCP send data or shut the window.
 		p.setFastLocked(now)
 	case !p.idle && !needsTimer && !active && p.receivedAcked():
 		p.kcp.SetNoDelay(-1, idleUpdateInterval, -1, -1)
@@ -195,9 +227,10 @@ func (p *idlePacer) sweep(now time.Time) bool {
 			p.ackNow = true
 		}
 		p.idle = true
-	case !p.idle && p.ackNow && now.Sub(p.fastAt) >= ackHoldAfterIdle:
-		p.kcp.SetACKNoDelay(false)
-		p.ackNow = false
+		p.idleNow.Store(true)
+		p.holdUntil.Store(0)
+	default:
+		p.endHoldLocked(now)
 	}
 	return p.idle
 }
@@ -211,5 +244,18 @@ func (p *idlePacer) receivedAcked() bool { return p.ackedTo.covers(&p.recvNext) 
 func (p *idlePacer) setFastLocked(now time.Time) {
 	p.kcp.SetNoDelay(-1, serverUpdateInterval, -1, -1)
 	p.idle = false
+	p.idleNow.Store(false)
 	p.fastAt = now
+	p.holdUntil.Store(now.Add(ackHoldAfterIdle).UnixNano())
+}
+
+// endHoldLocked turns immediate acknowledgments off once the hold after
+// the idle interval is over.
+func (p *idlePacer) endHoldLocked(now time.Time) {
+	if p.idle || !p.ackNow || now.Sub(p.fastAt) < ackHoldAfterIdle {
+		return
+	}
+	p.kcp.SetACKNoDelay(false)
+	p.ackNow = false
+	p.holdUntil.Store(0)
 }
