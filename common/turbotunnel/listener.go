@@ -16,8 +16,8 @@ import (
 // nothing in flight (see idlePacer).
 type Listener struct {
 	ln       *kcp.Listener
-	sessions sync.Map // net.Addr → *idlePacer, for the sessions Session started
-	idle     atomic.Int64
+	sessions sync.Map     // net.Addr → *idlePacer, for the sessions Session started
+	idle     atomic.Int64 // sessions idle at the last sweep
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -40,7 +40,8 @@ func Listen(pconn net.PacketConn) (*Listener, error) {
 // AcceptKCP waits for the next client's KCP session. Pass it to Session.
 func (l *Listener) AcceptKCP() (*kcp.UDPSession, error) { return l.ln.AcceptKCP() }
 
-// Close stops the listener; sessions already accepted stay open.
+// Close stops the listener. Sessions already accepted stay open, but no
+// longer go idle.
 func (l *Listener) Close() error {
 	err := l.ln.Close()
 	l.closeOnce.Do(func() { close(l.done) })
