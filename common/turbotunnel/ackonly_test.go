@@ -8,14 +8,21 @@ import (
 	"github.com/xtaci/kcp-go/v5"
 )
 
-// segment builds one KCP segment with the given command and payload.
-func segment(cmd byte, payload string) []byte {
+// kcpPacket builds a KCP packet of one segment.
+func kcpPacket(cmd byte, sn, una uint32, wnd uint16, payload string) []byte {
 	b := make([]byte, kcp.IKCP_OVERHEAD, kcp.IKCP_OVERHEAD+len(payload))
 	binary.LittleEndian.PutUint32(b[0:], 7) // conv
 	b[4] = cmd
+	binary.LittleEndian.PutUint16(b[6:], wnd)
+	binary.LittleEndian.PutUint32(b[12:], sn)
+	binary.LittleEndian.PutUint32(b[16:], una)
 	binary.LittleEndian.PutUint32(b[20:], uint32(len(payload)))
 	return append(b, payload...)
 }
+
+// segment builds one KCP segment with the given command and payload (see
+// kcpPacket for the other header fields).
+func segment(cmd byte, payload string) []byte { return kcpPacket(cmd, 0, 0, 0, payload) }
 
 func join(parts ...[]byte) []byte {
 	var out []byte

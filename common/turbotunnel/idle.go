@@ -77,17 +77,16 @@ type idlePacer struct {
 	recvNext   seqMax      // one past the highest data sequence number received
 	ackedTo    seqMax      // the server has told the client it has everything before this
 
-	// Copies of idle and of the end of the acknowledgment hold (unix
-	// nanoseconds, 0 when acknowledgments are not immediate), for received
-	// to read without locking.
+	// A copy of idle, and the end of the acknowledgment hold after the
+	// idle interval (unix nanoseconds; 0 when there is none), for received
+	// to read without locking. KCP's ack-no-delay is on exactly while the
+	// session is idle or holdUntil is set.
 	idleNow   atomic.Bool
 	holdUntil atomic.Int64
 
 	mu      sync.Mutex
-	writing int       // writes into KCP under way
-	idle    bool      // the timer runs at idleUpdateInterval
-	ackNow  bool      // KCP's ack-no-delay is on
-	fastAt  time.Time // when the session last left the idle interval
+	writing int  // writes into KCP under way
+	idle    bool // the timer runs at idleUpdateInterval
 }
 
 func newIdlePacer(k kcpTimer) *idlePacer { return &idlePacer{kcp: k} }
@@ -158,10 +157,12 @@ func (p *idlePacer) received(pkt []byte) {
 			p.setFastLocked(time.Now())
 		}
 		p.mu.Unlock()
-	} else if until := p.holdUntil.Load(); until != 0 && time.Now().UnixNano() >= until {
-		p.mu.Lock()
-		p.endHoldLocked(time.Now())
-		p.mu.Unlock()
+	} else if until := p.holdUntil.Load(); until != 0 {
+		if now := time.Now(); now.UnixNano() >= until {
+			p.mu.Lock()
+			p.endHoldLocked(now)
+			p.mu.Unlock()
+		}
 	}
 }
 
@@ -222,9 +223,9 @@ func (p *idlePacer) sweep(now time.Time) bool {
 		p.setFastLocked(now)
 	case !p.idle && !needsTimer && !active && p.receivedAcked():
 		p.kcp.SetNoDelay(-1, idleUpdateInterval, -1, -1)
-		if !p.ackNow {
+		if p.holdUntil.Load() == 0 {
+			// Not still on from the last idle spell's hold.
 			p.kcp.SetACKNoDelay(true)
-			p.ackNow = true
 		}
 		p.idle = true
 		p.idleNow.Store(true)
@@ -245,17 +246,16 @@ func (p *idlePacer) setFastLocked(now time.Time) {
 	p.kcp.SetNoDelay(-1, serverUpdateInterval, -1, -1)
 	p.idle = false
 	p.idleNow.Store(false)
-	p.fastAt = now
 	p.holdUntil.Store(now.Add(ackHoldAfterIdle).UnixNano())
 }
 
 // endHoldLocked turns immediate acknowledgments off once the hold after
 // the idle interval is over.
 func (p *idlePacer) endHoldLocked(now time.Time) {
-	if p.idle || !p.ackNow || now.Sub(p.fastAt) < ackHoldAfterIdle {
+	until := p.holdUntil.Load()
+	if p.idle || until == 0 || now.UnixNano() < until {
 		return
 	}
 	p.kcp.SetACKNoDelay(false)
-	p.ackNow = false
 	p.holdUntil.Store(0)
 }

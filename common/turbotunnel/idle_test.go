@@ -1,7 +1,6 @@
 package turbotunnel
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -32,18 +31,6 @@ func (f *fakeTimer) SetNoDelay(nodelay, interval, resend, nc int) {
 func (f *fakeTimer) SetACKNoDelay(on bool) {
 	f.ackNow = on
 	f.calls = append(f.calls, fmt.Sprintf("ack now %v", on))
-}
-
-// kcpPacket builds a KCP packet of one segment.
-func kcpPacket(cmd byte, sn, una uint32, wnd uint16, payload string) []byte {
-	b := make([]byte, kcp.IKCP_OVERHEAD, kcp.IKCP_OVERHEAD+len(payload))
-	binary.LittleEndian.PutUint32(b[0:], 7) // conv
-	b[4] = cmd
-	binary.LittleEndian.PutUint16(b[6:], wnd)
-	binary.LittleEndian.PutUint32(b[12:], sn)
-	binary.LittleEndian.PutUint32(b[16:], una)
-	binary.LittleEndian.PutUint32(b[20:], uint32(len(payload)))
-	return append(b, payload...)
 }
 
 func data(sn, una uint32) []byte { return kcpPacket(kcp.IKCP_CMD_PUSH, sn, una, 100, "x") }
@@ -104,7 +91,7 @@ func TestIdlePacer(t *testing.T) {
 			received(data(0, 1)), // the client keeps talking
 			sweep(2*ackHoldAfterIdle/3, false),
 			received(data(1, 1)),
-			// fastAt is the write's time, a little after the start.
+			// The hold began at the write, a little after the start.
 			sweep(ackHoldAfterIdle+100*time.Millisecond, false, "ack now false"),
 		}},
 		{"the first data after the hold ends it", []step{

@@ -7,35 +7,44 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/snowflake-go/snowflake/common/turbotunnel"
 )
 
-// kcpSegments gathers the server's KCP segment counters by kind.
-func kcpSegments(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+// gatherMetrics returns the metrics of the family name from reg (none if
+// it is absent).
+func gatherMetrics(t *testing.T, reg *prometheus.Registry, name string) []*dto.Metric {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetName() != "snowflake_server_kcp_segments_total" {
-			continue
+		if mf.GetName() == name {
+			return mf.GetMetric()
 		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "kind" {
-					out[l.GetValue()] = m.GetCounter().GetValue()
-				}
+	}
+	return nil
+}
+
+// kcpSegments gathers the server's KCP segment counters by kind.
+func kcpSegments(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	ms := gatherMetrics(t, reg, "snowflake_server_kcp_segments_total")
+	out := map[string]float64{}
+	for _, m := range ms {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "kind" {
+				out[l.GetValue()] = m.GetCounter().GetValue()
 			}
 		}
 	}
 	if _, ok := out["sent"]; !ok {
-		t.Fatalf("no snowflake_server_kcp_segments_total{kind=\"sent\"} in %v", mfs)
+		t.Fatalf("no snowflake_server_kcp_segments_total{kind=\"sent\"} in %v", ms)
 	}
 	if _, ok := out["retransmitted"]; !ok {
-		t.Fatalf("no snowflake_server_kcp_segments_total{kind=\"retransmitted\"} in %v", mfs)
+		t.Fatalf("no snowflake_server_kcp_segments_total{kind=\"retransmitted\"} in %v", ms)
 	}
 	return out
 }
@@ -86,17 +95,11 @@ func TestIdleSessionsMetric(t *testing.T) {
 		t.Fatal(err)
 	}
 	gauge := func() float64 {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
+		ms := gatherMetrics(t, reg, "snowflake_server_sessions_idle")
+		if len(ms) != 1 {
+			t.Fatalf("%d snowflake_server_sessions_idle metrics, want 1", len(ms))
 		}
-		for _, mf := range mfs {
-			if mf.GetName() == "snowflake_server_sessions_idle" {
-				return mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		t.Fatal("no snowflake_server_sessions_idle")
-		return 0
+		return ms[0].GetGauge().GetValue()
 	}
 	sess := dialTestSession(t, ts)
 	st := openEcho(t, sess)
