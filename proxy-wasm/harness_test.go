@@ -405,29 +405,21 @@ type chromium struct {
 	devtool string // http://127.0.0.1:PORT
 }
 
-// startChromium launches Debian's Chromium directly (the /usr/bin wrapper
-// adds flags of its own) with a fresh profile and the flags that let ICE
-// complete on loopback, showing startURL. The page is opened as the
+// startChromium launches Chromium (testenv.StartChromium) with the flags
+// that let ICE complete on loopback, showing startURL. The page is opened as the
 // browser's first, foreground tab: background tabs get their timers
 // throttled to one a second, which stalls the Go scheduler in wasm.
 func startChromium(t *testing.T, startURL string, extra ...string) *chromium {
 	t.Helper()
-	bin := "/usr/lib/chromium/chromium"
-	if _, err := os.Stat(bin); err != nil {
-		testenv.Missing(t, "chromium is not installed (%v)", err)
-	}
 	setupBrowserNetwork(t)
-	profile := t.TempDir()
 	args := append([]string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--no-first-run", "--user-data-dir=" + profile,
 		"--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
 		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
 		"--enable-logging=stderr",
 	}, extra...)
 	args = append(args, startURL)
-	c := &chromium{t: t, p: testenv.Start(t, "chromium", nil, bin, args...)}
+	p, profile := testenv.StartChromium(t, args...)
+	c := &chromium{t: t, p: p}
 	// Chromium writes the DevTools port to the profile once it listens.
 	deadline := time.Now().Add(30 * time.Second)
 	for {

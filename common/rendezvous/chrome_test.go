@@ -291,10 +291,6 @@ func TestChromiumRendezvousJA4(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	chromium := "/usr/lib/chromium/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		testenv.Missing(t, "chromium is not installed (%v)", err)
-	}
 	tshark := testenv.LookPath(t, "tshark")
 	dumpcap := testenv.LookPath(t, "dumpcap")
 	s := startHelloServer(t)
@@ -309,10 +305,7 @@ func TestChromiumRendezvousJA4(t *testing.T) {
 	defer capture.Close()
 
 	url := fmt.Sprintf("https://broker.test:%d/", s.port())
-	p := testenv.Start(t, "chromium", nil, chromium,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--ignore-certificate-errors",
+	p, _ := testenv.StartChromium(t, "--disable-quic", "--ignore-certificate-errors",
 		"--host-resolver-rules=MAP broker.test 127.0.0.1", "--dump-dom", url)
 	select {
 	case <-p.Exited():

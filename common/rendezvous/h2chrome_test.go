@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -32,20 +31,13 @@ const ampPath = "/c/s/broker.test/amp/client/MDAxMjM0NTY3ODk"
 // records.
 func chromiumFetchRecords(t *testing.T, srv *h2RecordServer) (post, get *h2Record) {
 	t.Helper()
-	chromium := "/usr/lib/chromium/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		testenv.Missing(t, "chromium is not installed (%v)", err)
-	}
 	srv.page = func(string) string {
 		return fmt.Sprintf(`<!doctype html><html><body><script>
 fetch("https://broker.test:%[1]d/client", {method: "POST", body: %[2]q}).then(r => r.text()).then(t => { document.title = t; });
 fetch("https://cache.test:%[1]d%[3]s").then(r => r.text());
 </script></body></html>`, srv.port(), pollBody, ampPath)
 	}
-	p := testenv.Start(t, "chromium", nil, chromium,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--ignore-certificate-errors",
+	p, _ := testenv.StartChromium(t, "--disable-quic", "--ignore-certificate-errors",
 		"--host-resolver-rules=MAP broker.test 127.0.0.1, MAP page.test 127.0.0.1, MAP cache.test 127.0.0.1",
 		fmt.Sprintf("https://page.test:%d/", srv.port()))
 	defer p.Kill()
