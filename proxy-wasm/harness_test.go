@@ -39,18 +39,30 @@ import (
 
 const mb = 1 << 20
 
+// webOut is the folder build.sh writes to: made before the tests run and
+// removed (15 MB) after them.
+var webOut string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "snowflake-wasm-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	webOut = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // buildWeb runs build.sh once per test process and returns its output
 // folder (holding page/ and extension/).
 var buildWeb = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "snowflake-wasm-")
-	if err != nil {
-		return "", err
-	}
-	out, err := exec.Command("sh", "build.sh", dir).CombinedOutput()
+	out, err := exec.Command("sh", "build.sh", webOut).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build.sh: %v\n%s", err, out)
 	}
-	return dir, nil
+	return webOut, nil
 })
 
 func webDir(t *testing.T) string {
