@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,9 +45,12 @@ type concResult struct {
 	udpPerMB float64
 	// series is the aggregate in each seriesStep of the window, MB/s.
 	series []float64
-	// idleCPUPct is the CPU each client process used, on average, while
-	// all were connected and none transferred (percent of one core).
-	idleCPUPct float64
+	// idleCPUPct is the CPU used while every client held a session and a
+	// proxy and nothing moved, per client, in percent of one core, keyed as
+	// cpuPer100: for "clients" the average client process, for "proxy" and
+	// "server" their whole use divided by the number of clients (what a
+	// held client costs a volunteer's proxy and the bridge).
+	idleCPUPct map[string]float64
 	// staleSessions is how many sessions the server held, as the window
 	// opened, beyond one per downloading client: sessions of clients that
 	// have closed theirs or gone (-1: unknown). Such a session resends its
@@ -243,7 +247,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client %.2f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct, seriesStep, formatRates(cr.series))
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client: clients %.3f%% proxy %.3f%% server %.3f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct["clients"], cr.idleCPUPct["proxy"], cr.idleCPUPct["server"], seriesStep, formatRates(cr.series))
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -306,17 +310,30 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// own bulk traffic (on the same two cores, unlike real clients) does
 	// not delay the connections being measured.
 	// took is each client's time to its first echo, zero if it never got
-	// one; written by the ramp goroutines, read after wg.Wait.
+	// one; held is the echo stream it keeps open until the idle window
+	// is over. Both are written by the ramp goroutines, read after wg.Wait.
 	took := make([]time.Duration, n)
+	held := make([]net.Conn, n)
+	releaseHeld := func() {
+		for i, conn := range held {
+			if conn != nil {
+				conn.Close()
+				held[i] = nil
+			}
+		}
+	}
+	defer releaseHeld()
 	rampCtx, rampCancel := context.WithTimeout(ctx, o.rampTimeout)
 	defer rampCancel()
 	for i, cl := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := chain.EchoOnce(rampCtx, cl); err != nil {
+			conn, _, err := chain.DialEcho(rampCtx, cl)
+			if err != nil {
 				return
 			}
+			held[i] = conn
 			took[i] = time.Since(start)
 		}()
 	}
@@ -342,9 +359,11 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		return cr, fmt.Errorf("no client connected within %v", o.rampTimeout)
 	}
 
-	// Idle cost: every client holds a session and a proxy, nothing moves.
-	// With many clients on one machine this is what is left of the CPU
-	// for the transfers.
+	// Idle cost: every client holds a session and a proxy (the ramp's echo
+	// stream), nothing moves. With many clients on one machine this is what
+	// is left of the CPU for the transfers. The downloads below open
+	// sessions of their own (each stream is a session of its own, through
+	// a proxy of its own), so the held ones are closed first.
 	usage := func() map[string]chain.Usage {
 		m := map[string]chain.Usage{}
 		for name, p := range map[string]*chain.Proc{"proxy": proxy, "server": c.Server} {
@@ -362,15 +381,26 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		}
 		return m
 	}
+	select {
+	case <-time.After(idleSettle):
+	case <-ctx.Done():
+	}
 	idle0, idleT0 := usage(), time.Now()
 	select {
 	case <-time.After(idleWindow):
 	case <-ctx.Done():
 	}
-	cr.idleCPUPct = (usage()["clients"].CPU - idle0["clients"].CPU).Seconds() / time.Since(idleT0).Seconds() / float64(n) * 100
+	idle1, idleTook := usage(), time.Since(idleT0)
+	cr.idleCPUPct = map[string]float64{}
+	for comp, u := range idle1 {
+		if u0, ok := idle0[comp]; ok {
+			cr.idleCPUPct[comp] = (u.CPU - u0.CPU).Seconds() / idleTook.Seconds() / float64(n) * 100
+		}
+	}
+	releaseHeld()
 
-	// Aggregate: every connected client downloads an endless stream on a
-	// new stream of its session.
+	// Aggregate: every connected client downloads an endless stream over a
+	// new session.
 	var total atomic.Uint64
 	var downloading atomic.Int64
 	for i, cl := range clients {
@@ -482,8 +512,12 @@ func reportLaggard(flavor string, n int, clients []*chain.Client, took []time.Du
 		flavor, n, clients[worst].Name, what, median.Round(time.Millisecond), clients[worst].Tail(20))
 }
 
-// idleWindow is how long the idle CPU of connected clients is measured.
-const idleWindow = 2 * time.Second
+// The idle CPU of connected clients is measured over idleWindow, after
+// idleSettle: the first seconds after a ramp are not idle yet.
+const (
+	idleSettle = 2 * time.Second
+	idleWindow = 2 * time.Second
+)
 
 // nopHash discards what it is given; concurrent downloads are not checked
 // (the bulk download is), so their hashing would only add CPU noise.

@@ -18,25 +18,37 @@ type Dialer interface {
 // waits for it to come back. The duration covers the whole rendezvous when
 // the client has no session yet.
 func EchoOnce(ctx context.Context, d Dialer) (time.Duration, error) {
-	start := time.Now()
-	conn, err := d.Dial(ctx)
+	conn, took, err := DialEcho(ctx, d)
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Close()
+	conn.Close()
+	return took, nil
+}
+
+// DialEcho is [EchoOnce] that leaves the stream open (the sink echoes
+// until it is closed); the caller closes it.
+func DialEcho(ctx context.Context, d Dialer) (net.Conn, time.Duration, error) {
+	start := time.Now()
+	conn, err := d.Dial(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if _, err := conn.Write([]byte{OpEcho, 'x'}); err != nil {
-		return 0, fmt.Errorf("chain: echo: %w", err)
+		conn.Close()
+		return nil, 0, fmt.Errorf("chain: echo: %w", err)
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		conn.Close()
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return 0, fmt.Errorf("chain: echo: %w", err)
+		return nil, 0, fmt.Errorf("chain: echo: %w", err)
 	}
-	return time.Since(start), nil
+	return conn, time.Since(start), nil
 }
 
 // RTT measures n sequential 1-byte echo round trips on one stream and
