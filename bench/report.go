@@ -99,7 +99,11 @@ func report(w io.Writer, o options, rs []*result) {
 		}
 		row(fmt.Sprintf("%d clients: server retransmissions", n), func(r *result) (float64, bool) { c, ok := find(r); return c.retransPct, ok && c.retransPct >= 0 }, "%")
 		for _, comp := range []string{"clients", "proxy", "server"} {
-			row(fmt.Sprintf("%d clients: idle CPU per client, %s", n, comp), func(r *result) (float64, bool) {
+			label := fmt.Sprintf("%d clients: idle CPU, %s", n, comp)
+			if comp == "clients" {
+				label = fmt.Sprintf("%d clients: idle CPU per client", n)
+			}
+			row(label, func(r *result) (float64, bool) {
 				c, ok := find(r)
 				v, ok2 := c.idleCPUPct[comp]
 				return v, ok && ok2

@@ -46,10 +46,10 @@ type concResult struct {
 	// series is the aggregate in each seriesStep of the window, MB/s.
 	series []float64
 	// idleCPUPct is the CPU used while every client held a session and a
-	// proxy and nothing moved, per client, in percent of one core, keyed as
-	// cpuPer100: for "clients" the average client process, for "proxy" and
-	// "server" their whole use divided by the number of clients (what a
-	// held client costs a volunteer's proxy and the bridge).
+	// proxy and nothing moved, in percent of one core, keyed as cpuPer100:
+	// for "clients" the average client process, for "proxy" and "server"
+	// the whole process (much of which is not per client: the server's
+	// background work after the bulk phase, for one).
 	idleCPUPct map[string]float64
 	// staleSessions is how many sessions the server held, as the window
 	// opened, beyond one per downloading client: sessions of clients that
@@ -247,7 +247,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU per client: clients %.3f%% proxy %.3f%% server %.3f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct["clients"], cr.idleCPUPct["proxy"], cr.idleCPUPct["server"], seriesStep, formatRates(cr.series))
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU: per client %.3f%%, proxy %.3f%%, server %.3f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct["clients"], cr.idleCPUPct["proxy"], cr.idleCPUPct["server"], seriesStep, formatRates(cr.series))
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -393,9 +393,15 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	idle1, idleTook := usage(), time.Since(idleT0)
 	cr.idleCPUPct = map[string]float64{}
 	for comp, u := range idle1 {
-		if u0, ok := idle0[comp]; ok {
-			cr.idleCPUPct[comp] = (u.CPU - u0.CPU).Seconds() / idleTook.Seconds() / float64(n) * 100
+		u0, ok := idle0[comp]
+		if !ok {
+			continue
 		}
+		pct := (u.CPU - u0.CPU).Seconds() / idleTook.Seconds() * 100
+		if comp == "clients" {
+			pct /= float64(n)
+		}
+		cr.idleCPUPct[comp] = pct
 	}
 	releaseHeld()
 
