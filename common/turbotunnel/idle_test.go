@@ -272,13 +272,7 @@ func TestServerSessionIdles(t *testing.T) {
 	}
 	waitIdle := func() {
 		t.Helper()
-		deadline := time.Now().Add(10 * idleSweep)
-		for !idle() {
-			if time.Now().After(deadline) {
-				t.Fatal("the server's session did not go idle")
-			}
-			time.Sleep(idleSweep / 10)
-		}
+		waitForWithin(t, 10*idleSweep, idle, "the server's session to go idle")
 	}
 	waitIdle()
 	// Let the listener's count catch up.
