@@ -418,8 +418,8 @@ type chromium struct {
 }
 
 // startChromium launches Chromium (testenv.StartChromium) with the flags
-// that let ICE complete on loopback, showing startURL. The page is opened as the
-// browser's first, foreground tab: background tabs get their timers
+// that let ICE complete on loopback, showing startURL. The page is opened
+// as the browser's first, foreground tab: background tabs get their timers
 // throttled to one a second, which stalls the Go scheduler in wasm.
 func startChromium(t *testing.T, startURL string, extra ...string) *chromium {
 	t.Helper()
