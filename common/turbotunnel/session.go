@@ -47,7 +47,11 @@ func DialSession(pconn net.PacketConn) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("turbotunnel: kcp dial: %w", err)
 	}
-	if err := configureKCP(conn, clientUpdateInterval); err != nil {
+	interval := clientUpdateInterval
+	if under.bursts == nil {
+		interval = timerAckUpdateInterval
+	}
+	if err := configureKCP(conn, interval); err != nil {
 		conn.Close()
 		return nil, err
 	}

@@ -237,9 +237,9 @@ func TestBurstAcknowledgedAtOnce(t *testing.T) {
 			if _, err := st.Write(make([]byte, size)); err != nil {
 				return
 			}
-			// Longer than the client's update interval, so that each
-			// message is acknowledged before the next.
-			time.Sleep(3 * clientUpdateInterval * time.Millisecond / 2)
+			// Each message arrives alone, and is acknowledged before the
+			// next.
+			time.Sleep(150 * time.Millisecond)
 		}
 	})
 	_, _, _, sess := dialSession(t, srv)
@@ -255,8 +255,47 @@ func TestBurstAcknowledgedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	srtt := srv.latest.Load().GetSRTT()
-	if limit := int32(clientUpdateInterval / 4); srtt > limit {
+	// A tenth of the pause: far above loopback, far below what the
+	// client's timer would add.
+	if limit := int32(15); srtt > limit {
 		t.Errorf("server's smoothed RTT is %d ms, want at most %d ms: acknowledgments wait for the client's timer", srtt, limit)
+	}
+}
+
+// TestClientUpdateInterval checks the timer interval a client session got,
+// through the retransmission timeout KCP derives from it: the RTT (well
+// under a millisecond here) plus at least the interval.
+func TestClientUpdateInterval(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		wrap     func(net.PacketConn) net.PacketConn
+		interval uint32
+	}{
+		{"bursts told", func(c net.PacketConn) net.PacketConn { return c }, clientUpdateInterval},
+		// Only the embedded interface's methods: no readBurst.
+		{"bursts not told", func(c net.PacketConn) net.PacketConn { return struct{ net.PacketConn }{c} }, timerAckUpdateInterval},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newEchoServer(t)
+			dial := func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", srv.ln.Addr().String())
+			}
+			sess, err := DialSession(tc.wrap(NewRedialPacketConn(NewClientID(), dial, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			st, err := sess.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			echoTransfer(t, st, 1000, nil)
+			if rto := sess.kcp.GetRTO(); rto < tc.interval || rto > tc.interval+50 {
+				t.Errorf("retransmission timeout %d ms, want the interval %d ms plus a little", rto, tc.interval)
+			}
+		})
 	}
 }
 
