@@ -186,12 +186,23 @@ func dialEchoSession(t *testing.T) (*echoServer, *testenv.CuttableDialer, *Redia
 
 func dialSession(t *testing.T, srv *echoServer) (*echoServer, *testenv.CuttableDialer, *RedialPacketConn, *Session) {
 	t.Helper()
+	return dialWrappedSession(t, srv, nil)
+}
+
+// dialWrappedSession is dialSession with the session's packet conn passed
+// through wrap, if not nil.
+func dialWrappedSession(t *testing.T, srv *echoServer, wrap func(net.PacketConn) net.PacketConn) (*echoServer, *testenv.CuttableDialer, *RedialPacketConn, *Session) {
+	t.Helper()
 	d := testenv.NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
 		var nd net.Dialer
 		return nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
 	})
 	pconn := NewRedialPacketConn(NewClientID(), d.Dial, nil)
-	sess, err := DialSession(pconn)
+	var under net.PacketConn = pconn
+	if wrap != nil {
+		under = wrap(pconn)
+	}
+	sess, err := DialSession(under)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,21 +282,12 @@ func TestClientUpdateInterval(t *testing.T) {
 		wrap     func(net.PacketConn) net.PacketConn
 		interval uint32
 	}{
-		{"bursts told", func(c net.PacketConn) net.PacketConn { return c }, clientUpdateInterval},
+		{"bursts told", nil, clientUpdateInterval},
 		// Only the embedded interface's methods: no readBurst.
 		{"bursts not told", func(c net.PacketConn) net.PacketConn { return struct{ net.PacketConn }{c} }, timerAckUpdateInterval},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newEchoServer(t)
-			dial := func(ctx context.Context) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "tcp", srv.ln.Addr().String())
-			}
-			sess, err := DialSession(tc.wrap(NewRedialPacketConn(NewClientID(), dial, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sess.Close()
+			_, _, _, sess := dialWrappedSession(t, newEchoServer(t), tc.wrap)
 			st, err := sess.OpenStream()
 			if err != nil {
 				t.Fatal(err)
