@@ -49,9 +49,10 @@ const (
 	// of them for nothing. In a runtime trace of one of 50 clients sharing
 	// a 2-core machine (bench -clients 10,50), the timer woke it 9.6 times
 	// a second at 100 ms, about as often as arriving data did (10.2); at
-	// 1 s, the clients' CPU per MB fell by a fifth to a quarter and the
-	// aggregate rose by 15–20%, and an idle client wakes a few times a
-	// second instead of a dozen, which matters to laptops and phones.
+	// 1 s, the clients' CPU per MB fell by a quarter and the aggregate
+	// rose by 15–18% (three pairs of runs), and an idle client wakes a few
+	// times a second instead of a dozen, which matters to laptops and
+	// phones.
 	//
 	// KCP adds the interval to every retransmission timeout it derives
 	// (RTT + max(interval, 4 × RTT variance)), so the client retransmits

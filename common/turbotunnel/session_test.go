@@ -238,7 +238,7 @@ func TestSessionEcho(t *testing.T) {
 // Acknowledged on the client's update timer instead, it averages half the
 // timer's interval.
 func TestBurstAcknowledgedAtOnce(t *testing.T) {
-	const messages, size = 10, 1000
+	const messages, size, pause = 10, 1000, 150 * time.Millisecond
 	srv := newStreamServer(t, func(st *smux.Stream) {
 		defer st.Close()
 		if _, err := st.Read(make([]byte, 1)); err != nil {
@@ -250,7 +250,7 @@ func TestBurstAcknowledgedAtOnce(t *testing.T) {
 			}
 			// Each message arrives alone, and is acknowledged before the
 			// next.
-			time.Sleep(150 * time.Millisecond)
+			time.Sleep(pause)
 		}
 	})
 	_, _, _, sess := dialSession(t, srv)
@@ -268,7 +268,7 @@ func TestBurstAcknowledgedAtOnce(t *testing.T) {
 	srtt := srv.latest.Load().GetSRTT()
 	// A tenth of the pause: far above loopback, far below what the
 	// client's timer would add.
-	if limit := int32(15); srtt > limit {
+	if limit := int32(pause / time.Millisecond / 10); srtt > limit {
 		t.Errorf("server's smoothed RTT is %d ms, want at most %d ms: acknowledgments wait for the client's timer", srtt, limit)
 	}
 }
