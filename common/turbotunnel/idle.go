@@ -66,6 +66,9 @@ type kcpTimer interface {
 // another takes longer than that.
 type idlePacer struct {
 	kcp kcpTimer
+	// ramp, if set, is told the cumulative acknowledgment of every packet
+	// received (the pacer parses them anyway), and the time at each sweep.
+	ramp *sendRamp
 
 	// Written by the packet paths without locking: KCP's output workers
 	// call sent, the listener's read loop received.
@@ -138,6 +141,9 @@ func (p *idlePacer) received(pkt []byte) {
 		if first {
 			first = false
 			p.peerUna.raise(seg.una)
+			if p.ramp != nil {
+				p.ramp.acknowledged(seg.una)
+			}
 		}
 		if seg.cmd == kcp.IKCP_CMD_PUSH {
 			data = true
@@ -208,6 +214,9 @@ func (m *seqMax) covers(n *seqMax) bool {
 // sweep moves the session between the intervals and reports whether it is
 // idle afterwards.
 func (p *idlePacer) sweep(now time.Time) bool {
+	if p.ramp != nil {
+		p.ramp.expire(now)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	active := p.activity.Swap(false)

@@ -12,8 +12,9 @@ import (
 )
 
 // Listener is the server side of turbotunnel: a KCP listener over a packet
-// conn, whose sessions run smux and slow their KCP timers while they have
-// nothing in flight (see idlePacer).
+// conn, whose sessions run smux, open their send window gradually (see
+// sendRamp) and slow their KCP timers while they have nothing in flight
+// (see idlePacer).
 type Listener struct {
 	ln       *kcp.Listener
 	sessions sync.Map     // net.Addr → *idlePacer, for the sessions Session started
@@ -61,6 +62,7 @@ func (l *Listener) Session(conn *kcp.UDPSession) (*smux.Session, error) {
 	}
 	addr := conn.RemoteAddr()
 	p := newIdlePacer(conn)
+	p.ramp = newSendRamp(conn, time.Now())
 	// A client that starts a new session under the same ClientID replaces
 	// the old entry; the old session's release leaves the new one alone.
 	l.sessions.Store(addr, p)

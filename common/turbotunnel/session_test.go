@@ -40,14 +40,25 @@ type echoServer struct {
 func newEchoServer(t *testing.T) *echoServer { return newStreamServer(t, nil) }
 
 // newStreamServer is newEchoServer with serve handling each stream.
-func newStreamServer(t *testing.T, serve func(*smux.Stream)) *echoServer {
+func newStreamServer(t testing.TB, serve func(*smux.Stream)) *echoServer {
+	t.Helper()
+	return newWrappedStreamServer(t, serve, nil)
+}
+
+// newWrappedStreamServer is newStreamServer with the KCP listener's packet
+// conn passed through wrap, if not nil.
+func newWrappedStreamServer(t testing.TB, serve func(*smux.Stream), wrap func(net.PacketConn) net.PacketConn) *echoServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &echoServer{ln: ln, pconn: NewQueuePacketConn(ClientID{}, time.Minute), serve: serve}
-	s.kcpLn, err = Listen(s.pconn)
+	var under net.PacketConn = s.pconn
+	if wrap != nil {
+		under = wrap(s.pconn)
+	}
+	s.kcpLn, err = Listen(under)
 	if err != nil {
 		t.Fatal(err)
 	}
