@@ -138,14 +138,7 @@ func TestNewSessionFirstFlight(t *testing.T) {
 	_, _, _, sess := dialWrappedSession(t, srv, func(pc net.PacketConn) net.PacketConn {
 		return &slowSender{PacketConn: pc, delay: 20 * time.Millisecond}
 	})
-	st, err := sess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Write([]byte{1}); err != nil {
-		t.Fatal(err)
-	}
+	st := requestStream(t, sess)
 	st.SetReadDeadline(time.Now().Add(30 * time.Second))
 	n, err := io.Copy(io.Discard, st)
 	if err != nil || n != size {
@@ -227,14 +220,8 @@ func BenchmarkSlowLinkDownload(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		st, err := sess.OpenStream()
-		if err != nil {
-			b.Fatal(err)
-		}
 		before, start := kcp.DefaultSnmp.Copy(), time.Now()
-		if _, err := st.Write([]byte{1}); err != nil {
-			b.Fatal(err)
-		}
+		st := requestStream(b, sess)
 		n, err := io.Copy(io.Discard, st)
 		took := time.Since(start)
 		after := kcp.DefaultSnmp.Copy()

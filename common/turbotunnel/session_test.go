@@ -188,6 +188,21 @@ func echoTransfer(t *testing.T, st net.Conn, size int, mid func()) {
 	}
 }
 
+// requestStream opens a stream on sess and writes one byte, the request a
+// stream server of these tests waits for. The test's cleanup closes it.
+func requestStream(t testing.TB, sess *Session) net.Conn {
+	t.Helper()
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // dialEchoSession starts an echo server and dials a session to it through
 // a CuttableDialer; the test's cleanup closes the session.
 func dialEchoSession(t *testing.T) (*echoServer, *testenv.CuttableDialer, *RedialPacketConn, *Session) {
@@ -265,14 +280,7 @@ func TestBurstAcknowledgedAtOnce(t *testing.T) {
 		}
 	})
 	_, _, _, sess := dialSession(t, srv)
-	st, err := sess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Write([]byte{1}); err != nil {
-		t.Fatal(err)
-	}
+	st := requestStream(t, sess)
 	if _, err := io.ReadFull(st, make([]byte, messages*size)); err != nil {
 		t.Fatal(err)
 	}
