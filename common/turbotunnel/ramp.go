@@ -76,8 +76,7 @@ func newSendRamp(k windowSetter, now time.Time) *sendRamp {
 // trips measured so far. A window that doubles every round trip doubles
 // the queue behind a slow link each time, faster than those measurements
 // follow: over 1 MB/s, doubling retransmitted 20% of what it sent in a
-// 4 MiB download, growing by half 13–15% (two runs each).
-
+// 4 MiB download (one run), growing by half 13–15% (two runs).
 func (r *sendRamp) acknowledged(una uint32) {
 	if r.over.Load() {
 		return
