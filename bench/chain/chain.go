@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/proxy"
 
+	"github.com/snowflake-go/snowflake/internal/freeport"
 	"github.com/snowflake-go/snowflake/internal/stunserver"
 )
 
@@ -114,14 +115,14 @@ func Start(ctx context.Context, cfg Config) (_ *Chain, err error) {
 		}
 		orport = c.Sink.Addr()
 	}
-	sport, err := FreePort()
+	sport, err := freeport.TCP()
 	if err != nil {
 		return nil, err
 	}
 	c.ServerWS = fmt.Sprintf("ws://127.0.0.1:%d/", sport)
 	c.serverArgs = []string{"-listen", fmt.Sprintf("127.0.0.1:%d", sport), "-orport", orport, "-disable-tls"}
 	if cfg.ServerMetrics {
-		mport, err := FreePort()
+		mport, err := freeport.TCP()
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +152,7 @@ func (c *Chain) startBroker(ctx context.Context) error {
 	if err := os.WriteFile(pi, []byte(`{"unrestricted_poll_interval":2000,"restricted_poll_interval":2000}`), 0o644); err != nil {
 		return fmt.Errorf("chain: poll interval file: %w", err)
 	}
-	bport, err := FreePort()
+	bport, err := freeport.TCP()
 	if err != nil {
 		return err
 	}
@@ -356,16 +357,6 @@ func (c *Chain) Close() {
 	if c.STUN != nil {
 		c.STUN.Close()
 	}
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("chain: free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Metrics is a parsed Prometheus text exposition: sample line (name and

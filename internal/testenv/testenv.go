@@ -10,7 +10,6 @@ package testenv
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/snowflake-go/snowflake/internal/freeport"
 )
 
 // RequireTools reports whether missing external tools fail tests instead of
@@ -166,26 +167,15 @@ func builtBinaries() string {
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Use it
 // only for programs that cannot be told to listen on port 0 (tor, upstream
-// binaries); there is a small window in which another process may take it.
+// binaries); another listener may still take it before the program binds
+// it, but no outgoing connection can (see [freeport]).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.TCP()
 	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+		t.Fatalf("testenv: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// FreeUDPPort is [FreePort] for UDP.
-func FreeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: free udp port: %v", err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return port
 }
 
 // buildDirPrefix starts the name of every test process's binary directory;
