@@ -97,6 +97,17 @@ func report(w io.Writer, o options, rs []*result) {
 				return v, ok && ok2
 			}, "")
 		}
+		for _, comp := range []string{"clients", "proxy", "server"} {
+			row(fmt.Sprintf("%d clients: run-queue wait, %s", n, comp), func(r *result) (float64, bool) {
+				c, ok := find(r)
+				v, ok2 := c.runQueuePct[comp]
+				return v, ok && ok2
+			}, "%")
+		}
+		row(fmt.Sprintf("%d clients: machine idle", n), func(r *result) (float64, bool) {
+			c, ok := find(r)
+			return c.machineIdlePct, ok && c.machineIdlePct >= 0
+		}, "%")
 		row(fmt.Sprintf("%d clients: server retransmissions", n), func(r *result) (float64, bool) { c, ok := find(r); return c.retransPct, ok && c.retransPct >= 0 }, "%")
 		for _, comp := range []string{"clients", "proxy", "server"} {
 			label := fmt.Sprintf("%d clients: idle CPU, %s", n, comp)

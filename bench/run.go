@@ -31,6 +31,15 @@ type concResult struct {
 	// switchesPerMB is context switches per MB during the aggregate
 	// window, keyed as cpuPer100.
 	switchesPerMB map[string]float64
+	// runQueuePct is how long the component's threads waited for a CPU
+	// while runnable during the aggregate window, in percent of the
+	// window (250: two and a half threads waiting on average), keyed as
+	// cpuPer100.
+	runQueuePct map[string]float64
+	// machineIdlePct is the share of all CPUs' time that was idle during
+	// the aggregate window (-1: unknown). Idle CPUs while threads wait in
+	// run queues point at the machine's scheduling, not at the chain.
+	machineIdlePct float64
 	// serverErrors are the server's error counters that grew during the
 	// aggregate window (dropped packets show here).
 	serverErrors map[string]float64
@@ -247,7 +256,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU: per client %.3f%%, proxy %.3f%%, server %.3f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct["clients"], cr.idleCPUPct["proxy"], cr.idleCPUPct["server"], seriesStep, formatRates(cr.series))
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; run-queue wait: clients %.0f%% proxy %.0f%% server %.0f%%, machine idle %.1f%%; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU: per client %.3f%%, proxy %.3f%%, server %.3f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.runQueuePct["clients"], cr.runQueuePct["proxy"], cr.runQueuePct["server"], cr.machineIdlePct, cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct["clients"], cr.idleCPUPct["proxy"], cr.idleCPUPct["server"], seriesStep, formatRates(cr.series))
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -376,6 +385,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 				sum := m["clients"]
 				sum.CPU += u.CPU
 				sum.Switches += u.Switches
+				sum.RunQueueWait += u.RunQueueWait
 				m["clients"] = sum
 			}
 		}
@@ -443,12 +453,18 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		cr.staleSessions = errs0.Sum("snowflake_server_sessions") - float64(downloading.Load())
 	}
 	udp0, udpErr := readUDPCounters()
+	cpu0, cpuErr := readCPUTimes()
 	use0 := usage()
 	b0 := total.Load()
 	t0 := time.Now()
 	cr.series = sampleRates(ctx, o.window, total.Load)
 	moved := total.Load() - b0
-	cr.aggMBps = float64(moved) / 1e6 / time.Since(t0).Seconds()
+	window := time.Since(t0)
+	cr.aggMBps = float64(moved) / 1e6 / window.Seconds()
+	cr.machineIdlePct = -1
+	if cpu1, err := readCPUTimes(); err == nil && cpuErr == nil {
+		cr.machineIdlePct = idlePct(cpu0, cpu1)
+	}
 	errs1 := errs()
 	cr.udpDropPct = -1
 	if udp1, err := readUDPCounters(); err == nil && udpErr == nil {
@@ -474,9 +490,11 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	if moved > 0 {
 		cr.cpuPer100 = map[string]float64{}
 		cr.switchesPerMB = map[string]float64{}
+		cr.runQueuePct = map[string]float64{}
 		for name, u := range usage() {
 			cr.cpuPer100[name] = (u.CPU - use0[name].CPU).Seconds() * 100e6 / float64(moved)
 			cr.switchesPerMB[name] = float64(u.Switches-use0[name].Switches) / (float64(moved) / 1e6)
+			cr.runQueuePct[name] = (u.RunQueueWait - use0[name].RunQueueWait).Seconds() / window.Seconds() * 100
 		}
 	}
 	cancel()

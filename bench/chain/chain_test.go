@@ -214,21 +214,24 @@ func TestProcUsageSelf(t *testing.T) {
 
 func TestParseSchedstat(t *testing.T) {
 	for _, tc := range []struct {
-		in   string
-		want time.Duration
-		ok   bool
+		in        string
+		run, wait time.Duration
+		ok        bool
 	}{
-		{"674737 0 1\n", 674737, true},
-		{"0 0 0", 0, true},
-		{"12 3", 0, false},
-		{"1 2 3 4", 0, false},
-		{"-5 0 1", 0, false},
-		{"x 0 1", 0, false},
-		{"", 0, false},
+		{"674737 0 1\n", 674737, 0, true},
+		{"674737 52311 9\n", 674737, 52311, true},
+		{"0 0 0", 0, 0, true},
+		{"12 3", 0, 0, false},
+		{"1 2 3 4", 0, 0, false},
+		{"-5 0 1", 0, 0, false},
+		{"5 -1 1", 0, 0, false},
+		{"x 0 1", 0, 0, false},
+		{"1 y 1", 0, 0, false},
+		{"", 0, 0, false},
 	} {
-		got, err := parseSchedstat(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("parseSchedstat(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		run, wait, err := parseSchedstat(tc.in)
+		if (err == nil) != tc.ok || run != tc.run || wait != tc.wait {
+			t.Errorf("parseSchedstat(%q) = %v, %v, %v; want %v, %v, ok %v", tc.in, run, wait, err, tc.run, tc.wait, tc.ok)
 		}
 	}
 }

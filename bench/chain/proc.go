@@ -268,6 +268,10 @@ type Usage struct {
 	// voluntary and not. Many processes each moving little data pay for
 	// sleeping and waking far more often per byte than a few busy ones.
 	Switches int64
+	// RunQueueWait sums the time the process's threads were runnable but
+	// waited for a CPU (schedstat's run delay; zero once the process has
+	// exited, or without schedstat).
+	RunQueueWait time.Duration
 }
 
 // Usage returns the CPU time and peak RSS of the process, from /proc while
@@ -353,11 +357,12 @@ func ProcUsage(pid int) (Usage, error) {
 			precise = false // no schedstat in this kernel, or the thread ended
 			continue
 		}
-		d, err := parseSchedstat(string(b))
+		d, wait, err := parseSchedstat(string(b))
 		if err != nil {
 			return Usage{}, fmt.Errorf("chain: usage: task %s of %d: %w", t.Name(), pid, err)
 		}
 		run += d
+		u.RunQueueWait += wait
 	}
 	if precise && run > 0 {
 		u.CPU = run
@@ -365,18 +370,20 @@ func ProcUsage(pid int) (Usage, error) {
 	return u, nil
 }
 
-// parseSchedstat returns the time on CPU from a /proc schedstat file: its
-// first field, in nanoseconds.
-func parseSchedstat(s string) (time.Duration, error) {
+// parseSchedstat returns the time on CPU and the time spent runnable but
+// waiting for a CPU from a /proc schedstat file: its first two fields, in
+// nanoseconds.
+func parseSchedstat(s string) (run, wait time.Duration, err error) {
 	f := strings.Fields(s)
 	if len(f) != 3 {
-		return 0, fmt.Errorf("schedstat %q: want 3 fields", s)
+		return 0, 0, fmt.Errorf("schedstat %q: want 3 fields", s)
 	}
-	ns, err := strconv.ParseInt(f[0], 10, 64)
-	if err != nil || ns < 0 {
-		return 0, fmt.Errorf("schedstat %q: bad run time", s)
+	r, err1 := strconv.ParseInt(f[0], 10, 64)
+	w, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil || r < 0 || w < 0 {
+		return 0, 0, fmt.Errorf("schedstat %q: bad times", s)
 	}
-	return time.Duration(ns), nil
+	return time.Duration(r), time.Duration(w), nil
 }
 
 // parseSwitches sums the voluntary and involuntary context switches of a
