@@ -5,10 +5,10 @@
 // p50/p99, single-stream bulk throughput, CPU seconds per 100 MB and peak
 // RSS per component, and 1/10/50 concurrent clients (ramp time, aggregate
 // throughput, CPU and context switches per MB, how long threads waited
-// for a CPU and how idle the machine was meanwhile, and what holding the clients
-// costs each component while nothing moves). It prints one table per
-// chain and the ratios between them; a client that connects far later than
-// the others has its log tail printed.
+// for a CPU and how idle the machine was meanwhile, and what holding the
+// clients costs each component while nothing moves). It prints one table
+// per chain and the ratios between them; a client that connects far later
+// than the others has its log tail printed.
 //
 // Debian's binaries fall back to public hosts, so the harness re-executes
 // itself in a new network namespace with only loopback (needs root and
