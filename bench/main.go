@@ -44,6 +44,7 @@ type options struct {
 	upstreamCounts []int
 	window         time.Duration
 	rampTimeout    time.Duration
+	streams        int // downloads per client process in the aggregate phase
 	skipUpstream   bool
 	mixed          bool
 	dir            string
@@ -63,6 +64,7 @@ func main() {
 	flag.DurationVar(&o.window, "window", 8*time.Second, "measurement window for aggregate throughput")
 	flag.DurationVar(&o.aggWarmup, "agg-warmup", 10*time.Second, "transfer time, not counted, before the aggregate window opens (every client count and chain alike)")
 	flag.DurationVar(&o.rampTimeout, "ramp-timeout", 90*time.Second, "give up waiting for concurrent clients to connect after this long")
+	flag.IntVar(&o.streams, "streams-per-client", 1, "downloads each client process runs at once in the aggregate phase, each over a session and proxy of its own; above 1, n clients carry n×k sessions in n processes, which tells the cost of many client processes sharing the machine from that of many sessions (the targets assume 1)")
 	flag.BoolVar(&o.skipUpstream, "skip-upstream", false, "measure only our binaries")
 	flag.BoolVar(&o.mixed, "mixed", true, "also measure our client with Debian's proxy and Debian's client with our proxy (single client)")
 	flag.StringVar(&o.dir, "dir", "", "working directory for logs (default: temporary, removed afterwards)")
@@ -73,6 +75,9 @@ func main() {
 	}
 	if o.upstreamCounts, err = parseCounts(upClients); err != nil {
 		fatal(err)
+	}
+	if o.streams < 1 || o.streams > 20 {
+		fatal(fmt.Errorf("bad -streams-per-client %d (1..20)", o.streams))
 	}
 	if os.Getenv(netnsMarker) != "1" {
 		// Resolve paths before the re-exec so that relative -bin works.

@@ -415,25 +415,27 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	}
 	releaseHeld()
 
-	// Aggregate: every connected client downloads an endless stream over a
-	// new session.
+	// Aggregate: every connected client downloads o.streams endless
+	// streams, each over a new session.
 	var total atomic.Uint64
 	var downloading atomic.Int64
 	for i, cl := range clients {
 		if took[i] == 0 {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := cl.Dial(ctx)
-			if err != nil {
-				return
-			}
-			downloading.Add(1)
-			chain.Download(ctx, conn, 7, 0, chain.MaxDownload, nopHash{}, func(k int) { total.Add(uint64(k)) })
-			conn.Close()
-		}()
+		for range o.streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, err := cl.Dial(ctx)
+				if err != nil {
+					return
+				}
+				downloading.Add(1)
+				chain.Download(ctx, conn, 7, 0, chain.MaxDownload, nopHash{}, func(k int) { total.Add(uint64(k)) })
+				conn.Close()
+			}()
+		}
 	}
 	// Let the transfers settle before the window opens: 50 clients
 	// started at once spend their first seconds growing 50 fresh heaps
