@@ -94,36 +94,31 @@ func report(w io.Writer, o options, rs []*result) {
 		row(fmt.Sprintf("%d clients: ramp", n), func(r *result) (float64, bool) { c, ok := find(r); return c.ramp.Seconds(), ok }, "s")
 		row(fmt.Sprintf("%d clients: ramp, half", n), func(r *result) (float64, bool) { c, ok := find(r); return c.rampP50.Seconds(), ok }, "s")
 		row(fmt.Sprintf("%d clients: aggregate", n), func(r *result) (float64, bool) { c, ok := find(r); return c.aggMBps, ok }, "MB/s")
-		for _, comp := range []string{"clients", "proxy", "server"} {
-			row(fmt.Sprintf("%d clients: context switches per MB, %s", n, comp), func(r *result) (float64, bool) {
-				c, ok := find(r)
-				v, ok2 := c.switchesPerMB[comp]
-				return v, ok && ok2
-			}, "")
+		// perComp adds one row per component of a figure kept by component.
+		perComp := func(label func(comp string) string, figure func(c concResult) map[string]float64, unit string) {
+			for _, comp := range []string{"clients", "proxy", "server"} {
+				row(label(comp), func(r *result) (float64, bool) {
+					c, ok := find(r)
+					v, ok2 := figure(c)[comp]
+					return v, ok && ok2
+				}, unit)
+			}
 		}
-		for _, comp := range []string{"clients", "proxy", "server"} {
-			row(fmt.Sprintf("%d clients: run-queue wait, %s", n, comp), func(r *result) (float64, bool) {
-				c, ok := find(r)
-				v, ok2 := c.runQueuePct[comp]
-				return v, ok && ok2
-			}, "%")
-		}
+		perComp(func(comp string) string { return fmt.Sprintf("%d clients: context switches per MB, %s", n, comp) },
+			func(c concResult) map[string]float64 { return c.switchesPerMB }, "")
+		perComp(func(comp string) string { return fmt.Sprintf("%d clients: run-queue wait, %s", n, comp) },
+			func(c concResult) map[string]float64 { return c.runQueuePct }, "%")
 		row(fmt.Sprintf("%d clients: machine idle", n), func(r *result) (float64, bool) {
 			c, ok := find(r)
 			return c.machineIdlePct, ok && c.machineIdlePct >= 0
 		}, "%")
 		row(fmt.Sprintf("%d clients: server retransmissions", n), func(r *result) (float64, bool) { c, ok := find(r); return c.retransPct, ok && c.retransPct >= 0 }, "%")
-		for _, comp := range []string{"clients", "proxy", "server"} {
-			label := fmt.Sprintf("%d clients: idle CPU, %s", n, comp)
+		perComp(func(comp string) string {
 			if comp == "clients" {
-				label = fmt.Sprintf("%d clients: idle CPU per client", n)
+				return fmt.Sprintf("%d clients: idle CPU per client", n)
 			}
-			row(label, func(r *result) (float64, bool) {
-				c, ok := find(r)
-				v, ok2 := c.idleCPUPct[comp]
-				return v, ok && ok2
-			}, "%")
-		}
+			return fmt.Sprintf("%d clients: idle CPU, %s", n, comp)
+		}, func(c concResult) map[string]float64 { return c.idleCPUPct }, "%")
 	}
 	tw.Flush()
 
