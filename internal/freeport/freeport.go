@@ -40,7 +40,7 @@ var given struct {
 
 // TCP returns a port on which 127.0.0.1 had no TCP listener a moment ago.
 func TCP() (int, error) {
-	return pick("tcp", func(port int) (int, error) {
+	return pick(func(port int) (int, error) {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			return 0, err
@@ -50,22 +50,10 @@ func TCP() (int, error) {
 	})
 }
 
-// UDP returns a port that no UDP socket on 127.0.0.1 held a moment ago.
-func UDP() (int, error) {
-	return pick("udp", func(port int) (int, error) {
-		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
-	})
-}
-
 // pick draws ports at random from [lowest, start of the ephemeral range)
 // until one that was not handed out before can be bound. bind binds the
 // port it is given (0: one the kernel chooses) and returns its number.
-func pick(network string, bind func(port int) (int, error)) (int, error) {
+func pick(bind func(port int) (int, error)) (int, error) {
 	hi := ephemeralLow()
 	// A system whose ephemeral range leaves little room below it gets the
 	// kernel's choice, with the old race.
@@ -98,7 +86,7 @@ func pick(network string, bind func(port int) (int, error)) (int, error) {
 	if lastErr == nil {
 		lastErr = errors.New("every port drawn was handed out already")
 	}
-	return 0, fmt.Errorf("freeport: no free %s port below %d: %w", network, hi, lastErr)
+	return 0, fmt.Errorf("freeport: no free port below %d: %w", hi, lastErr)
 }
 
 // ephemeralLow returns the first port of the range the kernel assigns to

@@ -12,49 +12,30 @@ func TestPortsAreDistinctAndBelowEphemeralRange(t *testing.T) {
 	if hi-lowest < 1000 {
 		t.Skipf("ephemeral range starts at %d: ports come from the kernel", hi)
 	}
-	for _, tc := range []struct {
-		network string
-		pick    func() (int, error)
-		bind    func(port int) error
-	}{
-		{"tcp", TCP, func(port int) error {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-			if err == nil {
-				ln.Close()
-			}
-			return err
-		}},
-		{"udp", UDP, func(port int) error {
-			c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-			if err == nil {
-				c.Close()
-			}
-			return err
-		}},
-	} {
-		seen := make(map[int]bool)
-		for range 200 {
-			port, err := tc.pick()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if port < lowest || port >= hi {
-				t.Fatalf("%s port %d outside [%d, %d)", tc.network, port, lowest, hi)
-			}
-			if seen[port] {
-				t.Fatalf("%s port %d handed out twice", tc.network, port)
-			}
-			seen[port] = true
-			if err := tc.bind(port); err != nil {
-				t.Fatalf("%s port %d cannot be bound: %v", tc.network, port, err)
-			}
+	seen := make(map[int]bool)
+	for range 200 {
+		port, err := TCP()
+		if err != nil {
+			t.Fatal(err)
 		}
+		if port < lowest || port >= hi {
+			t.Fatalf("port %d outside [%d, %d)", port, lowest, hi)
+		}
+		if seen[port] {
+			t.Fatalf("port %d handed out twice", port)
+		}
+		seen[port] = true
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatalf("port %d cannot be bound: %v", port, err)
+		}
+		ln.Close()
 	}
 }
 
 func TestPickSkipsPortsInUse(t *testing.T) {
 	var tried []int
-	port, err := pick("tcp", func(port int) (int, error) {
+	port, err := pick(func(port int) (int, error) {
 		tried = append(tried, port)
 		if len(tried) < 4 {
 			return 0, errors.New("address already in use")
@@ -71,7 +52,7 @@ func TestPickSkipsPortsInUse(t *testing.T) {
 
 func TestPickGivesUp(t *testing.T) {
 	inUse := errors.New("address already in use")
-	_, err := pick("tcp", func(int) (int, error) { return 0, inUse })
+	_, err := pick(func(int) (int, error) { return 0, inUse })
 	if !errors.Is(err, inUse) {
 		t.Fatalf("err = %v, want one wrapping %v", err, inUse)
 	}
