@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -128,12 +130,18 @@ func startBenchServer(b *testing.B, procs int) *benchServer {
 // openSessions starts n client sessions with one stream each, and waits
 // until the server has connected every stream to the ORPort.
 func openSessions(b *testing.B, bs *benchServer, n int) ([]*turbotunnel.Session, []net.Conn) {
+	return openSessionsOver(b, bs, n, func(d *testenv.CuttableDialer) turbotunnel.DialFunc { return d.Dial })
+}
+
+// openSessionsOver is openSessions with each session's transports dialled
+// by what dial makes of a WebSocket dialer of its own.
+func openSessionsOver(b *testing.B, bs *benchServer, n int, dial func(*testenv.CuttableDialer) turbotunnel.DialFunc) ([]*turbotunnel.Session, []net.Conn) {
 	sessions := make([]*turbotunnel.Session, n)
 	streams := make([]net.Conn, n)
 	before := bs.sink.conns.Load()
 	for i := range n {
 		d := wsDialer(bs.url)
-		sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), d.Dial, nil))
+		sess, err := turbotunnel.DialSession(turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), dial(d), nil))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -276,6 +284,78 @@ func BenchmarkServerIdleCPU(b *testing.B) {
 		cpu1, _ := procStats(b, pid)
 		b.ReportMetric((cpu1-cpu0)/window.Seconds()*100, "server-%core")
 		b.ReportMetric((cpu1-cpu0)/window.Seconds()/n*1e6, "server-us/s-per-session")
+	}
+}
+
+// BenchmarkServerVanishedCPU measures the server's CPU use with 1000
+// sessions whose clients vanished in the middle of a download, in percent
+// of one core: the server holds data they never acknowledged until the
+// sessions time out (minutes), as it does for every user who quits, or
+// loses every proxy, while a page loads.
+func BenchmarkServerVanishedCPU(b *testing.B) {
+	const n, window, perSession = 1000, 10 * time.Second, 64 << 10
+	for b.Loop() {
+		bs := startBenchServer(b, 0)
+		bs.sink.downPer.Store(perSession)
+		var gone atomic.Bool
+		var dialers []*testenv.CuttableDialer
+		_, streams := openSessionsOver(b, bs, n, func(d *testenv.CuttableDialer) turbotunnel.DialFunc {
+			dialers = append(dialers, d)
+			return func(ctx context.Context) (net.Conn, error) {
+				if gone.Load() {
+					return nil, errors.New("client gone")
+				}
+				c, err := d.Dial(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return deafConn{c, &gone}, nil
+			}
+		})
+		// The clients stop hearing before they ask, so that none
+		// acknowledges any of the download; they leave once the sink has
+		// every request.
+		gone.Store(true)
+		read0 := bs.sink.bytes.Load()
+		for _, st := range streams {
+			if _, err := st.Write([]byte{downloadCmd}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(time.Minute)
+		for bs.sink.bytes.Load()-read0 < n {
+			if time.Now().After(deadline) {
+				b.Fatalf("the sink got %d of %d download requests", bs.sink.bytes.Load()-read0, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, d := range dialers {
+			d.Cut()
+		}
+		// Sessions go quiet within a second or two of their last packet.
+		time.Sleep(3 * time.Second)
+		pid := bs.p.Cmd.Process.Pid
+		cpu0, _ := procStats(b, pid)
+		time.Sleep(window)
+		cpu1, _ := procStats(b, pid)
+		b.ReportMetric((cpu1-cpu0)/window.Seconds()*100, "server-%core")
+		b.ReportMetric((cpu1-cpu0)/window.Seconds()/n*1e6, "server-us/s-per-session")
+	}
+}
+
+// deafConn discards what it reads once gone is set: its client no longer
+// acknowledges anything, as one that has vanished.
+type deafConn struct {
+	net.Conn
+	gone *atomic.Bool
+}
+
+func (c deafConn) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if err != nil || !c.gone.Load() {
+			return n, err
+		}
 	}
 }
 

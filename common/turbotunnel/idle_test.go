@@ -66,14 +66,59 @@ func TestIdlePacer(t *testing.T) {
 			sweep(s, true, slow, "ack now true"),
 			sweep(2*s, true),
 		}},
-		{"unacknowledged data keeps the short interval", []step{
+		{"unacknowledged data keeps the short interval while the client talks", []step{
 			begin(), sent(data(0, 0)), sent(data(1, 0)), sent(data(2, 0)), end,
 			received(ack(0, 2)),
 			sweep(s, false),
+			received(ack(1, 2)),
 			sweep(2*s, false),
 			received(ack(2, 3)),
 			sweep(3*s, false), // the acknowledgment was activity
 			sweep(4*s, true, slow, "ack now true"),
+		}},
+		{"a client silent with data in flight", []step{
+			begin(), sent(data(0, 0)), sent(data(1, 0)), end,
+			sweep(s, false), // the data is new
+			sweep(2*s, true, slow, "ack now true"),
+			sent(data(0, 0)), // KCP retransmits: nothing new
+			sweep(3*s, true),
+			received(ack(0, 1), fast), // any packet ends a silent spell
+			sweep(4*s, false, "ack now false"),
+			sweep(5*s, true, slow, "ack now true"), // silent again
+			received(ack(1, 2), fast),
+			sweep(6*s, false, "ack now false"), // activity
+			sweep(7*s, true, slow, "ack now true"),
+		}},
+		{"new data keeps the short interval though the client is silent", []step{
+			begin(), sent(data(0, 0)), end,
+			sweep(s, false),
+			begin(), sent(data(1, 0)), end,
+			sweep(2*s, false),
+			sweep(3*s, true, slow, "ack now true"),
+			begin(fast), sent(data(2, 0)), end,
+			sweep(4*s, false, "ack now false"),
+		}},
+		{"a write blocked on the window while the client is silent", []step{
+			begin(), sent(data(0, 0)), // the write waits for the window
+			sweep(s, false),
+			sweep(2*s, true, slow, "ack now true"),
+			received(ack(0, 1), fast),
+			sweep(3*s, false, "ack now false"),
+		}},
+		{"a write that began keeps a silent client's session fast", []step{
+			begin(), sent(data(0, 0)), end,
+			sweep(s, false),
+			begin(), end, // its data waits in KCP
+			sweep(2*s, false),
+			sweep(3*s, true, slow, "ack now true"),
+		}},
+		{"a silent client's session waits for the server to acknowledge", []step{
+			received(data(0, 0)),
+			begin(), sent(data(0, 0)), end,
+			sweep(s, false),
+			sweep(2*s, false), // the client's data is not acknowledged
+			sent(ack(0, 1)),
+			sweep(3*s, true, slow, "ack now true"), // sent only: silent
 		}},
 		{"a write leaves the idle interval at once", []step{
 			sweep(s, true, slow, "ack now true"),
@@ -160,15 +205,16 @@ func TestIdlePacer(t *testing.T) {
 			sent(data(5, 0)), sent(data(3, 0)),
 			received(ack(3, 4)),
 			sweep(s, false),
-			sweep(2*s, false), // 5 is not acknowledged
-			received(ack(5, 6)),
-			sweep(3*s, false),
+			sweep(2*s, true, slow, "ack now true"), // 5 is not acknowledged: silent
+			received(ack(5, 6), fast),
+			sweep(3*s, false, "ack now false"),
 			sweep(4*s, true, slow, "ack now true"),
 		}},
 		{"sequence numbers wrap", []step{
 			sent(data(0xfffffffe, 0)), sent(data(0xffffffff, 0)),
 			received(ack(0xfffffffe, 0xffffffff)),
 			sweep(s, false),
+			received(ack(0xfffffffe, 0xffffffff)),
 			sweep(2*s, false),
 			sent(data(0, 0)),
 			received(ack(0, 1)), // past the wrap: everything acknowledged

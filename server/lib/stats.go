@@ -126,7 +126,7 @@ var (
 	descSessionsActive = prometheus.NewDesc("snowflake_server_sessions",
 		"Turbotunnel sessions alive now.", nil, nil)
 	descSessionsIdle = prometheus.NewDesc("snowflake_server_sessions_idle",
-		"Sessions alive now with nothing in flight, whose KCP timer runs slowly.", nil, nil)
+		"Sessions alive now with nothing in flight, or a client silent with data in flight, whose KCP timer runs slowly.", nil, nil)
 	descStreams = prometheus.NewDesc("snowflake_server_streams_total",
 		"Streams (tor connections) opened.", nil, nil)
 	descStreamsActive = prometheus.NewDesc("snowflake_server_streams",
