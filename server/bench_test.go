@@ -272,19 +272,28 @@ func BenchmarkServerDownload(b *testing.B) {
 // cost of sessions that are connected but quiet, as most of a bridge's
 // clients are at any moment.
 func BenchmarkServerIdleCPU(b *testing.B) {
-	const n, window = 1000, 10 * time.Second
+	const n = 1000
 	for b.Loop() {
 		bs := startBenchServer(b, 0)
 		openSessions(b, bs, n)
 		// Sessions go idle within a second of their last packet.
-		time.Sleep(2 * time.Second)
-		pid := bs.p.Cmd.Process.Pid
-		cpu0, _ := procStats(b, pid)
-		time.Sleep(window)
-		cpu1, _ := procStats(b, pid)
-		b.ReportMetric((cpu1-cpu0)/window.Seconds()*100, "server-%core")
-		b.ReportMetric((cpu1-cpu0)/window.Seconds()/n*1e6, "server-us/s-per-session")
+		reportQuietCPU(b, bs, n, 2*time.Second)
 	}
+}
+
+// reportQuietCPU waits settle, then reports the server's CPU use over the
+// next 10 s, in percent of one core and per session of n. It stops the
+// server afterwards, so that the next iteration's runs alone.
+func reportQuietCPU(b *testing.B, bs *benchServer, n int, settle time.Duration) {
+	defer bs.p.Stop()
+	const window = 10 * time.Second
+	time.Sleep(settle)
+	pid := bs.p.Cmd.Process.Pid
+	cpu0, _ := procStats(b, pid)
+	time.Sleep(window)
+	cpu1, _ := procStats(b, pid)
+	b.ReportMetric((cpu1-cpu0)/window.Seconds()*100, "server-%core")
+	b.ReportMetric((cpu1-cpu0)/window.Seconds()/float64(n)*1e6, "server-us/s-per-session")
 }
 
 // BenchmarkServerVanishedCPU measures the server's CPU use with 1000
@@ -293,7 +302,7 @@ func BenchmarkServerIdleCPU(b *testing.B) {
 // sessions time out (minutes), as it does for every user who quits, or
 // loses every proxy, while a page loads.
 func BenchmarkServerVanishedCPU(b *testing.B) {
-	const n, window, perSession = 1000, 10 * time.Second, 64 << 10
+	const n, perSession = 1000, 64 << 10
 	for b.Loop() {
 		bs := startBenchServer(b, 0)
 		bs.sink.downPer.Store(perSession)
@@ -333,13 +342,7 @@ func BenchmarkServerVanishedCPU(b *testing.B) {
 			d.Cut()
 		}
 		// Sessions go quiet within a second or two of their last packet.
-		time.Sleep(3 * time.Second)
-		pid := bs.p.Cmd.Process.Pid
-		cpu0, _ := procStats(b, pid)
-		time.Sleep(window)
-		cpu1, _ := procStats(b, pid)
-		b.ReportMetric((cpu1-cpu0)/window.Seconds()*100, "server-%core")
-		b.ReportMetric((cpu1-cpu0)/window.Seconds()/n*1e6, "server-us/s-per-session")
+		reportQuietCPU(b, bs, n, 3*time.Second)
 	}
 }
 

@@ -97,9 +97,10 @@ type kcpTimer interface {
 // congested proxy can go a sweep or two without a packet (with 50 clients
 // on one proxy, a reset at the first silent sweep raised the server's
 // retransmissions from 1–2% to 5–15%). 1000 sessions whose clients
-// vanished with 64 KiB in flight took 105–116% of a core without the
-// reset and 88% with it, measured 3–13 s after they vanished
-// (BenchmarkServerVanishedCPU), and 100% against 73% 30–40 s after.
+// vanished with 64 KiB in flight took 108–119% of a core without the reset
+// and 85–128% (mean 99% against 114%, four runs each) with it, measured
+// 3–13 s after they vanished (BenchmarkServerVanishedCPU); 30–40 s after,
+// 100% against 73% (one run each).
 type idlePacer struct {
 	kcp kcpTimer
 	// ramp, if set, is told the cumulative acknowledgment of every packet
