@@ -23,19 +23,12 @@ const (
 	// keeps acknowledging at once: until the update kcp-go scheduled at the
 	// idle interval has run, with a margin for a late timer.
 	ackHoldAfterIdle = idleUpdateInterval*time.Millisecond + 50*time.Millisecond
-	// silentResetAfter is how long a client must be silent, with data in
-	// flight, before the server makes all that data due for retransmission
-	// at once (see idlePacer): longer than a live client behind a
-	// congested proxy goes without sending, and than KCP's timeouts.
-	silentResetAfter  = 2 * time.Second
-	silentResetSweeps = int(silentResetAfter / idleSweep)
 )
 
 // kcpTimer is what the pacer changes in a KCP session.
 type kcpTimer interface {
 	SetNoDelay(nodelay, interval, resend, nc int)
 	SetACKNoDelay(nodelay bool)
-	ResetRTO()
 }
 
 // idlePacer runs a server session's KCP update timer at idleUpdateInterval
@@ -85,22 +78,6 @@ type kcpTimer interface {
 // 1.7–2.0% of a core, and 0.7–0.9% with it. Any packet from the client ends
 // such a spell before KCP reads it (an acknowledgment may open the window
 // for queued data), and so does new data.
-//
-// After silentResetAfter of silence, every unacknowledged segment is made
-// due at once (kcp-go's ResetRTO). kcp-go times each segment from when it
-// last left and wakes for each deadline, so the segments of a download,
-// which left milliseconds apart, kept a session waking hundreds of times a
-// second to retransmit one or two at a time, long after its client was
-// gone; due together, they leave together from then on, one wake-up per
-// round, as their timeouts grow. It costs one round for what is in flight,
-// which KCP has resent by then anyway. Not sooner: a live client behind a
-// congested proxy can go a sweep or two without a packet (with 50 clients
-// on one proxy, a reset at the first silent sweep raised the server's
-// retransmissions from 1–2% to 5–15%). 1000 sessions whose clients
-// vanished with 64 KiB in flight took 108–119% of a core without the reset
-// and 85–128% (mean 99% against 114%, four runs each) with it, measured
-// 3–13 s after they vanished (BenchmarkServerVanishedCPU); 30–40 s after,
-// 100% against 73% (one run each).
 type idlePacer struct {
 	kcp kcpTimer
 	// ramp, if set, is told the cumulative acknowledgment of every packet
@@ -132,7 +109,6 @@ type idlePacer struct {
 	mu      sync.Mutex
 	writing int  // writes into KCP under way
 	idle    bool // the timer runs at idleUpdateInterval
-	silence int  // sweeps in a row that found the client silent
 }
 
 func newIdlePacer(k kcpTimer) *idlePacer { return &idlePacer{kcp: k} }
@@ -280,14 +256,6 @@ func (p *idlePacer) sweep(now time.Time) bool {
 	silent := inFlight && !heard && !fresh && !began
 	busy := p.writing > 0 || p.unsent.Load() || p.windowShut.Load()
 	needsTimer := !silent && (busy || inFlight)
-	if silent {
-		p.silence++
-		if p.silence == silentResetSweeps {
-			p.kcp.ResetRTO()
-		}
-	} else {
-		p.silence = 0
-	}
 	switch {
 	case p.idle && needsTimer:
 		// Not expected: writes and arriving packets end the idle interval

@@ -33,8 +33,6 @@ func (f *fakeTimer) SetACKNoDelay(on bool) {
 	f.calls = append(f.calls, fmt.Sprintf("ack now %v", on))
 }
 
-func (f *fakeTimer) ResetRTO() { f.calls = append(f.calls, "reset rto") }
-
 func data(sn, una uint32) []byte { return kcpPacket(kcp.IKCP_CMD_PUSH, sn, una, 100, "x") }
 func ack(sn, una uint32) []byte  { return kcpPacket(kcp.IKCP_CMD_ACK, sn, una, 100, "") }
 
@@ -44,10 +42,6 @@ func ack(sn, una uint32) []byte  { return kcpPacket(kcp.IKCP_CMD_ACK, sn, una, 1
 func TestIdlePacer(t *testing.T) {
 	fast := fmt.Sprintf("interval %d", serverUpdateInterval)
 	slow := fmt.Sprintf("interval %d", idleUpdateInterval)
-	const reset = "reset rto" // a long silence makes every segment due
-	if silentResetSweeps != 8 {
-		t.Fatalf("silentResetSweeps is %d; the scripts below count 8", silentResetSweeps)
-	}
 	type step struct {
 		op    string
 		pkt   []byte
@@ -94,21 +88,6 @@ func TestIdlePacer(t *testing.T) {
 			received(ack(1, 2), fast),
 			sweep(6*s, false, "ack now false"), // activity
 			sweep(7*s, true, slow, "ack now true"),
-		}},
-		{"a long silence makes what is in flight due at once", []step{
-			begin(), sent(data(0, 0)), end,
-			sweep(s, false),
-			sweep(2*s, true, slow, "ack now true"), // the first silent sweep
-			sweep(3*s, true), sweep(4*s, true), sweep(5*s, true),
-			sweep(6*s, true), sweep(7*s, true), sweep(8*s, true),
-			sweep(9*s, true, reset), // the eighth
-			sweep(10*s, true),       // once
-			received(ack(0, 0), fast),
-			sweep(11*s, false, "ack now false"),
-			sweep(12*s, true, slow, "ack now true"), // the count starts again
-			sweep(13*s, true), sweep(14*s, true), sweep(15*s, true),
-			sweep(16*s, true), sweep(17*s, true), sweep(18*s, true),
-			sweep(19*s, true, reset),
 		}},
 		{"new data keeps the short interval though the client is silent", []step{
 			begin(), sent(data(0, 0)), end,
