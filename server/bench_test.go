@@ -283,7 +283,7 @@ func BenchmarkServerIdleCPU(b *testing.B) {
 
 // reportQuietCPU waits settle, then reports the server's CPU use over the
 // next 10 s, in percent of one core and per session of n. It stops the
-// server afterwards, so that the next iteration's runs alone.
+// server afterwards, so that the next iteration's server runs alone.
 func reportQuietCPU(b *testing.B, bs *benchServer, n int, settle time.Duration) {
 	defer bs.p.Stop()
 	const window = 10 * time.Second
