@@ -282,7 +282,8 @@ func BenchmarkServerIdleCPU(b *testing.B) {
 }
 
 // reportQuietCPU waits settle, then reports the server's CPU use over the
-// next 10 s, in percent of one core and per session of n. It stops the
+// next 10 s, in percent of one core and per session of n, and its RSS at
+// the end. It stops the
 // server afterwards, so that the next iteration's server runs alone.
 func reportQuietCPU(b *testing.B, bs *benchServer, n int, settle time.Duration) {
 	defer bs.p.Stop()
@@ -291,9 +292,10 @@ func reportQuietCPU(b *testing.B, bs *benchServer, n int, settle time.Duration) 
 	pid := bs.p.Cmd.Process.Pid
 	cpu0, _ := procStats(b, pid)
 	time.Sleep(window)
-	cpu1, _ := procStats(b, pid)
+	cpu1, rss := procStats(b, pid)
 	b.ReportMetric((cpu1-cpu0)/window.Seconds()*100, "server-%core")
 	b.ReportMetric((cpu1-cpu0)/window.Seconds()/float64(n)*1e6, "server-us/s-per-session")
+	b.ReportMetric(float64(rss)/1e6, "server-MB-rss")
 }
 
 // BenchmarkServerVanishedCPU measures the server's CPU use with 1000
@@ -343,6 +345,79 @@ func BenchmarkServerVanishedCPU(b *testing.B) {
 		}
 		// Sessions go quiet within a second or two of their last packet.
 		reportQuietCPU(b, bs, n, 3*time.Second)
+	}
+}
+
+// BenchmarkServerClientReturns measures how soon a client that vanished in
+// the middle of a download gets the rest of it once it returns over a new
+// transport (as after finding a new proxy): the seconds from its new
+// WebSocket to the last byte of the download. The client vanishes with up
+// to an smux stream window (1 MiB) sent to it and not acknowledged; while
+// it is away the server keeps what it sent queued for it, and KCP's
+// retransmissions, due ever less often, bring what is not.
+func BenchmarkServerClientReturns(b *testing.B) {
+	const download, heardBefore = 4 << 20, 1 << 20
+	for _, away := range []time.Duration{5 * time.Second, 20 * time.Second} {
+		b.Run(fmt.Sprintf("away=%v", away), func(b *testing.B) {
+			var total time.Duration
+			for b.Loop() {
+				bs := startBenchServer(b, 0)
+				bs.sink.downPer.Store(download)
+				var gone atomic.Bool
+				var back atomic.Int64 // when the first transport after the absence was dialled
+				var dialer *testenv.CuttableDialer
+				_, streams := openSessionsOver(b, bs, 1, func(d *testenv.CuttableDialer) turbotunnel.DialFunc {
+					dialer = d
+					return func(ctx context.Context) (net.Conn, error) {
+						if gone.Load() {
+							return nil, errors.New("client away")
+						}
+						c, err := d.Dial(ctx)
+						if err != nil {
+							return nil, err
+						}
+						back.CompareAndSwap(0, time.Now().UnixNano())
+						return deafConn{c, &gone}, nil
+					}
+				})
+				st := streams[0]
+				var heard atomic.Int64
+				done := make(chan error, 1)
+				go func() {
+					st.SetReadDeadline(time.Now().Add(5 * time.Minute))
+					buf := make([]byte, 32<<10)
+					for heard.Load() < download {
+						n, err := st.Read(buf)
+						heard.Add(int64(n))
+						if err != nil {
+							done <- err
+							return
+						}
+					}
+					done <- nil
+				}()
+				if _, err := st.Write([]byte{downloadCmd}); err != nil {
+					b.Fatal(err)
+				}
+				for heard.Load() < heardBefore {
+					time.Sleep(time.Millisecond)
+				}
+				gone.Store(true)
+				dialer.Cut()
+				time.Sleep(away)
+				if heard.Load() >= download {
+					b.Fatal("the client had the whole download before it vanished")
+				}
+				back.Store(0)
+				gone.Store(false)
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(time.Unix(0, back.Load()))
+				bs.p.Stop()
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-finish")
+		})
 	}
 }
 

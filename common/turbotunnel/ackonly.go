@@ -32,6 +32,7 @@ func IsAckOnly(p []byte) bool {
 // kcpSegment is what the packet walkers read of one KCP segment: header
 // fields (wire-protocol.md §5.4) and the payload.
 type kcpSegment struct {
+	conv    uint32 // conversation: the KCP session
 	cmd     byte
 	wnd     uint16 // the sender's free receive window, in segments
 	sn      uint32 // sequence number (of data; acknowledged sequence number in an ack)
@@ -41,8 +42,9 @@ type kcpSegment struct {
 
 // walkSegments calls f with each segment of the KCP packet p, in order,
 // until f returns false. A packet is a run of segments, each a
-// kcp.IKCP_OVERHEAD-byte header (command at byte 4, window 6–7, sequence
-// number 12–15, una 16–19, payload length 20–23) followed by the payload.
+// kcp.IKCP_OVERHEAD-byte header (conversation at bytes 0–3, command at 4,
+// window 6–7, sequence number 12–15, una 16–19, payload length 20–23)
+// followed by the payload.
 // walkSegments reports whether p parsed to its end and f returned true for
 // every segment.
 func walkSegments(p []byte, f func(seg kcpSegment) bool) bool {
@@ -55,6 +57,7 @@ func walkSegments(p []byte, f func(seg kcpSegment) bool) bool {
 			return false
 		}
 		seg := kcpSegment{
+			conv:    binary.LittleEndian.Uint32(p[0:4]),
 			cmd:     p[4],
 			wnd:     binary.LittleEndian.Uint16(p[6:8]),
 			sn:      binary.LittleEndian.Uint32(p[12:16]),

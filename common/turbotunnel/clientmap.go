@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/xtaci/kcp-go/v5"
 )
 
 var errPacketTooLarge = errors.New("turbotunnel: packet larger than MaxPacketSize")
@@ -14,7 +16,30 @@ type clientRecord struct {
 	queue    chan []byte
 	attached int       // transports draining queue; the record never expires while > 0
 	lastUsed time.Time // last send, attach or release
+
+	// held names the KCP data segments queued while no transport was
+	// attached (nil until the first). Nothing drains the queue then, and
+	// KCP keeps resending what its client has not acknowledged, every
+	// retransmission timeout, with the timeout growing by one RTO a try.
+	// Those copies only piled up behind the first, which is still queued
+	// for the client's return: a client that vanished with 64 KiB unread
+	// left its queue to fill with up to 1024 packets (1.4 MB) in the
+	// following seconds, and then for as long as its session lived
+	// (minutes), since every send kept the queue from expiring.
+	held map[segmentID]struct{}
 }
+
+// segmentID names a KCP data segment.
+type segmentID struct{ conv, sn uint32 }
+
+// sendResult is what became of a packet given to clientMap.send.
+type sendResult int
+
+const (
+	sendQueued    sendResult = iota
+	sendFull                 // dropped: the queue was full
+	sendDuplicate            // dropped: no transport attached, and every data segment in it is already queued
+)
 
 // clientMap holds the outgoing queue of every address that was sent to or
 // attached recently. Queues of unattached addresses expire after timeout
@@ -41,23 +66,72 @@ func (m *clientMap) recordLocked(addr net.Addr, now time.Time) *clientRecord {
 	return r
 }
 
-// send queues p for addr and reports whether it was queued (false: full).
-func (m *clientMap) send(addr net.Addr, p []byte) bool {
+// send queues a copy of p for addr, made by clone, unless the queue is full
+// or holds p's data already (see clientRecord.held). When the copy is not
+// queued it is handed to free.
+func (m *clientMap) send(addr net.Addr, p []byte, clone func([]byte) []byte, free func([]byte)) sendResult {
 	m.mu.Lock()
 	r := m.recordLocked(addr, time.Now())
+	detached := r.attached == 0
+	if detached && r.holdsAll(p) {
+		m.mu.Unlock()
+		return sendDuplicate
+	}
 	m.mu.Unlock()
+	buf := clone(p)
 	select {
-	case r.queue <- p:
-		return true
+	case r.queue <- buf:
 	default:
+		free(buf)
+		return sendFull
+	}
+	if detached {
+		m.mu.Lock()
+		if r.attached == 0 {
+			r.hold(p)
+		}
+		m.mu.Unlock()
+	}
+	return sendQueued
+}
+
+// holdsAll reports whether p is a KCP packet of data segments only, all of
+// them in r.held. Anything else (acknowledgments, window probes, what does
+// not parse) is never taken for a copy. Caller holds the map's lock.
+func (r *clientRecord) holdsAll(p []byte) bool {
+	if r.held == nil || len(p) == 0 {
 		return false
 	}
+	return walkSegments(p, func(seg kcpSegment) bool {
+		if seg.cmd != kcp.IKCP_CMD_PUSH {
+			return false
+		}
+		_, ok := r.held[segmentID{seg.conv, seg.sn}]
+		return ok
+	})
+}
+
+// hold adds the data segments of p, just queued, to r.held. Caller holds
+// the map's lock.
+func (r *clientRecord) hold(p []byte) {
+	walkSegments(p, func(seg kcpSegment) bool {
+		if seg.cmd == kcp.IKCP_CMD_PUSH {
+			if r.held == nil {
+				r.held = make(map[segmentID]struct{})
+			}
+			r.held[segmentID{seg.conv, seg.sn}] = struct{}{}
+		}
+		return true
+	})
 }
 
 func (m *clientMap) attach(addr net.Addr) (<-chan []byte, func()) {
 	m.mu.Lock()
 	r := m.recordLocked(addr, time.Now())
 	r.attached++
+	// The transport drains what was held; what KCP sends from now on is
+	// new to the queue.
+	r.held = nil
 	m.mu.Unlock()
 	var once sync.Once
 	return r.queue, func() {

@@ -176,8 +176,10 @@ func (c *QueuePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 // WriteTo implements net.PacketConn: it copies p onto addr's outgoing queue,
-// creating the queue if needed, and drops p if the queue is full. It reports
-// len(p) either way, as a UDP socket would.
+// creating the queue if needed. It drops p if the queue is full, or if no
+// transport is attached and every data segment of p is queued already (a
+// retransmission to a client that is away). It reports len(p) either way,
+// as a UDP socket would.
 func (c *QueuePacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	select {
 	case <-c.closed:
@@ -187,13 +189,17 @@ func (c *QueuePacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if len(p) > MaxPacketSize {
 		return 0, errPacketTooLarge
 	}
-	buf := c.pool.get(len(p))
-	copy(buf, p)
-	if !c.clients.send(addr, buf) {
-		c.pool.put(buf)
+	if c.clients.send(addr, p, c.clone, c.pool.put) == sendFull {
 		c.droppedOut.Add(1)
 	}
 	return len(p), nil
+}
+
+// clone copies p into a pooled buffer.
+func (c *QueuePacketConn) clone(p []byte) []byte {
+	buf := c.pool.get(len(p))
+	copy(buf, p)
+	return buf
 }
 
 // Close implements net.PacketConn. It is idempotent.

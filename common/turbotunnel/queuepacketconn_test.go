@@ -2,12 +2,15 @@ package turbotunnel
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xtaci/kcp-go/v5"
 )
 
 func TestQueuePacketConnIncoming(t *testing.T) {
@@ -269,5 +272,90 @@ func TestQueueIncomingWait(t *testing.T) {
 	}
 	if last != "waited" || n != QueueSize {
 		t.Fatalf("last packet %q after %d", last, n)
+	}
+}
+
+// TestQueuePacketConnDetachedCopies checks that a queue no transport
+// drains takes each KCP data segment once: retransmissions to a client that
+// is away are dropped while the first copy waits, and everything else is
+// queued as usual.
+func TestQueuePacketConnDetachedCopies(t *testing.T) {
+	c := NewQueuePacketConn(ClientID{}, time.Minute)
+	defer c.Close()
+	a := ClientID{1}
+	push := func(sn uint32) []byte { return kcpPacket(kcp.IKCP_CMD_PUSH, sn, 0, 32, "data") }
+	// A retransmission carries the same segment under a newer header.
+	resend := func(sn uint32) []byte { return kcpPacket(kcp.IKCP_CMD_PUSH, sn, 3, 16, "data") }
+	otherConv := push(1)
+	binary.LittleEndian.PutUint32(otherConv[0:], 8)
+	ack := kcpPacket(kcp.IKCP_CMD_ACK, 1, 0, 32, "")
+
+	q, release := c.Attach(a)
+	release() // a queue that was drained once, now detached
+	for _, step := range []struct {
+		name   string
+		p      []byte
+		queued bool
+	}{
+		{"first copy", push(1), true},
+		{"retransmission", resend(1), false},
+		{"with a new segment", join(resend(1), push(2)), true},
+		{"all segments queued", join(resend(2), resend(1)), false},
+		{"with an acknowledgment", join(ack, resend(1)), true},
+		{"acknowledgment alone", ack, true},
+		{"acknowledgment again", ack, true},
+		{"another conversation", otherConv, true},
+		{"not KCP", []byte("xyz"), true},
+		{"not KCP again", []byte("xyz"), true},
+		{"empty", nil, true},
+		{"empty again", nil, true},
+	} {
+		before := len(q)
+		if _, err := c.WriteTo(step.p, a); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if queued := len(q) > before; queued != step.queued {
+			t.Errorf("%s: queued %v, want %v", step.name, queued, step.queued)
+		}
+	}
+	if d := c.DroppedOutgoing(); d != 0 {
+		t.Errorf("DroppedOutgoing = %d, want 0: copies are not counted as drops", d)
+	}
+
+	// An attached transport drains the queue, so every copy goes in.
+	q, release = c.Attach(a)
+	for len(q) > 0 {
+		c.Release(<-q)
+	}
+	c.WriteTo(resend(1), a)
+	c.WriteTo(resend(1), a)
+	if len(q) != 2 {
+		t.Errorf("attached: queue holds %d packets, want 2", len(q))
+	}
+	for len(q) > 0 {
+		c.Release(<-q)
+	}
+	// Detached again: what was sent before does not count.
+	release()
+	c.WriteTo(resend(1), a)
+	c.WriteTo(resend(1), a)
+	if len(q) != 1 {
+		t.Errorf("detached again: queue holds %d packets, want 1", len(q))
+	}
+
+	// A segment dropped on a full queue is not taken for queued.
+	b := ClientID{2}
+	for sn := range uint32(OutgoingQueueSize) {
+		c.WriteTo(push(sn), b)
+	}
+	c.WriteTo(push(OutgoingQueueSize), b)
+	c.WriteTo(push(OutgoingQueueSize), b)
+	if d := c.DroppedOutgoing(); d != 2 {
+		t.Errorf("DroppedOutgoing = %d, want 2", d)
+	}
+	qb, releaseB := c.Attach(b)
+	defer releaseB()
+	if len(qb) != OutgoingQueueSize {
+		t.Errorf("full queue holds %d packets, want %d", len(qb), OutgoingQueueSize)
 	}
 }
