@@ -20,12 +20,12 @@ type clientRecord struct {
 	// held names the KCP data segments queued while no transport was
 	// attached (nil until the first). Nothing drains the queue then, and
 	// KCP keeps resending what its client has not acknowledged, every
-	// retransmission timeout, with the timeout growing by one RTO a try.
-	// Those copies only piled up behind the first, which is still queued
-	// for the client's return: a client that vanished with 64 KiB unread
-	// left its queue to fill with up to 1024 packets (1.4 MB) in the
-	// following seconds, and then for as long as its session lived
-	// (minutes), since every send kept the queue from expiring.
+	// retransmission timeout (one RTO longer each try). Those copies would
+	// only pile up behind the first, which is still queued for the
+	// client's return: the queue of a client that vanished with 64 KiB
+	// unread filled with up to 1024 packets (1.4 MB) within seconds and
+	// stayed full for as long as its session lived (minutes), since every
+	// send keeps a queue from expiring.
 	held map[segmentID]struct{}
 }
 
@@ -36,9 +36,12 @@ type segmentID struct{ conv, sn uint32 }
 type sendResult int
 
 const (
-	sendQueued    sendResult = iota
-	sendFull                 // dropped: the queue was full
-	sendDuplicate            // dropped: no transport attached, and every data segment in it is already queued
+	sendQueued sendResult = iota
+	// sendFull: dropped, the queue was full.
+	sendFull
+	// sendDuplicate: dropped, no transport is attached and every data
+	// segment of the packet is queued already.
+	sendDuplicate
 )
 
 // clientMap holds the outgoing queue of every address that was sent to or
