@@ -312,16 +312,7 @@ func BenchmarkServerVanishedCPU(b *testing.B) {
 		var dialers []*testenv.CuttableDialer
 		_, streams := openSessionsOver(b, bs, n, func(d *testenv.CuttableDialer) turbotunnel.DialFunc {
 			dialers = append(dialers, d)
-			return func(ctx context.Context) (net.Conn, error) {
-				if gone.Load() {
-					return nil, errors.New("client gone")
-				}
-				c, err := d.Dial(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return deafConn{c, &gone}, nil
-			}
+			return deafDial(d, &gone, nil)
 		})
 		// The clients stop hearing before they ask, so that none
 		// acknowledges any of the download; they leave once the sink has
@@ -368,17 +359,7 @@ func BenchmarkServerClientReturns(b *testing.B) {
 				var dialer *testenv.CuttableDialer
 				_, streams := openSessionsOver(b, bs, 1, func(d *testenv.CuttableDialer) turbotunnel.DialFunc {
 					dialer = d
-					return func(ctx context.Context) (net.Conn, error) {
-						if gone.Load() {
-							return nil, errors.New("client away")
-						}
-						c, err := d.Dial(ctx)
-						if err != nil {
-							return nil, err
-						}
-						back.CompareAndSwap(0, time.Now().UnixNano())
-						return deafConn{c, &gone}, nil
-					}
+					return deafDial(d, &gone, func() { back.CompareAndSwap(0, time.Now().UnixNano()) })
 				})
 				st := streams[0]
 				var heard atomic.Int64
@@ -418,6 +399,25 @@ func BenchmarkServerClientReturns(b *testing.B) {
 			}
 			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-finish")
 		})
+	}
+}
+
+// deafDial dials a client's transports over d while gone is not set, and
+// refuses while it is; the transports stop hearing once it is set (see
+// deafConn). onDial, if not nil, runs after each transport is dialled.
+func deafDial(d *testenv.CuttableDialer, gone *atomic.Bool, onDial func()) turbotunnel.DialFunc {
+	return func(ctx context.Context) (net.Conn, error) {
+		if gone.Load() {
+			return nil, errors.New("client gone")
+		}
+		c, err := d.Dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if onDial != nil {
+			onDial()
+		}
+		return deafConn{c, gone}, nil
 	}
 }
 
