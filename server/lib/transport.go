@@ -33,13 +33,13 @@ const (
 	// stays below that. 32 KiB rather than 8 cut the server's WebSocket
 	// writes per byte to a third (each message is one write plus one for
 	// what exceeds the library's 4 KiB buffer), about 12% of its CPU per
-	// byte. 60 KiB rather than 32 matters when many clients share a proxy:
+	// byte. 60 KiB rather than 32 is for many clients sharing a proxy:
 	// what the server sends at once, the proxy forwards at once, and each
 	// client then wakes for more data at a time. With 50 clients on one
-	// proxy (bench -clients 50) the aggregate rose from 37.6 to 42.5 MB/s
-	// on average, larger in 7 of 8 alternating pairs of runs, with the
-	// clients' CPU per byte lower by as much; with 10 clients, and for a
-	// single download, no change showed (five pairs).
+	// proxy (go run ./bench -clients 50) the aggregate was 41.9 against
+	// 38.6 MB/s on average over 11 alternating pairs of runs, larger in 7;
+	// a modest gain on a machine whose runs vary by ±15%. With 10 clients,
+	// and for a single download, no change showed (eight and five pairs).
 	writeBatchSize = 61440
 	// maxRequestBody bounds what is read from an upgrade request's body
 	// (upgrades have none).
