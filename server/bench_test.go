@@ -283,8 +283,8 @@ func BenchmarkServerIdleCPU(b *testing.B) {
 
 // reportQuietCPU waits settle, then reports the server's CPU use over the
 // next 10 s, in percent of one core and per session of n, and its RSS at
-// the end. It stops the
-// server afterwards, so that the next iteration's server runs alone.
+// the end. It stops the server afterwards, so that the next iteration's
+// server runs alone.
 func reportQuietCPU(b *testing.B, bs *benchServer, n int, settle time.Duration) {
 	defer bs.p.Stop()
 	const window = 10 * time.Second
@@ -324,13 +324,9 @@ func BenchmarkServerVanishedCPU(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		deadline := time.Now().Add(time.Minute)
-		for bs.sink.bytes.Load()-read0 < n {
-			if time.Now().After(deadline) {
-				b.Fatalf("the sink got %d of %d download requests", bs.sink.bytes.Load()-read0, n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitUntil(b, time.Minute, func() bool { return bs.sink.bytes.Load()-read0 >= n }, func() string {
+			return fmt.Sprintf("the sink got %d of %d download requests", bs.sink.bytes.Load()-read0, n)
+		})
 		for _, d := range dialers {
 			d.Cut()
 		}
@@ -380,9 +376,16 @@ func BenchmarkServerClientReturns(b *testing.B) {
 				if _, err := st.Write([]byte{downloadCmd}); err != nil {
 					b.Fatal(err)
 				}
-				for heard.Load() < heardBefore {
-					time.Sleep(time.Millisecond)
-				}
+				waitUntil(b, time.Minute, func() bool {
+					select {
+					case err := <-done:
+						b.Fatalf("the download ended after %d bytes: %v", heard.Load(), err)
+					default:
+					}
+					return heard.Load() >= heardBefore
+				}, func() string {
+					return fmt.Sprintf("the client heard %d bytes of %d before vanishing", heard.Load(), heardBefore)
+				})
 				gone.Store(true)
 				dialer.Cut()
 				time.Sleep(away)
@@ -399,6 +402,19 @@ func BenchmarkServerClientReturns(b *testing.B) {
 			}
 			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-finish")
 		})
+	}
+}
+
+// waitUntil polls cond every millisecond (a client that should vanish
+// part-way through a download must not hear much more first) until it
+// holds, and fails b with what() if it does not within limit.
+func waitUntil(b *testing.B, limit time.Duration, cond func() bool, what func() string) {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatal(what())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
