@@ -163,13 +163,9 @@ func openSessionsOver(b *testing.B, bs *benchServer, n int, dial func(*testenv.C
 		}
 		wg.Wait()
 	})
-	deadline := time.Now().Add(5 * time.Minute)
-	for bs.sink.conns.Load()-before < int64(n) {
-		if time.Now().After(deadline) {
-			b.Fatalf("only %d of %d streams reached the ORPort", bs.sink.conns.Load()-before, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUntil(b, 5*time.Minute, func() bool { return bs.sink.conns.Load()-before >= int64(n) }, func() string {
+		return fmt.Sprintf("only %d of %d streams reached the ORPort", bs.sink.conns.Load()-before, n)
+	})
 	return sessions, streams
 }
 
