@@ -21,7 +21,6 @@ import (
 
 	"github.com/pion/transport/v5"
 
-	"github.com/snowflake-go/snowflake/common/dataconn"
 	"github.com/snowflake-go/snowflake/common/nat"
 	"github.com/snowflake-go/snowflake/common/rendezvous"
 	"github.com/snowflake-go/snowflake/common/turbotunnel"
@@ -52,6 +51,9 @@ type Transport struct {
 	// net is the network stack for WebRTC and NAT discovery; nil means the
 	// operating system's. Tests set a pion virtual network here.
 	net transport.Net
+	// connectPeer runs one rendezvous; nil means newPeer. Tests of the
+	// session's peer management set fakes here.
+	connectPeer func(ctx context.Context) (peerConn, error)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -212,6 +214,27 @@ func (c *conn) Close() error {
 	return err
 }
 
+// peerConn is what a session needs of a connected proxy: a *dataconn.Conn.
+type peerConn interface {
+	net.Conn
+	// Done is closed when the peer has closed, for whatever reason.
+	Done() <-chan struct{}
+	// Err says why it closed.
+	Err() error
+}
+
+// connect runs one rendezvous for a session.
+func (t *Transport) connect(ctx context.Context) (peerConn, error) {
+	if t.connectPeer != nil {
+		return t.connectPeer(ctx)
+	}
+	p, err := t.newPeer(ctx)
+	if err != nil {
+		return nil, err // not p: a nil *dataconn.Conn would be a non-nil peerConn
+	}
+	return p, nil
+}
+
 // session keeps up to Max proxies for one Dial.
 type session struct {
 	t      *Transport
@@ -219,9 +242,9 @@ type session struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	ready chan *dataconn.Conn // connected peers waiting to carry traffic
-	wake  chan struct{}       // a peer died: collect a replacement now
-	live  atomic.Int32        // peers connected and not yet closed
+	ready chan peerConn // connected peers waiting to carry traffic
+	wake  chan struct{} // a peer died: collect a replacement now
+	live  atomic.Int32  // peers connected and not yet closed
 
 	first     chan struct{} // closed when the first peer is handed out
 	firstOnce sync.Once
@@ -234,7 +257,7 @@ func (t *Transport) newSession() *session {
 	ctx, cancel := context.WithCancel(t.ctx)
 	s := &session{
 		t: t, ctx: ctx, cancel: cancel,
-		ready: make(chan *dataconn.Conn, t.cfg.Max),
+		ready: make(chan peerConn, t.cfg.Max),
 		wake:  make(chan struct{}, 1),
 		first: make(chan struct{}),
 	}
@@ -276,15 +299,13 @@ func (s *session) collect() {
 	retry := FirstRetry
 	for {
 		if int(s.live.Load()) < s.t.cfg.Max {
-			p, err := s.t.newPeer(s.ctx)
+			p, err := s.t.connect(s.ctx)
 			if err == nil {
 				retry = FirstRetry
 				s.live.Add(1)
 				s.wg.Add(1)
 				go s.watch(p)
-				select {
-				case s.ready <- p:
-				default:
+				if !s.enqueue(p) {
 					// Cannot happen while live <= Max; stay safe.
 					p.Close()
 				}
@@ -321,8 +342,41 @@ func (s *session) collect() {
 	}
 }
 
+// enqueue adds p to the ready queue. A spare that died while waiting
+// (they all do after StaleTimeout, as nobody reads them) no longer counts
+// as live but still holds its slot until dial skips it; with Max spares
+// dead the queue would be full, every new peer thrown away, and its
+// replacement sought at once, in a loop. So when the queue is full the dead
+// are dropped to make room.
+func (s *session) enqueue(p peerConn) bool {
+	select {
+	case s.ready <- p:
+		return true
+	default:
+	}
+	for range len(s.ready) {
+		select {
+		case q := <-s.ready:
+			select {
+			case <-q.Done():
+				continue
+			default:
+			}
+			// Only collect sends, so the slot just emptied is free.
+			s.ready <- q
+		default: // dial took the rest
+		}
+	}
+	select {
+	case s.ready <- p:
+		return true
+	default:
+		return false
+	}
+}
+
 // watch counts a peer as live until it closes, then asks for a successor.
-func (s *session) watch(p *dataconn.Conn) {
+func (s *session) watch(p peerConn) {
 	defer s.wg.Done()
 	select {
 	case <-p.Done():

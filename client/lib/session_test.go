@@ -1,0 +1,120 @@
+package client
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakePeer stands in for a connected proxy: a conn that is closed when the
+// test says so.
+type fakePeer struct {
+	net.Conn
+	id   int
+	done chan struct{}
+	once sync.Once
+}
+
+func newFakePeer(id int) *fakePeer {
+	a, _ := net.Pipe()
+	return &fakePeer{Conn: a, id: id, done: make(chan struct{})}
+}
+
+func (p *fakePeer) Close() error {
+	p.once.Do(func() { close(p.done); p.Conn.Close() })
+	return nil
+}
+func (p *fakePeer) Done() <-chan struct{} { return p.done }
+func (p *fakePeer) Err() error            { return nil }
+
+// fakeRendezvous hands out fake peers and records them; after limit
+// rendezvous it blocks, so a runaway collector does not spin.
+type fakeRendezvous struct {
+	limit int
+	mu    sync.Mutex
+	peers []*fakePeer
+	calls atomic.Int32
+}
+
+func (f *fakeRendezvous) connect(ctx context.Context) (peerConn, error) {
+	n := int(f.calls.Add(1))
+	if n > f.limit {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	p := newFakePeer(n)
+	f.mu.Lock()
+	f.peers = append(f.peers, p)
+	f.mu.Unlock()
+	return p, nil
+}
+
+func (f *fakeRendezvous) peer(i int) *fakePeer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i >= len(f.peers) {
+		return nil
+	}
+	return f.peers[i]
+}
+
+// waitCalls waits until the fake has run n rendezvous.
+func (f *fakeRendezvous) waitCalls(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for int(f.calls.Load()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rendezvous after 5 s, want %d", f.calls.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func fakeTransport(max int, f *fakeRendezvous) *Transport {
+	t := &Transport{cfg: Config{Max: max}, logger: slog.New(slog.DiscardHandler), connectPeer: f.connect}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	return t
+}
+
+// TestSpareDeathsDoNotSpin: spare peers that die while queued (as every
+// spare does after StaleTimeout, since nobody reads it) must not fill the
+// queue so that each new peer is thrown away at once and replaced by
+// another rendezvous, in a loop without pause.
+func TestSpareDeathsDoNotSpin(t *testing.T) {
+	f := &fakeRendezvous{limit: 50}
+	tr := fakeTransport(2, f)
+	defer tr.Close()
+	s := tr.newSession()
+	defer s.stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	active, err := s.dial(ctx) // peer 1 carries traffic
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Peer 2 waits as the spare; it goes stale, and so does its successor.
+	f.waitCalls(t, 2)
+	f.peer(1).Close()
+	f.waitCalls(t, 3)
+	f.peer(2).Close()
+	f.waitCalls(t, 4)
+
+	time.Sleep(300 * time.Millisecond)
+	if n := f.calls.Load(); n != 4 {
+		t.Fatalf("%d rendezvous, want 4: one per peer that died", n)
+	}
+	// The live spare is the one handed out next.
+	active.Close()
+	next, err := s.dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := next.(*fakePeer).id; id != 4 {
+		t.Fatalf("dial handed out peer %d, want the live spare 4", id)
+	}
+}
