@@ -86,7 +86,14 @@ func (n *Net) ListenUDPContext(ctx context.Context) (*UDPConn, error) {
 		ctrl.Close()
 		return nil, err
 	}
-	return newUDPConn(ctrl, relay, &n.names)
+	c, err := newUDPConn(ctrl, relay, &n.names)
+	if err != nil {
+		// The association is useless without its socket; holding the
+		// control connection would keep it open on the proxy for good.
+		ctrl.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // ctxError reports a handshake that failed because ctx ended as ctx's

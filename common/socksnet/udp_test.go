@@ -369,3 +369,41 @@ func TestNATDiscoveryByName(t *testing.T) {
 		t.Errorf("proxy relayed %d datagrams, want the STUN exchanges", srv.UDPPackets.Load())
 	}
 }
+
+// TestAssociationSocketFailure: when the relay a proxy names cannot be
+// reached (here a link-local IPv6 address without a zone, which connect
+// refuses), the association fails and its TCP control connection is
+// closed, not left open for the life of the proxy.
+func TestAssociationSocketFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	hungUp := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			hungUp <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 10)
+		io.ReadFull(c, buf[:3])
+		c.Write([]byte{5, 0})
+		io.ReadFull(c, buf[:10])
+		reply := []byte{5, 0, 0, 4, 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x30, 0x39}
+		c.Write(reply)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(buf)
+		hungUp <- err
+	}()
+	n, _ := New(Config{Addr: ln.Addr().String()})
+	if c, err := n.ListenUDPContext(context.Background()); err == nil {
+		c.Close()
+		t.Skip("this system can reach fe80::1 without a zone")
+	}
+	if err := <-hungUp; !errors.Is(err, io.EOF) {
+		t.Errorf("control connection after the failed association: %v, want it closed (EOF)", err)
+	}
+}
