@@ -2,8 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -140,6 +143,58 @@ func TestAMPWrongArmor(t *testing.T) {
 			defer tr.Close()
 			if _, err := tr.newPeer(context.Background()); err == nil {
 				t.Fatal("rendezvous succeeded")
+			}
+		})
+	}
+}
+
+// TestCloseEndsBrokerConnections: a Transport (one per SOCKS connection)
+// that is closed leaves no connection to the broker behind, idle in a
+// pool until its timeout (90 s for HTTP/1.1, 5 min for HTTP/2).
+func TestCloseEndsBrokerConnections(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", tls), func(t *testing.T) {
+			var open atomic.Int32
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, `{"error":"no snowflake proxies currently available"}`)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				switch s {
+				case http.StateNew:
+					open.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					open.Add(-1)
+				}
+			}
+			cfg := Config{KeepLocalAddresses: true}
+			if tls {
+				srv.EnableHTTP2 = true
+				srv.StartTLS()
+				cfg.RootCAs = x509.NewCertPool()
+				cfg.RootCAs.AddCert(srv.Certificate())
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			cfg.BrokerURL = srv.URL + "/"
+			tr, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var be *BrokerError
+			if _, err := tr.newPeer(context.Background()); !errors.As(err, &be) {
+				t.Fatalf("newPeer: %v, want the broker's error", err)
+			}
+			if open.Load() == 0 {
+				t.Fatal("no connection reached the broker")
+			}
+			tr.Close()
+			deadline := time.Now().Add(5 * time.Second)
+			for open.Load() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d broker connections still open 5 s after Close", open.Load())
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 		})
 	}

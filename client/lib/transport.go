@@ -47,7 +47,9 @@ type Transport struct {
 	logger *slog.Logger
 	api    *webrtcapi.Factory
 	method rendezvous.Method
-	nat    *natState
+	// closeIdle closes the pooled connections to the broker (or front).
+	closeIdle func()
+	nat       *natState
 	// net is the network stack for WebRTC and NAT discovery; nil means the
 	// operating system's. Tests set a pion virtual network here.
 	net transport.Net
@@ -76,11 +78,11 @@ func newTransport(cfg Config, logger *slog.Logger, n transport.Net) (*Transport,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	t := &Transport{cfg: cfg, logger: logger, nat: newNATState(logger), net: n}
-	method, err := newMethod(cfg)
+	method, closeIdle, err := newMethod(cfg)
 	if err != nil {
 		return nil, err
 	}
-	t.method = method
+	t.method, t.closeIdle = method, closeIdle
 	t.api = t.webrtcAPI()
 	if len(cfg.skippedICE) > 0 {
 		logger.Warn("ignoring ice entries that are not stun: URLs", "entries", cfg.skippedICE)
@@ -93,10 +95,12 @@ func newTransport(cfg Config, logger *slog.Logger, n transport.Net) (*Transport,
 	return t, nil
 }
 
-func newMethod(cfg Config) (rendezvous.Method, error) {
+// newMethod returns the rendezvous method cfg selects, and what closes its
+// idle connections.
+func newMethod(cfg Config) (rendezvous.Method, func(), error) {
 	kind, err := cfg.RendezvousKind()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rt, err := rendezvous.NewRoundTripper(rendezvous.TransportConfig{
 		RootCAs:     cfg.RootCAs,
@@ -105,18 +109,22 @@ func newMethod(cfg Config) (rendezvous.Method, error) {
 		Dial:        cfg.DialBroker,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, nil, fmt.Errorf("client: %w", err)
+	}
+	closeIdle := func() {}
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		closeIdle = c.CloseIdleConnections
 	}
 	var m rendezvous.Method
 	switch kind {
 	case RendezvousSQS:
 		creds, err := rendezvous.ParseSQSCredentials(cfg.SQSCredentials)
 		if err != nil {
-			return nil, fmt.Errorf("client: %w", err)
+			return nil, nil, fmt.Errorf("client: %w", err)
 		}
 		m, err = rendezvous.NewSQS(cfg.SQSQueueURL, creds, &http.Client{Transport: rt})
 		if err != nil {
-			return nil, fmt.Errorf("client: %w", err)
+			return nil, nil, fmt.Errorf("client: %w", err)
 		}
 	case RendezvousAMP:
 		m, err = rendezvous.NewAMP(cfg.BrokerURL, cfg.AMPCacheURL, cfg.FrontDomains, rt)
@@ -124,9 +132,9 @@ func newMethod(cfg Config) (rendezvous.Method, error) {
 		m, err = rendezvous.NewHTTP(cfg.BrokerURL, cfg.FrontDomains, rt)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, nil, fmt.Errorf("client: %w", err)
 	}
-	return m, nil
+	return m, closeIdle, nil
 }
 
 func (t *Transport) discoverNAT() {
@@ -193,6 +201,12 @@ func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
 func (t *Transport) Close() error {
 	t.once.Do(t.cancel)
 	t.wg.Wait()
+	// Every exchange has ended with the sessions. A Transport serves one
+	// SOCKS connection; its pooled broker connections would otherwise
+	// linger (HTTP/2 ones for minutes), one set per connection tor made.
+	if t.closeIdle != nil {
+		t.closeIdle()
+	}
 	return nil
 }
 
