@@ -15,6 +15,11 @@ import (
 // DefaultMax is the number of proxies kept when max is not given.
 const DefaultMax = 1
 
+// MaxPeers bounds max. Each peer kept is a PeerConnection and a volunteer's
+// proxy, and a session's queue of spares is allocated at max's size, so a
+// bridge line's max=1000000000 would exhaust memory before any error.
+const MaxPeers = 100
+
 // Config is a client's configuration: the bridge line's arguments over the
 // command line's. The zero value is not usable: set a rendezvous (BrokerURL
 // or SQSQueueURL) at least. Build it with [Config.Set] / [Config.Apply] so
@@ -168,8 +173,8 @@ func setMax(c *Config, v string) error {
 	if err != nil {
 		return fmt.Errorf("not an integer: %q", v)
 	}
-	if n < 1 {
-		return fmt.Errorf("must be at least 1, not %d", n)
+	if n < 1 || n > MaxPeers {
+		return fmt.Errorf("must be at least 1 and at most %d, not %d", MaxPeers, n)
 	}
 	c.Max = n
 	return nil
@@ -252,8 +257,8 @@ func (c *Config) Validate() error {
 	if _, err := c.RendezvousKind(); err != nil {
 		return err
 	}
-	if c.Max < 0 {
-		return fmt.Errorf("client: max must be at least 1, not %d", c.Max)
+	if c.Max < 0 || c.Max > MaxPeers {
+		return fmt.Errorf("client: max must be at least 1 and at most %d, not %d", MaxPeers, c.Max)
 	}
 	if c.BridgeFingerprint != "" {
 		if _, err := messages.CanonicalFingerprint(c.BridgeFingerprint); err != nil {

@@ -53,6 +53,8 @@ func TestConfigApply(t *testing.T) {
 		{name: "max not a number", socks: "url=https://b/;max=abc", wantErr: "max: not an integer"},
 		{name: "max zero", socks: "url=https://b/;max=0", wantErr: "at least 1"},
 		{name: "max negative", socks: "url=https://b/;max=-2", wantErr: "at least 1"},
+		{name: "max at the limit", socks: "url=https://b/;max=100", want: func(c *Config) bool { return c.Max == 100 }},
+		{name: "max huge", socks: "url=https://b/;max=1000000000", wantErr: "at most 100"},
 		{name: "utls", socks: "url=https://b/;utls-imitate=hellorandomizedalpn;utls-nosni=YES",
 			want: func(c *Config) bool { return c.UTLSImitate == "hellorandomizedalpn" && c.UTLSNoSNI }},
 		{name: "utls unknown", socks: "url=https://b/;utls-imitate=hellonetscape", wantErr: "unknown utls-imitate"},
@@ -202,5 +204,18 @@ func TestSelectICEServers(t *testing.T) {
 			}
 			seen[s] = true
 		}
+	}
+}
+
+// TestMaxBounded: max sizes the ready queue and the number of peers kept,
+// so an absurd value (from a bridge line, or set by a library user) is
+// refused with an error instead of being allocated.
+func TestMaxBounded(t *testing.T) {
+	c := Config{BrokerURL: "https://b/", Max: 1 << 40}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("Validate with max 2^40: %v, want an error", err)
+	}
+	if _, err := New(c, nil); err == nil {
+		t.Fatal("New accepted max 2^40")
 	}
 }
