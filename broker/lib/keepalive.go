@@ -141,7 +141,10 @@ func (b *Broker) serveConn(conn net.Conn) {
 		lr.N = math.MaxInt64
 		conn.SetReadDeadline(start.Add(readTimeout))
 		req.RemoteAddr = conn.RemoteAddr().String()
-		rw := &connResponseWriter{conn: conn, br: br, header: http.Header{}}
+		// A hijacking handler may park conn and a client answer it, and
+		// its next loop register it, before ServeHTTP returns: conn is
+		// unregistered at the hijack, so as not to undo that.
+		rw := &connResponseWriter{conn: conn, br: br, header: http.Header{}, onHijack: func() { b.forget(conn) }}
 		conn.SetWriteDeadline(time.Now().Add(max(b.cfg.ProxyPollTimeout, b.cfg.ClientTimeout) + writeMargin))
 		// The request ends when the broker closes: this loop cannot
 		// notice a peer that hangs up mid-request anyway.
@@ -149,7 +152,6 @@ func (b *Broker) serveConn(conn net.Conn) {
 		if rw.hijacked {
 			// Parked (or otherwise taken over): the new owner closes it.
 			handed = true
-			b.forget(conn)
 			return
 		}
 		// Drain what the handler left unread so the next request parses.
@@ -170,6 +172,8 @@ type connResponseWriter struct {
 	status   int
 	body     bytes.Buffer
 	hijacked bool
+	// onHijack runs when the connection is handed over.
+	onHijack func()
 }
 
 func (w *connResponseWriter) Header() http.Header { return w.header }
@@ -195,6 +199,9 @@ func (w *connResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("broker: connection already hijacked")
 	}
 	w.hijacked = true
+	if w.onHijack != nil {
+		w.onHijack()
+	}
 	// The broker's handlers never write through the returned writer: a
 	// small one saves a 4 KiB buffer per parked poll.
 	return w.conn, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.conn, 64)), nil

@@ -149,3 +149,81 @@ func TestKeepAliveLimits(t *testing.T) {
 		t.Fatalf("connection ended after %v: by the header timeout, not the size limit", d)
 	}
 }
+
+// TestKeepAliveHandOffStaysTracked checks that a connection parked from
+// the keep-alive loop and answered at once stays known to Close. A client
+// can take the parked poll, and the connection's new keep-alive loop
+// register it, before the loop that parked it has returned; that loop
+// must not then unregister it, or Close neither closes the connection nor
+// returns until the proxy's idle timeout ends the new loop.
+func TestKeepAliveHandOffStaysTracked(t *testing.T) {
+	b, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	proxy, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracked := func() bool {
+		b.resumed.mu.Lock()
+		defer b.resumed.mu.Unlock()
+		_, ok := b.resumed.conns[conn]
+		return ok
+	}
+	// The handler parks the request and, as a client taking the poll at
+	// once would, answers it before returning.
+	b.mux = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		b.resume(c, []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), true)
+		deadline := time.Now().Add(5 * time.Second)
+		for !tracked() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	})
+	// This loop is left unregistered, so that tracked reports the
+	// registration by the loop that takes over.
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		b.serveConn(conn)
+	}()
+	proxy.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(proxy, "POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	buf := make([]byte, 256)
+	if n, err := proxy.Read(buf); err != nil || !strings.HasSuffix(string(buf[:n]), "ok") {
+		t.Fatalf("response: %q %v", buf[:n], err)
+	}
+	<-loopDone
+	if !tracked() {
+		t.Error("the parking loop unregistered the connection its successor serves")
+	}
+	closed := make(chan struct{})
+	go func() {
+		b.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close waits for the idle kept-alive connection instead of closing it")
+	}
+	if _, err := proxy.Read(buf); err != io.EOF {
+		t.Fatalf("connection not closed by Close: %v", err)
+	}
+}
