@@ -102,6 +102,9 @@ func run(o options) error {
 	if o.clientWait < 0 {
 		return fmt.Errorf("-client-wait %v: must be 0 or more", o.clientWait)
 	}
+	if o.maxConnections < 0 {
+		return fmt.Errorf("-max-connections %d: must be 0 (the default) or more", o.maxConnections)
+	}
 	if o.ipCountInterval <= 0 {
 		return fmt.Errorf("-ip-count-interval %v: must be positive", o.ipCountInterval)
 	}

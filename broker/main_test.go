@@ -191,6 +191,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-addr", "bogus", "-disable-tls", "-disable-geoip"}, "listen"},
 		{[]string{"-addr", "127.0.0.1:0", "-disable-tls", "-disable-geoip", "-trusted-hops", "-1"}, "-trusted-hops"},
 		{[]string{"-addr", "127.0.0.1:0", "-disable-tls", "-disable-geoip", "-ip-count-interval", "0s"}, "-ip-count-interval"},
+		{[]string{"-addr", "127.0.0.1:0", "-disable-tls", "-disable-geoip", "-max-connections", "-1"}, "-max-connections"},
 	}
 	for _, tt := range tests {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -140,6 +140,9 @@ func (c *Config) Validate() error {
 		c.NextPollRestricted < 0 || c.NextPollUnrestricted < 0 {
 		errs = append(errs, errors.New("negative duration"))
 	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("MaxConnections %d is negative", c.MaxConnections))
+	}
 	if c.TrustedHops < NoTrustedHops {
 		errs = append(errs, fmt.Errorf("TrustedHops %d out of range", c.TrustedHops))
 	}

@@ -114,6 +114,8 @@ func TestConfigValidate(t *testing.T) {
 		{SQS: &SQSConfig{}},
 		{SQS: &SQSConfig{QueueName: "q"}},
 		{HTTP01Addr: ":80"},
+		// A negative cap would make Run panic creating its semaphore.
+		{MaxConnections: -1},
 	}
 	for i, c := range bad {
 		if _, err := New(c); err == nil {
