@@ -145,7 +145,7 @@ func (b *Broker) serveConn(conn net.Conn) {
 		// its next loop register it, before ServeHTTP returns: conn is
 		// unregistered at the hijack, so as not to undo that.
 		rw := &connResponseWriter{conn: conn, br: br, header: http.Header{}, onHijack: func() { b.forget(conn) }}
-		conn.SetWriteDeadline(time.Now().Add(max(b.cfg.ProxyPollTimeout, b.cfg.ClientTimeout) + writeMargin))
+		conn.SetWriteDeadline(time.Now().Add(b.writeTimeout()))
 		// The request ends when the broker closes: this loop cannot
 		// notice a peer that hangs up mid-request anyway.
 		b.mux.ServeHTTP(rw, req.WithContext(b.closedCtx))

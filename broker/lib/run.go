@@ -16,7 +16,8 @@ import (
 )
 
 // HTTP server limits. Proxies hold a request open for the poll hold and
-// clients for the answer timeout, so the write timeout must exceed both.
+// clients for the client wait plus the answer timeout, so the write
+// timeout must exceed both (see writeTimeout).
 const (
 	// readHeaderTimeout defeats slowloris: headers are small and must
 	// arrive at once.
@@ -40,11 +41,19 @@ func (b *Broker) newServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
-		WriteTimeout:      max(b.cfg.ProxyPollTimeout, b.cfg.ClientTimeout) + writeMargin,
+		WriteTimeout:      b.writeTimeout(),
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
+}
+
+// writeTimeout bounds a request from its headers to its response: the
+// longest hold, a proxy poll's or a client poll's (which may wait for a
+// proxy to poll, then for its answer), plus writeMargin.
+func (b *Broker) writeTimeout() time.Duration {
+	clientHold := b.cfg.ClientTimeout + max(b.cfg.ClientWait, 0)
+	return max(b.cfg.ProxyPollTimeout, clientHold) + writeMargin
 }
 
 // Run serves the broker until ctx ends or Close is called: the HTTP(S) API

@@ -207,3 +207,22 @@ func TestSlowloris(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWriteTimeoutCoversClientWait checks that the write timeouts outlast
+// the longest client poll: a client that waits for a proxy to poll and
+// then for its answer is held for the client wait plus the client
+// timeout, and its response must still be writable then.
+func TestWriteTimeoutCoversClientWait(t *testing.T) {
+	b, err := New(Config{ClientWait: 30 * time.Second, ClientTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	longest := 35 * time.Second
+	if wt := b.newServer(nil).WriteTimeout; wt <= longest {
+		t.Errorf("server write timeout %v, want more than %v", wt, longest)
+	}
+	if wt := b.writeTimeout(); wt <= longest {
+		t.Errorf("keep-alive write timeout %v, want more than %v", wt, longest)
+	}
+}
