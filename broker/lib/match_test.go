@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -503,5 +504,22 @@ func TestWaitingClientOrder(t *testing.T) {
 				t.Fatalf("%d clients still queued", n)
 			}
 		})
+	}
+}
+
+// TestNoParkingAfterRelease checks that once Close has released the
+// parked polls, the pools take no more. A poll that passed the closed
+// check just before Close and is added after the release would otherwise
+// stay parked, its connection never answered nor closed: the expiry queue
+// has stopped too.
+func TestNoParkingAfterRelease(t *testing.T) {
+	p := newPools()
+	p.drainParked()
+	late := &waiter{sid: "late", natType: nat.Unrestricted, proxyType: messages.ProxyTypeStandalone, conn: &net.TCPConn{}}
+	if p.add(late, 0) {
+		t.Fatal("a poll was parked after the release")
+	}
+	if n := p.waiting(); n != 0 {
+		t.Fatalf("%d proxies waiting after the release", n)
 	}
 }

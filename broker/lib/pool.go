@@ -119,6 +119,9 @@ type pools struct {
 	// clients waiting for a proxy, oldest first. It is empty whenever a
 	// heap holds a proxy that one of them could take.
 	clients []*clientWait
+	// released is set by drainParked: a waiter added after it would
+	// never be answered, so add refuses it.
+	released bool
 }
 
 // countKey is a (proxy type, NAT type) pair.
@@ -132,12 +135,16 @@ func newPools() *pools {
 }
 
 // add puts w in its pool unless the pools already hold limit proxies
-// (limit <= 0: no limit). It reports whether w was added. If a client is
+// (limit <= 0: no limit) or were drained by Close. It reports whether w
+// was added. If a client is
 // waiting for a proxy like w, w goes to that client instead of the pool
 // (see takeOrWait), and the client then answers w as a taker would.
 func (p *pools) add(w *waiter, limit int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.released {
+		return false
+	}
 	if cw := p.waitingClientLocked(w.natType); cw != nil {
 		w.index = -1 // never in a heap: withdraw finds it taken
 		cw.got <- handoff{w, p.matchLocked(w)}
@@ -270,10 +277,12 @@ func (p *pools) popLiveLocked(k poolKind) *waiter {
 	return nil
 }
 
-// drainParked removes every parked waiter (at Close) and returns them.
+// drainParked removes every parked waiter (at Close) and returns them;
+// add refuses waiters from then on.
 func (p *pools) drainParked() []*waiter {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.released = true
 	var out []*waiter
 	for k := range p.heaps {
 		for _, w := range slices.Clone(p.heaps[k]) {
