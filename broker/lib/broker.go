@@ -78,6 +78,9 @@ func New(cfg Config) (*Broker, error) {
 	b.closedCtx, b.closeCancel = context.WithCancel(context.Background())
 	b.expiries = newExpiryQueue(cfg.ProxyPollTimeout)
 	b.metrics = newMetrics(b.pools, time.Now())
+	// A disconnected proxy's poll ends without a client, as if its hold
+	// had expired: the expiry queue then skips it.
+	b.pools.discarded = func(w *waiter) { b.metrics.proxyPollEnded(w.proxyType, w.natType, false) }
 	if cfg.IPCountPrefix != "" {
 		var err error
 		if b.ipCount, err = ipcount.New(ipCountGroups(), time.Now()); err != nil {

@@ -204,6 +204,14 @@ func TestProxyDisconnect(t *testing.T) {
 	if n := b.Waiting(); n != 0 {
 		t.Fatalf("%d proxies still waiting", n)
 	}
+	// The poll ended without a client: it counts as idle, like one
+	// whose hold expired.
+	b.metrics.mu.Lock()
+	idle := b.metrics.interval.idle
+	b.metrics.mu.Unlock()
+	if idle != 1 {
+		t.Fatalf("idle count %d, want 1", idle)
+	}
 }
 
 func TestLegacyClient(t *testing.T) {

@@ -119,6 +119,10 @@ type pools struct {
 	// clients waiting for a proxy, oldest first. It is empty whenever a
 	// heap holds a proxy that one of them could take.
 	clients []*clientWait
+	// discarded, if set, is called (with mu held, so it must not use
+	// the pools) for each parked waiter dropped because its proxy has
+	// disconnected: its poll ends there, unanswered.
+	discarded func(*waiter)
 	// released is set by drainParked: a waiter added after it would
 	// never be answered, so add refuses it.
 	released bool
@@ -273,6 +277,9 @@ func (p *pools) popLiveLocked(k poolKind) *waiter {
 			return w
 		}
 		w.conn.Close()
+		if p.discarded != nil {
+			p.discarded(w)
+		}
 	}
 	return nil
 }
