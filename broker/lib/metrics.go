@@ -194,7 +194,7 @@ func newMetrics(p *pools, now time.Time) *metrics {
 		proxyAnswer: newRoundedCounterVec("rounded_proxy_answer_total",
 			"The number of proxy answers, rounded up to a multiple of 8", "type", "status"),
 		pollWithRelayURL: newRoundedCounterVec("rounded_proxy_poll_with_relay_url_extension_total",
-			"The number of proxy polls with an accepted relay pattern, rounded up to a multiple of 8", "nat", "type"),
+			"The number of proxy polls with a relay pattern, rounded up to a multiple of 8", "nat", "type"),
 		pollWithoutRelayURL: newRoundedCounterVec("rounded_proxy_poll_without_relay_url_extension_total",
 			"The number of proxy polls without a relay pattern, rounded up to a multiple of 8", "nat", "type"),
 		pollRejectedRelayURL: newRoundedCounterVec("rounded_proxy_poll_rejected_relay_url_extension_total",
@@ -222,28 +222,30 @@ func (m *metrics) country(a netip.Addr) string {
 }
 
 // proxyPolled counts a proxy poll's address (once per interval) and its
-// relay-pattern extension status.
+// relay-pattern extension status. As in upstream's broker spec, every
+// poll counts as with or without the extension, and a rejected one also
+// as rejected.
 func (m *metrics) proxyPolled(a netip.Addr, proxyType string, natType nat.Type, hadPattern, rejected bool) {
 	nt := string(natType)
-	switch {
-	case rejected:
-		m.pollRejectedRelayURL.inc(nt, proxyType)
-	case hadPattern:
+	if hadPattern {
 		m.pollWithRelayURL.inc(nt, proxyType)
-	default:
+	} else {
 		m.pollWithoutRelayURL.inc(nt, proxyType)
+	}
+	if rejected {
+		m.pollRejectedRelayURL.inc(nt, proxyType)
 	}
 	cc := m.country(a)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.interval
-	switch {
-	case rejected:
-		c.rejectedRelayURL++
-	case hadPattern:
+	if hadPattern {
 		c.pollWithRelayURL++
-	default:
+	} else {
 		c.pollWithoutRelayURL++
+	}
+	if rejected {
+		c.rejectedRelayURL++
 	}
 	if !a.IsValid() {
 		return

@@ -112,3 +112,34 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatal("/metrics differs from the file")
 	}
 }
+
+// TestRelayURLCounts checks the relay-pattern counts against upstream's
+// broker spec: with- and without-relay-url count every poll that carried
+// the extension or not, and rejected-for-relay-url counts the rejected
+// ones among them.
+func TestRelayURLCounts(t *testing.T) {
+	m := newMetrics(newPools(), time.Now())
+	a := netip.MustParseAddr("203.0.113.1")
+	m.proxyPolled(a, "standalone", nat.Restricted, true, false)
+	m.proxyPolled(a, "standalone", nat.Restricted, true, true)
+	m.proxyPolled(a, "standalone", nat.Restricted, false, true)
+	m.mu.Lock()
+	c := *m.interval
+	m.mu.Unlock()
+	if c.pollWithRelayURL != 2 || c.pollWithoutRelayURL != 1 || c.rejectedRelayURL != 2 {
+		t.Errorf("log counts: with %d, without %d, rejected %d; want 2, 1, 2",
+			c.pollWithRelayURL, c.pollWithoutRelayURL, c.rejectedRelayURL)
+	}
+	prom := func(v *roundedCounterVec) uint64 {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		var n uint64
+		for _, x := range v.values {
+			n += x.n
+		}
+		return n
+	}
+	if w, wo, r := prom(m.pollWithRelayURL), prom(m.pollWithoutRelayURL), prom(m.pollRejectedRelayURL); w != 2 || wo != 1 || r != 2 {
+		t.Errorf("Prometheus counts: with %d, without %d, rejected %d; want 2, 1, 2", w, wo, r)
+	}
+}
