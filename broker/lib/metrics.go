@@ -247,7 +247,9 @@ func (m *metrics) proxyPolled(a netip.Addr, proxyType string, natType nat.Type, 
 	if rejected {
 		c.rejectedRelayURL++
 	}
-	if !a.IsValid() {
+	// A refused proxy is never given a client: like upstream, count
+	// only admitted ones among the proxies.
+	if rejected || !a.IsValid() {
 		return
 	}
 	h := c.hash(a)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/snowflake-go/snowflake/common/geoip"
 	"github.com/snowflake-go/snowflake/common/nat"
 )
@@ -31,11 +33,13 @@ func TestMetricsLog(t *testing.T) {
 	m.geo.Store(tab)
 	au := netip.MustParseAddr("203.0.113.1")
 	us := netip.MustParseAddr("198.51.100.1")
-	// Three polls from one AU address (two types), one from a US address.
+	// Three polls from one AU address (two types), one from a US address,
+	// and one refused for its relay pattern, which counts only as a poll.
 	m.proxyPolled(au, "standalone", nat.Restricted, true, false)
 	m.proxyPolled(au, "standalone", nat.Restricted, true, false)
 	m.proxyPolled(au, "webext", nat.Unrestricted, false, false)
-	m.proxyPolled(us, "badge", nat.Unknown, true, true)
+	m.proxyPolled(us, "badge", nat.Unknown, true, false)
+	m.proxyPolled(netip.MustParseAddr("198.51.100.2"), "iptproxy", nat.Unknown, true, true)
 	m.proxyPollEnded("standalone", nat.Restricted, false)
 	m.clientPolled(au, MethodHTTP, nat.Unrestricted, clientDenied)
 	m.clientPolled(us, MethodAMPCache, nat.Restricted, clientDenied)
@@ -141,5 +145,24 @@ func TestRelayURLCounts(t *testing.T) {
 	}
 	if w, wo, r := prom(m.pollWithRelayURL), prom(m.pollWithoutRelayURL), prom(m.pollRejectedRelayURL); w != 2 || wo != 1 || r != 2 {
 		t.Errorf("Prometheus counts: with %d, without %d, rejected %d; want 2, 1, 2", w, wo, r)
+	}
+}
+
+// TestRejectedProxyNotCounted checks that a proxy refused for its relay
+// pattern is not counted among the proxies (snowflake-ips and
+// proxy_total), as in upstream brokers: it is never given a client.
+func TestRejectedProxyNotCounted(t *testing.T) {
+	m := newMetrics(newPools(), time.Now())
+	m.proxyPolled(netip.MustParseAddr("203.0.113.1"), "standalone", nat.Restricted, true, true)
+	m.mu.Lock()
+	n := len(m.interval.proxies)
+	m.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d proxy addresses counted, want 0", n)
+	}
+	ch := make(chan prometheus.Metric, 16)
+	m.proxyTotal.Collect(ch)
+	if n := len(ch); n != 0 {
+		t.Errorf("proxy_total has %d series, want 0", n)
 	}
 }
