@@ -319,8 +319,10 @@ func (m *metrics) rotate(w io.Writer, now time.Time) error {
 	m.mu.Lock()
 	c := m.interval
 	m.interval = newIntervalCounts(now)
-	m.mu.Unlock()
+	// Under the lock, as proxyPolled counts a new address: a proxy first
+	// seen just after the swap must not lose its count to the reset.
 	m.proxyTotal.Reset()
+	m.mu.Unlock()
 	_, err := io.WriteString(w, formatInterval(c, now))
 	return err
 }
