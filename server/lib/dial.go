@@ -60,7 +60,13 @@ func (d *ORDialer) Dial(ctx context.Context, clientAddr string) (net.Conn, error
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	err = extorport.Handshake(conn, d.AuthCookie, clientAddr, d.Transport)
-	stop()
+	if !stop() && err == nil {
+		// ctx ended just as the handshake completed: the function above
+		// has started and may set its past deadline after the reset
+		// below, which would hand back a conn whose first read or write
+		// times out. Report the dial as failed instead.
+		err = fmt.Errorf("handshake interrupted: %w", context.Cause(ctx))
+	}
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("server: extended orport: %w", err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -138,5 +139,51 @@ func TestAddrMap(t *testing.T) {
 	}
 	if m.len() > 3 {
 		t.Fatalf("len = %d exceeds capacity", m.len())
+	}
+}
+
+// TestORDialerCanceledAtHandshakeEnd: a dial whose context ends just as the
+// Extended ORPort handshake completes either fails or returns a usable
+// conn, never one that the context's cancellation has already timed out.
+// The window is narrow, so the test tries many times.
+func TestORDialerCanceledAtHandshakeEnd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cookie := make([]byte, 32)
+	d := &ORDialer{ExtORAddr: ln.Addr().String(), AuthCookie: cookie, Transport: "snowflake"}
+	for range 3000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		torDone := make(chan struct{})
+		go func() {
+			defer close(torDone)
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			if _, err := extorport.Accept(c, cookie); err != nil {
+				return
+			}
+			// The OKAY is on its way: end the dial's context now.
+			cancel()
+			c.Write([]byte("or"))
+			c.Read(make([]byte, 1)) // until the dialer closes
+		}()
+		c, err := d.Dial(ctx, "")
+		if err == nil {
+			// No deadline of our own: one left by the dial would show.
+			timer := time.AfterFunc(5*time.Second, func() { c.Close() })
+			_, err := io.ReadFull(c, make([]byte, 2))
+			timer.Stop()
+			c.Close()
+			if err != nil {
+				t.Fatalf("Dial succeeded, but the conn fails: %v", err)
+			}
+		}
+		cancel()
+		<-torDone
 	}
 }
