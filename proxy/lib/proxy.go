@@ -344,12 +344,9 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	defer rwc.Close()
 
 	clientIP := candidate.ClientIP(offer.SDP)
-	target := withClientIP(relayU, clientIP)
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	ws, _, err := websocket.Dial(dctx, target.String(), p.relay)
-	cancel()
+	ws, err := dialRelay(ctx, relayU, clientIP, p.relay)
 	if err != nil {
-		return fmt.Errorf("dial relay: %w", err)
+		return err
 	}
 	p.stats.Connections.Add(1)
 	if p.cfg.GeoIP != nil {

@@ -1,10 +1,15 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/relaypattern"
@@ -89,3 +94,34 @@ func parseRelay(s string) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// dialRelay opens the WebSocket to relay for a client at clientIP (the
+// zero Addr: unknown). It gives up after 10 s.
+func dialRelay(ctx context.Context, relay *url.URL, clientIP netip.Addr, opts *websocket.DialOptions) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, withClientIP(relay, clientIP).String(), opts)
+	if err != nil {
+		if clientIP.IsValid() {
+			err = &plainAddrError{err: err, escaped: url.QueryEscape(clientIP.String()), plain: clientIP.String()}
+		}
+		return nil, fmt.Errorf("dial relay: %w", err)
+	}
+	return ws, nil
+}
+
+// plainAddrError shows the client's address in err's text in plain form.
+// A failed handshake quotes the URL it requested, where client_ip is
+// percent-encoded: an IPv6 address reads "2001%3Adb8%3A%3A1", which the
+// log scrubber does not recognise as an address and would let through.
+// In plain form the scrubber removes it, or keeps it with -unsafe-logging.
+type plainAddrError struct {
+	err            error
+	escaped, plain string
+}
+
+func (e *plainAddrError) Error() string {
+	return strings.ReplaceAll(e.err.Error(), e.escaped, e.plain)
+}
+
+func (e *plainAddrError) Unwrap() error { return e.err }
