@@ -35,6 +35,11 @@ const (
 	// readBuf is the buffer of each reader. A data-channel read needs room
 	// for a whole message.
 	readBuf = 64 << 10
+	// maxClientMessage is the largest data-channel message taken from a
+	// client: the max-message-size that the proxy's answer announces in
+	// the browser-like DTLS modes (Chromium's). The client reader starts
+	// with readBuf and grows to this on the first longer message.
+	maxClientMessage = 256 << 10
 )
 
 // errIdle is the teardown cause when the relay sent nothing for the idle
@@ -119,6 +124,17 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 		buf := make([]byte, readBuf)
 		for {
 			n, err := rwc.Read(buf)
+			if errors.Is(err, io.ErrShortBuffer) {
+				// The message is longer than buf and waits, unread, at
+				// the head of the stream: read it again with room for
+				// the largest a client may send.
+				if len(buf) < maxClientMessage {
+					buf = make([]byte, maxClientMessage)
+					continue
+				}
+				teardown(fmt.Errorf("read from client: message larger than %d bytes: %w", maxClientMessage, err))
+				return
+			}
 			if n > 0 {
 				st.up.Add(int64(n))
 				total.addUp(n)

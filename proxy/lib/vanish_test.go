@@ -3,7 +3,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,6 +86,53 @@ func TestClientVanishes(t *testing.T) {
 			waitFor(t, "slot returned", func() bool { return p.Stats().Active.Load() == 0 && p.tokens.count() <= 1 })
 			waitFor(t, "disconnect logged", func() bool { return logs.contains("client disconnected", tc.cause) })
 			t.Logf("slot freed %v after the client vanished", time.Since(killed).Round(100*time.Millisecond))
+		})
+	}
+}
+
+// The proxy's answer announces a max-message-size (Chromium's 256 KiB in
+// the browser-like DTLS modes), so a client may send messages that large.
+// Such a message must be relayed, not end the connection; one larger than
+// the proxy will take ends it with an error that says why.
+func TestLargeClientMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		size    int
+		relayed bool
+	}{
+		{"under 64 KiB", 60 << 10, true},
+		{"over 64 KiB", 100 << 10, true},
+		{"largest announced", maxClientMessage, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkGoroutines(t)
+			tn := newTestNet(t, nil)
+			_, relayURL := newEchoRelay(t)
+			var logs logBuffer
+			p, c := startOneClient(t, tn, relayURL, func(cfg *Config) {
+				cfg.ConcurrentPolls = 1
+				cfg.Logger = logs.logger()
+			})
+			msg := make([]byte, tc.size)
+			rand.Read(msg)
+			if _, err := c.rw.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 0, tc.size)
+			buf := make([]byte, 1<<16)
+			for len(got) < tc.size {
+				n, err := c.rw.Read(buf)
+				if err != nil {
+					t.Fatalf("read after %d of %d bytes: %v\n%s", len(got), tc.size, err, logs.String())
+				}
+				got = append(got, buf[:n]...)
+			}
+			if !bytes.Equal(got, msg) {
+				t.Fatal("echo differs from the message sent")
+			}
+			if p.Stats().BytesUp.Load() != int64(tc.size) {
+				t.Errorf("bytes up = %d, want %d", p.Stats().BytesUp.Load(), tc.size)
+			}
 		})
 	}
 }

@@ -754,3 +754,9 @@ func TestRelayDown(t *testing.T) {
 		return p.Stats().Failed.Load() == 1 && p.tokens.count() <= 1 && p.Stats().Active.Load() == 0
 	})
 }
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
