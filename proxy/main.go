@@ -35,13 +35,13 @@ import (
 var version = "2.13.1-go"
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "snowflake-proxy:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(args []string) error {
 	fs := flag.NewFlagSet("snowflake-proxy", flag.ExitOnError)
 	var (
 		broker          = fs.String("broker", proxy.DefaultBrokerURL, "broker URL")
@@ -67,13 +67,14 @@ func run() error {
 		metricsPort     = fs.Int("metrics-port", 9999, "metrics listen port")
 		logFile         = fs.String("log", "", "log file (appended; default stderr)")
 		unsafeLogging   = fs.Bool("unsafe-logging", false, "keep IP addresses in logs")
+		logLocalTime    = fs.Bool("log-local-time", false, "log timestamps in local time (default: UTC)")
 		verbose         = fs.Bool("verbose", false, "log debug messages")
 		showVersion     = fs.Bool("version", false, "display version info and quit")
 		cpuProfile      = fs.String("cpuprofile", "", "write a Go CPU profile to this file until exit (for performance work)")
 		idleTimeout     = fs.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a client when the relay sent nothing for this long")
 		covertDTLS      = fs.String("covertdtls-config", "mimic", "DTLS handshake shape: mimic (Chromium's), randomize, randomizemimic or disable (pion's own)")
 	)
-	fs.Parse(os.Args[1:])
+	fs.Parse(args)
 	if *showVersion {
 		fmt.Printf("snowflake-proxy %s\n", version)
 		return nil
@@ -113,6 +114,7 @@ func run() error {
 		return err
 	}
 	defer logCloser.Close()
+	logger = slog.New(logTimes(logger.Handler(), *logLocalTime))
 
 	cfg := proxy.Config{
 		BrokerURL:         *broker,
@@ -284,4 +286,29 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (func(), str
 		<-done
 	}
 	return stop, ln.Addr().String(), nil
+}
+
+// logTimes returns h, or, unless local, h with every record's time in UTC:
+// upstream's proxy logs in UTC unless -log-local-time is given.
+func logTimes(h slog.Handler, local bool) slog.Handler {
+	if local {
+		return h
+	}
+	return utcHandler{h}
+}
+
+// utcHandler passes records on with their time in UTC.
+type utcHandler struct{ slog.Handler }
+
+func (h utcHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Time = r.Time.UTC()
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h utcHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return utcHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h utcHandler) WithGroup(name string) slog.Handler {
+	return utcHandler{h.Handler.WithGroup(name)}
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	proxy "github.com/snowflake-go/snowflake/proxy/lib"
 )
@@ -63,5 +66,36 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("unknown path: %v %v", r, err)
 	} else {
 		r.Body.Close()
+	}
+}
+
+// Command lines written for upstream's snowflake-proxy must start this
+// one: -log-local-time is one of its flags (timestamps are UTC unless it
+// is given).
+func TestUpstreamLogLocalTimeFlag(t *testing.T) {
+	if err := run([]string{"-log-local-time", "-version"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLogTimes(t *testing.T) {
+	loc := time.FixedZone("test", 2*60*60)
+	stamp := time.Date(2025, 3, 1, 12, 0, 0, 0, loc)
+	for _, tc := range []struct {
+		local bool
+		want  string
+	}{
+		{false, "time=2025-03-01T10:00:00.000Z "},
+		{true, "time=2025-03-01T12:00:00.000+02:00 "},
+	} {
+		var buf bytes.Buffer
+		h := logTimes(slog.NewTextHandler(&buf, nil), tc.local).WithAttrs([]slog.Attr{slog.String("a", "b")}).WithGroup("g")
+		r := slog.NewRecord(stamp, slog.LevelInfo, "hello", 0)
+		if err := h.Handle(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(buf.String(), tc.want) {
+			t.Errorf("local %v: %q, want prefix %q", tc.local, buf.String(), tc.want)
+		}
 	}
 }
