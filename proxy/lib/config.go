@@ -121,7 +121,10 @@ func (c *Config) Validate() error {
 	if _, err := parseBase(d.BrokerURL); err != nil {
 		return fmt.Errorf("proxy: broker URL: %w", err)
 	}
-	if _, err := url.Parse(d.RelayURL); err != nil {
+	// The same check as each client's relay gets: a default relay that
+	// fails it would pass the reachability check (a WebSocket dial also
+	// takes http and https) and then fail every client sent to it.
+	if _, err := parseRelay(d.RelayURL); err != nil {
 		return fmt.Errorf("proxy: relay URL: %w", err)
 	}
 	if d.NATProbeURL != "" {
