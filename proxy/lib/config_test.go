@@ -2,7 +2,12 @@
 
 package proxy
 
-import "testing"
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+)
 
 // A default relay that can never be dialled (no ws/wss scheme, no host)
 // must be refused at start, not found out at every client.
@@ -23,5 +28,47 @@ func TestConfigValidateRelayURL(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("RelayURL %q: Validate() = %v, want ok %v", tc.relay, err, tc.ok)
 		}
+	}
+}
+
+// A broker poll must end even if the broker never answers: the browser
+// build sends it with fetch, which has no timeout of its own, and a
+// Config.HTTPClient need not have one either. A stalled poll would hold
+// its capacity token and stop its poller for good.
+func TestPollHasDeadline(t *testing.T) {
+	p, err := New(Config{
+		BrokerURL:       "http://127.0.0.1:1/",
+		HTTPClient:      &http.Client{}, // no timeout
+		ConcurrentPolls: 1,
+		SkipRelayCheck:  true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	polled := make(chan time.Duration, 1)
+	p.broker.send = func(ctx context.Context, u string, body []byte) ([]byte, error) {
+		left := time.Duration(-1)
+		if d, ok := ctx.Deadline(); ok {
+			left = time.Until(d)
+		}
+		select {
+		case polled <- left:
+		default:
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	// Run's own context has no deadline, as in the proxy's main.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case left := <-polled:
+		if left < 0 || left > brokerTimeout {
+			t.Errorf("poll sent with time left %v, want a deadline within %v", left, brokerTimeout)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no poll sent")
 	}
 }

@@ -158,7 +158,12 @@ func (p *Proxy) poller(ctx context.Context) {
 		}
 		sid := newSid()
 		p.stats.Polls.Add(1)
-		resp, err := p.broker.poll(ctx, sid, p.NAT(), p.clientCount()+1)
+		// The broker holds a poll for 10 s; the deadline ends one that
+		// stalls beyond that even where the transport has no timeout of
+		// its own (fetch in the browser, a caller's HTTPClient).
+		pctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+		resp, err := p.broker.poll(pctx, sid, p.NAT(), p.clientCount()+1)
+		cancel()
 		if err != nil {
 			p.tokens.release()
 			if ctx.Err() != nil {
