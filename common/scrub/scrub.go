@@ -23,6 +23,15 @@ const Replacement = "[scrubbed]"
 // clock times ("12:34:56") and hex identifiers are left alone.
 var candidateRE = regexp.MustCompile(`\[?[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*(?:%[0-9A-Za-z._-]+)?\]?(?::[0-9]{1,5})?`)
 
+// encodedRE finds runs that could be an IPv6 address in URL encoding, as
+// a query value such as the relay URL's client_ip holds one: colons written
+// as %3A, brackets as %5B and %5D. Without it "2001%3Adb8%3A%3A1" would pass
+// for text.
+var encodedRE = regexp.MustCompile(`(?:%5[Bb])?[0-9A-Fa-f.]*(?:%3[Aa][0-9A-Fa-f.]*){2,}(?:%5[Dd](?:%3[Aa][0-9]{1,5})?)?`)
+
+// decodeEncoded turns an encodedRE run back into candidate text.
+var decodeEncoded = strings.NewReplacer("%3A", ":", "%3a", ":", "%5B", "[", "%5b", "[", "%5D", "]", "%5d", "]")
+
 const (
 	// maxAddressLen bounds the pieces of a run tried as addresses: the
 	// longest IPv6 text (45), a zone of a Linux interface name (16), the
@@ -43,9 +52,22 @@ func String(s string) string {
 		return s
 	}
 	budget := scanBudget
+	if hasEncodedColon(s) {
+		s = encodedRE.ReplaceAllStringFunc(s, func(m string) string {
+			plain := decodeEncoded.Replace(m)
+			if out := scrubRun(plain, &budget); out != plain {
+				return out
+			}
+			return m
+		})
+	}
 	return candidateRE.ReplaceAllStringFunc(s, func(m string) string {
 		return scrubRun(m, &budget)
 	})
+}
+
+func hasEncodedColon(s string) bool {
+	return strings.Contains(s, "%3A") || strings.Contains(s, "%3a")
 }
 
 // scrubRun returns a candidate run with its addresses replaced. A run that
@@ -121,7 +143,7 @@ func plausible(m string) bool {
 // mayContainAddress is a cheap pre-check that spares the regular expressions
 // for the common log line with no dot or colon in it.
 func mayContainAddress(s string) bool {
-	return strings.ContainsAny(s, ".:")
+	return strings.ContainsAny(s, ".:") || hasEncodedColon(s)
 }
 
 // NewHandler wraps next so that the message and every string-valued attribute

@@ -42,6 +42,12 @@ func TestString(t *testing.T) {
 		// 8192 clock times use up the 64 KiB search budget.
 		{"over budget", strings.Repeat("12:34:56 ", 8192) + "ratio 1:2", strings.Repeat("12:34:56 ", 8192) + "ratio [scrubbed]"},
 		{"mac kept", "hw 00:1a:2b:3c:4d:5e", "hw 00:1a:2b:3c:4d:5e"},
+		{"encoded ipv6", "ws://r/?client_ip=2001%3Adb8%3A%3A1&x=1", "ws://r/?client_ip=[scrubbed]&x=1"},
+		{"encoded lower case", "client_ip=2001%3adb8%3a%3a1", "client_ip=[scrubbed]"},
+		{"encoded bracket port", "u=%5B2001%3Adb8%3A%3A1%5D%3A443 x", "u=[scrubbed] x"},
+		{"encoded mapped", "client_ip=%3A%3Affff%3A192.0.2.1", "client_ip=[scrubbed]"},
+		{"encoded time kept", "t=12%3A34%3A56", "t=12%3A34%3A56"},
+		{"encoded colon alone kept", "a%3Ab", "a%3Ab"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,6 +87,7 @@ func TestHandler(t *testing.T) {
 
 func FuzzString(f *testing.F) {
 	f.Add("1.2.3.4:5 [::1]:6 fe80::1%eth0")
+	f.Add("client_ip=2001%3Adb8%3A%3A1 %5B%3A%3A1%5D%3A80")
 	f.Fuzz(func(t *testing.T, s string) {
 		out := String(s)
 		if String(out) != out {
@@ -92,6 +99,14 @@ func FuzzString(f *testing.F) {
 		for i := range len(out) {
 			if n := addressPrefix(out[i:]); n > 0 {
 				t.Fatalf("address %q survived: %q -> %q", out[i:i+n], s, out)
+			}
+		}
+		for _, m := range encodedRE.FindAllString(out, -1) {
+			plain := decodeEncoded.Replace(m)
+			for i := range len(plain) {
+				if n := addressPrefix(plain[i:]); n > 0 {
+					t.Fatalf("encoded address %q survived: %q -> %q", m, s, out)
+				}
 			}
 		}
 	})
