@@ -398,7 +398,8 @@ func TestManagedErrors(t *testing.T) {
 			nil, "-acme-hostnames is required"},
 		{"missing environment", []string{"TOR_PT_SERVER_TRANSPORTS=snowflake"}, []string{"-disable-tls"}, "ENV-ERROR"},
 		{"bad cookie file", []string{"TOR_PT_SERVER_TRANSPORTS=snowflake", "TOR_PT_SERVER_BINDADDR=snowflake-127.0.0.1:1",
-			"TOR_PT_EXTENDED_SERVER_PORT=127.0.0.1:9", "TOR_PT_AUTH_COOKIE_FILE=/nonexistent/cookie"}, []string{"-disable-tls"}, "cookie"},
+			"TOR_PT_EXTENDED_SERVER_PORT=127.0.0.1:9", "TOR_PT_AUTH_COOKIE_FILE=/nonexistent/cookie"}, []string{"-disable-tls"},
+			"LOG SEVERITY=error MESSAGE=\"snowflake-server: extorport: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -233,11 +233,23 @@ func runStandalone(ctx context.Context, o options, logger *slog.Logger) error {
 	return serveAll(ctx, o, srv, []net.Listener{wrapped}, logger, errc)
 }
 
-func runManaged(ctx context.Context, o options, logger *slog.Logger) error {
+func runManaged(ctx context.Context, o options, logger *slog.Logger) (err error) {
 	info, err := pt.ServerSetup(nil)
 	if err != nil {
-		return fmt.Errorf("PT setup: %w", err)
+		return fmt.Errorf("PT setup: %w", err) // goptlib told tor (ENV-ERROR)
 	}
+	// tor shows what a managed transport prints on standard output, not
+	// necessarily its log: say there why the server stops (an unreadable
+	// auth cookie, say), or tor only sees the process end.
+	defer func() {
+		if err != nil {
+			msg := err.Error()
+			if !o.unsafeLogging {
+				msg = scrub.String(msg)
+			}
+			pt.Log(pt.LogSeverityError, "snowflake-server: "+msg)
+		}
+	}()
 	pt.ReportVersion("snowflake-server", version)
 	dialer := &server.ORDialer{Transport: ptMethodName}
 	if info.OrAddr != nil {
