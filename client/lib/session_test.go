@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -116,5 +117,42 @@ func TestSpareDeathsDoNotSpin(t *testing.T) {
 	}
 	if id := next.(*fakePeer).id; id != 4 {
 		t.Fatalf("dial handed out peer %d, want the live spare 4", id)
+	}
+}
+
+// TestCloseEndsDials: Close, called while Dials wait for their first proxy,
+// makes them return at once and waits for them (the Transport is documented
+// as safe for concurrent use), and a Dial after Close fails.
+func TestCloseEndsDials(t *testing.T) {
+	f := &fakeRendezvous{limit: 0} // no proxy ever connects
+	tr := fakeTransport(1, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const dials = 4
+	errs := make(chan error, dials)
+	for range dials {
+		go func() {
+			_, err := tr.Dial(ctx)
+			errs <- err
+		}()
+	}
+	f.waitCalls(t, dials)
+	start := time.Now()
+	tr.Close()
+	for range dials {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Dial during Close: %v, want net.ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Dial still waiting 5 s after Close")
+		}
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Close and the Dials took %v", took)
+	}
+	if _, err := tr.Dial(ctx); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Dial after Close: %v, want net.ErrClosed", err)
 	}
 }

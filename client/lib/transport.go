@@ -59,8 +59,11 @@ type Transport struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // NAT discovery and every session's goroutines
+	wg     sync.WaitGroup // NAT discovery, Dials under way, every session's goroutines
 	once   sync.Once
+
+	mu      sync.Mutex
+	closing bool // Close has begun: no Dial may join wg
 }
 
 // New validates cfg and returns a Transport. It starts NAT discovery against
@@ -156,9 +159,10 @@ func (t *Transport) NATType() nat.Type { return t.nat.declared() }
 // returns once the first proxy is connected, or with ctx's error. The
 // session outlives ctx; closing the returned conn ends it.
 func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
-	if err := t.ctx.Err(); err != nil {
+	if !t.enter() {
 		return nil, net.ErrClosed
 	}
+	defer t.wg.Done()
 	s := t.newSession()
 	pconn := turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), s.dial, t.logger)
 	sess, err := turbotunnel.DialSession(pconn)
@@ -175,6 +179,9 @@ func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
 		sess.Close()
 		s.stop()
 		return nil, fmt.Errorf("client: dial: %w (last error: %v)", ctx.Err(), s.lastError())
+	case <-s.ctx.Done(): // Close
+		sess.Close()
+		return nil, fmt.Errorf("client: dial: %w", net.ErrClosed)
 	}
 	stream, err := sess.OpenStream()
 	if err != nil {
@@ -196,9 +203,25 @@ func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
 	return c, nil
 }
 
-// Close ends every session and background task and waits for them.
-// It is idempotent.
+// enter counts a Dial under way in wg, so that Close waits for it, unless
+// Close has begun. Dial's own goroutines join wg while it is counted, which
+// keeps their Adds from racing with Close's Wait.
+func (t *Transport) enter() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+// Close ends every session, background task and Dial under way, and waits
+// for them. It is idempotent.
 func (t *Transport) Close() error {
+	t.mu.Lock()
+	t.closing = true
+	t.mu.Unlock()
 	t.once.Do(t.cancel)
 	t.wg.Wait()
 	// Every exchange has ended with the sessions. A Transport serves one
