@@ -103,7 +103,7 @@ func run(o options) error {
 		return fmt.Errorf("-client-wait %v: must be 0 or more", o.clientWait)
 	}
 	if o.maxConnections < 0 {
-		return fmt.Errorf("-max-connections %d: must be 0 (the default) or more", o.maxConnections)
+		return fmt.Errorf("-max-connections %d: must be 0 (meaning %d) or more", o.maxConnections, broker.DefaultMaxConnections)
 	}
 	if o.ipCountInterval <= 0 {
 		return fmt.Errorf("-ip-count-interval %v: must be positive", o.ipCountInterval)
