@@ -83,7 +83,11 @@ type Server struct {
 
 	ctx    context.Context // cancelled by Close; ends every probe
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// mu orders wg.Add against Close: a probe joins wg only while the
+	// server is open, so no Add can race with (or come after) Close's Wait.
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup // probe requests in flight and their PeerConnections
 }
 
 // New prepares a server.
@@ -128,6 +132,9 @@ func (s *Server) Handler() http.Handler {
 
 // Close ends every probe and waits for them. It is idempotent.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 	return nil
@@ -154,13 +161,27 @@ func (s *Server) probe(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
+	// The request counts in wg until answer has either closed its
+	// PeerConnection or handed it to the closing goroutine, so Close waits
+	// for it; writing the reply is left out, so a client that does not
+	// read cannot hold Close up.
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
 	select {
 	case s.slots <- struct{}{}:
 	default:
+		s.wg.Done()
 		http.Error(w, "too many probes", http.StatusServiceUnavailable)
 		return
 	}
 	answer, err := s.answer(r.Context(), offer.SDP)
+	s.wg.Done()
 	if err != nil {
 		s.log.Warn("probe failed", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -176,7 +197,8 @@ func (s *Server) probe(w http.ResponseWriter, r *http.Request) {
 
 // answer creates the PeerConnection, returns its answer envelope, and
 // leaves a goroutine that closes it later. It releases the probe's slot
-// when the PeerConnection is closed.
+// when the PeerConnection is closed. The caller must hold a count in s.wg,
+// so the goroutine's own Add cannot race with Close's Wait.
 func (s *Server) answer(ctx context.Context, sdp string) (string, error) {
 	release := func() { <-s.slots }
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: iceServers(s.cfg.STUNURLs)})
