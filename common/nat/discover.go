@@ -167,10 +167,14 @@ func bindingRequest(ctx context.Context, conn transport.UDPConn, addr *net.UDPAd
 		}
 		rto *= 2
 		for {
+			// The context is checked after the deadline is set: a
+			// cancellation before the check is seen here, and one after
+			// it runs discoverOne's AfterFunc after this call, so its
+			// expired deadline is not overwritten by ours.
+			conn.SetReadDeadline(wait)
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			conn.SetReadDeadline(wait)
 			n, _, err := conn.ReadFromUDP(buf)
 			if err != nil {
 				var ne net.Error

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 
 	"github.com/snowflake-go/snowflake/internal/stunserver"
 )
@@ -155,5 +158,81 @@ func TestDiscoverSilentServer(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Discover ignored its context: took %v", d)
+	}
+}
+
+// cancelNet is the operating system's network, except that its UDP
+// sockets cancel a context in the middle of one SetReadDeadline call: after
+// the cancellation's own deadline (Discover's AfterFunc) has been set, but
+// before the deadline of that call is applied. That is the moment a
+// cancellation can arrive between Discover's check of the context and its
+// next read.
+type cancelNet struct {
+	transport.Net
+	cancel  context.CancelFunc
+	atCall  int // which SetReadDeadline call with a future deadline cancels
+	expired chan struct{}
+}
+
+func (n *cancelNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	return &cancelConn{UDPConn: c, n: n}, nil
+}
+
+type cancelConn struct {
+	transport.UDPConn
+	n     *cancelNet
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *cancelConn) SetReadDeadline(t time.Time) error {
+	if t.Before(time.Now()) {
+		// The cancellation's deadline.
+		err := c.UDPConn.SetReadDeadline(t)
+		close(c.n.expired)
+		return err
+	}
+	c.mu.Lock()
+	c.calls++
+	cancelNow := c.calls == c.n.atCall
+	c.mu.Unlock()
+	if cancelNow {
+		c.n.cancel()
+		select {
+		case <-c.n.expired:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return c.UDPConn.SetReadDeadline(t)
+}
+
+// TestDiscoverCancelBetweenReads cancels Discover while it is about to wait
+// for a retransmitted request's answer (1 s). It must return promptly, not
+// when that wait ends.
+func TestDiscoverCancelBetweenReads(t *testing.T) {
+	silent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	std, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cancelled time.Time
+	n := &cancelNet{Net: std, atCall: 2, expired: make(chan struct{}),
+		cancel: func() { cancelled = time.Now(); cancel() }}
+	got, err := Discover(ctx, n, []string{"stun:" + silent.LocalAddr().String()}, nil)
+	if got != Unknown || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Discover = %v, %v; want unknown and context.Canceled", got, err)
+	}
+	if d := time.Since(cancelled); d > 400*time.Millisecond {
+		t.Fatalf("Discover returned %v after its context was cancelled", d)
 	}
 }
