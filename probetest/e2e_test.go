@@ -85,3 +85,33 @@ func TestTLSErrorsStayInTheLog(t *testing.T) {
 		t.Fatalf("an address reached the output:\n%s", out)
 	}
 }
+
+// TestACMEServesHTTP01 starts the service with -acme-hostnames on its
+// default-style port (not 443), where Let's Encrypt cannot reach the
+// TLS-ALPN-01 responder. Certificates can then only be issued through the
+// HTTP-01 challenge, so port 80 must answer challenge requests.
+func TestACMEServesHTTP01(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	port := testenv.FreePort(t)
+	probe := testenv.Start(t, "probetest", nil, testenv.Binary(t, "./probetest"),
+		"-addr", fmt.Sprintf("127.0.0.1:%d", port), "-acme-hostnames", "probe.example",
+		"-acme-cert-cache", t.TempDir())
+	probe.WaitFor(t, "listening", 60*time.Second)
+
+	c := &http.Client{Timeout: 10 * time.Second}
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:80/.well-known/acme-challenge/unknown-token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "probe.example" // what Let's Encrypt asks for
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("no HTTP-01 challenge responder on port 80: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown challenge token: status %d, want 404", resp.StatusCode)
+	}
+}

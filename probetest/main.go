@@ -83,7 +83,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2) // the service and the HTTP-01 responder
 	switch {
 	case *disableTLS:
 		logger.Info("listening", "addr", ln.Addr().String(), "tls", false)
@@ -98,8 +98,32 @@ func run() error {
 			Email:      *acmeEmail,
 			Cache:      autocert.DirCache(*acmeCache),
 		}
+		// Let's Encrypt checks TLS-ALPN-01 only on port 443, and the
+		// service listens on 8443, so certificates come through the
+		// HTTP-01 challenge, answered on port 80 of the same host.
+		host, _, err := net.SplitHostPort(*addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("-addr: %w", err)
+		}
+		ln01, err := net.Listen("tcp", net.JoinHostPort(host, "80"))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("ACME HTTP-01 listener: %w", err)
+		}
+		srv01 := &http.Server{
+			Handler:           m.HTTPHandler(nil),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			IdleTimeout:       time.Minute,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          srv.ErrorLog,
+		}
+		defer srv01.Close()
+		go func() { errc <- fmt.Errorf("HTTP-01: %w", srv01.Serve(ln01)) }()
 		srv.TLSConfig = m.TLSConfig()
-		logger.Info("listening", "addr", ln.Addr().String(), "tls", "acme")
+		logger.Info("listening", "addr", ln.Addr().String(), "tls", "acme", "http01", ln01.Addr().String())
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	default:
 		ln.Close()
