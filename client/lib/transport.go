@@ -21,6 +21,7 @@ import (
 
 	"github.com/pion/transport/v5"
 
+	"github.com/snowflake-go/snowflake/common/closegroup"
 	"github.com/snowflake-go/snowflake/common/nat"
 	"github.com/snowflake-go/snowflake/common/rendezvous"
 	"github.com/snowflake-go/snowflake/common/turbotunnel"
@@ -59,11 +60,10 @@ type Transport struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // NAT discovery, Dials under way, every session's goroutines
 	once   sync.Once
-
-	mu      sync.Mutex
-	closing bool // Close has begun: no Dial may join wg
+	// group counts NAT discovery, Dials under way and every session's
+	// goroutines: Close stops it and waits.
+	group closegroup.Group
 }
 
 // New validates cfg and returns a Transport. It starts NAT discovery against
@@ -92,8 +92,7 @@ func newTransport(cfg Config, logger *slog.Logger, n transport.Net) (*Transport,
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	if len(cfg.ICEServers) > 0 {
-		t.wg.Add(1)
-		go t.discoverNAT()
+		t.group.Go(t.discoverNAT)
 	}
 	return t, nil
 }
@@ -141,7 +140,6 @@ func newMethod(cfg Config) (rendezvous.Method, func(), error) {
 }
 
 func (t *Transport) discoverNAT() {
-	defer t.wg.Done()
 	servers := selectICEServers(t.cfg.ICEServers)
 	typ, err := nat.Discover(t.ctx, t.net, servers, t.logger)
 	if err != nil {
@@ -159,10 +157,10 @@ func (t *Transport) NATType() nat.Type { return t.nat.declared() }
 // returns once the first proxy is connected, or with ctx's error. The
 // session outlives ctx; closing the returned conn ends it.
 func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
-	if !t.enter() {
+	if !t.group.Enter() {
 		return nil, net.ErrClosed
 	}
-	defer t.wg.Done()
+	defer t.group.Leave()
 	s := t.newSession()
 	pconn := turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), s.dial, t.logger)
 	sess, err := turbotunnel.DialSession(pconn)
@@ -190,10 +188,10 @@ func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
 		return nil, fmt.Errorf("client: open stream: %w", err)
 	}
 	c := &conn{Conn: stream, sess: sess, s: s}
-	t.wg.Add(1)
+	t.group.Join() // Dial is a member: Close waits for this too
 	go func() {
 		// A dead session (KCP gave up) ends the conn too.
-		defer t.wg.Done()
+		defer t.group.Leave()
 		select {
 		case <-sess.Done():
 			c.Close()
@@ -203,27 +201,12 @@ func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
 	return c, nil
 }
 
-// enter counts a Dial under way in wg, so that Close waits for it, unless
-// Close has begun. Dial's own goroutines join wg while it is counted, which
-// keeps their Adds from racing with Close's Wait.
-func (t *Transport) enter() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closing {
-		return false
-	}
-	t.wg.Add(1)
-	return true
-}
-
 // Close ends every session, background task and Dial under way, and waits
 // for them. It is idempotent.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	t.closing = true
-	t.mu.Unlock()
+	t.group.Stop()
 	t.once.Do(t.cancel)
-	t.wg.Wait()
+	t.group.Wait()
 	// Every exchange has ended with the sessions. A Transport serves one
 	// SOCKS connection; its pooled broker connections would otherwise
 	// linger (HTTP/2 ones for minutes), one set per connection tor made.
@@ -300,9 +283,10 @@ func (t *Transport) newSession() *session {
 	}
 	s.wg.Add(1)
 	go s.collect()
-	t.wg.Add(1)
+	// newSession runs in Dial (a member) or in tests before Close.
+	t.group.Join()
 	go func() {
-		defer t.wg.Done()
+		defer t.group.Leave()
 		<-ctx.Done()
 		s.wg.Wait()
 		// Nobody takes from ready any more.

@@ -24,6 +24,7 @@ import (
 	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/candidate"
+	"github.com/snowflake-go/snowflake/common/closegroup"
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/pionlog"
 	"github.com/snowflake-go/snowflake/common/webrtcapi"
@@ -83,11 +84,9 @@ type Server struct {
 
 	ctx    context.Context // cancelled by Close; ends every probe
 	cancel context.CancelFunc
-	// mu orders wg.Add against Close: a probe joins wg only while the
-	// server is open, so no Add can race with (or come after) Close's Wait.
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup // probe requests in flight and their PeerConnections
+	// group counts probe requests in flight and their PeerConnections:
+	// Close stops it and waits.
+	group closegroup.Group
 }
 
 // New prepares a server.
@@ -132,11 +131,9 @@ func (s *Server) Handler() http.Handler {
 
 // Close ends every probe and waits for them. It is idempotent.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	s.group.Stop()
 	s.cancel()
-	s.wg.Wait()
+	s.group.Wait()
 	return nil
 }
 
@@ -161,27 +158,23 @@ func (s *Server) probe(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	// The request counts in wg until answer has either closed its
+	// The request counts in the group until answer has either closed its
 	// PeerConnection or handed it to the closing goroutine, so Close waits
 	// for it; writing the reply is left out, so a client that does not
 	// read cannot hold Close up.
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.group.Enter() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
 	select {
 	case s.slots <- struct{}{}:
 	default:
-		s.wg.Done()
+		s.group.Leave()
 		http.Error(w, "too many probes", http.StatusServiceUnavailable)
 		return
 	}
 	answer, err := s.answer(r.Context(), offer.SDP)
-	s.wg.Done()
+	s.group.Leave()
 	if err != nil {
 		s.log.Warn("probe failed", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -197,8 +190,8 @@ func (s *Server) probe(w http.ResponseWriter, r *http.Request) {
 
 // answer creates the PeerConnection, returns its answer envelope, and
 // leaves a goroutine that closes it later. It releases the probe's slot
-// when the PeerConnection is closed. The caller must hold a count in s.wg,
-// so the goroutine's own Add cannot race with Close's Wait.
+// when the PeerConnection is closed. The caller must be a member of s.group,
+// which the goroutine joins.
 func (s *Server) answer(ctx context.Context, sdp string) (string, error) {
 	release := func() { <-s.slots }
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: iceServers(s.cfg.STUNURLs)})
@@ -247,9 +240,9 @@ func (s *Server) answer(ctx context.Context, sdp string) (string, error) {
 	if err != nil {
 		return fail(fmt.Errorf("probe: %w", err))
 	}
-	s.wg.Add(1)
+	s.group.Join()
 	go func() {
-		defer s.wg.Done()
+		defer s.group.Leave()
 		defer release()
 		defer pc.Close()
 		t := time.NewTimer(openTimeout)

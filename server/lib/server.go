@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snowflake-go/snowflake/common/closegroup"
 	"github.com/snowflake-go/snowflake/common/turbotunnel"
 )
 
@@ -153,9 +154,9 @@ type Server struct {
 	ctx    context.Context // canceled by Close: ends every connection
 	cancel context.CancelFunc
 
-	mu     sync.Mutex     // guards closed and the Add side of wg
-	closed bool           // set by Close; no new goroutines after it
-	wg     sync.WaitGroup // every goroutine the server started
+	// group counts every goroutine the server started and every
+	// WebSocket it serves; Close stops it and waits.
+	group closegroup.Group
 }
 
 // New starts a Server's KCP shards. Close releases them.
@@ -189,34 +190,6 @@ func New(cfg Config) (*Server, error) {
 		s.shards = append(s.shards, sh)
 	}
 	return s, nil
-}
-
-// goTracked runs f in a goroutine that Close waits for. It reports false
-// (and does not run f) once Close has begun.
-func (s *Server) goTracked(f func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-	return true
-}
-
-// enter registers the calling goroutine (an HTTP handler) with the server,
-// like goTracked. The caller must call s.wg.Done when finished.
-func (s *Server) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	return true
 }
 
 // shardFor maps a ClientID to its shard; the same ClientID always gets the
@@ -268,13 +241,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Close ends every connection and session, stops the shards and waits for
 // all the server's goroutines. It is idempotent.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	s.group.Stop()
 	s.cancel()
 	for _, sh := range s.shards {
 		sh.close()
 	}
-	s.wg.Wait()
+	s.group.Wait()
 	return nil
 }

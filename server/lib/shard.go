@@ -38,7 +38,7 @@ func newShard(s *Server, i int) (*shard, error) {
 		return nil, fmt.Errorf("server: shard %d: %w", i, err)
 	}
 	sh := &shard{s: s, pconn: pconn, ln: ln}
-	if !s.goTracked(sh.acceptSessions) {
+	if !s.group.Go(sh.acceptSessions) {
 		sh.close()
 		return nil, fmt.Errorf("server: shard %d: server closed", i)
 	}
@@ -62,7 +62,7 @@ func (sh *shard) acceptSessions() {
 		if err != nil {
 			return // listener closed
 		}
-		if !sh.s.goTracked(func() { sh.handleSession(conn) }) {
+		if !sh.s.group.Go(func() { sh.handleSession(conn) }) {
 			conn.Close()
 			return
 		}
@@ -99,7 +99,7 @@ func (sh *shard) handleSession(conn *kcp.UDPSession) {
 			return
 		}
 		streams.opened()
-		if !s.goTracked(func() { streams.closed(s.handleStream(st, id, addr)) }) {
+		if !s.group.Go(func() { streams.closed(s.handleStream(st, id, addr)) }) {
 			st.Close()
 			return
 		}

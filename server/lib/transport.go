@@ -70,11 +70,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { <-s.sem }()
-	if !s.enter() {
+	if !s.group.Enter() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.wg.Done()
+	defer s.group.Leave()
 
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// Proxies run in browsers on any origin.
