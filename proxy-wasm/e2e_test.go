@@ -167,6 +167,39 @@ func TestBrowserProxy(t *testing.T) {
 			return strings.Contains(n.clientLog("ext-client"), "transport ended")
 		})
 		popup.waitTrue(`chrome.runtime.getContexts({contextTypes: ["OFFSCREEN_DOCUMENT"]}).then(c => c.length === 0)`, 10*time.Second)
+
+		t.Run("quick off and on", func(t *testing.T) {
+			// A volunteer switches off and, while the proxy is still
+			// stopping, on again: the proxy must end up running, as the
+			// switch says. The second click must come while the offscreen
+			// document stops its proxy, which takes little more than
+			// 100 ms without clients, so the popup itself watches for it.
+			popup.click("toggle")
+			ws.waitStatus("state on", 30*time.Second, func(s status) bool { return s.State == "on" })
+			if _, err := popup.eval(`(async () => {
+				const toggle = document.getElementById("toggle");
+				toggle.click();
+				for (let i = 0; i < 1000; i++) {
+					const st = await chrome.runtime.sendMessage({target: "offscreen", cmd: "status"}).catch(() => null);
+					if (!st || st.state !== "on") {
+						break;
+					}
+					await new Promise((r) => setTimeout(r, 5));
+				}
+				toggle.click();
+			})()`); err != nil {
+				t.Fatal(err)
+			}
+			// Stopping gives up waiting after 10 s.
+			time.Sleep(12 * time.Second)
+			if v, err := popup.eval(`chrome.runtime.getContexts({contextTypes: ["OFFSCREEN_DOCUMENT"]}).then(c => c.length)`); err != nil || string(v) != "1" {
+				t.Fatalf("offscreen documents after off and on: %s %v", v, err)
+			}
+			ws.waitStatus("state on after off and on", 10*time.Second, func(s status) bool { return s.State == "on" })
+			if v, err := popup.eval(`chrome.storage.local.get("enabled").then(s => s.enabled)`); err != nil || string(v) != "true" {
+				t.Errorf("stored switch: %s %v", v, err)
+			}
+		})
 	})
 }
 

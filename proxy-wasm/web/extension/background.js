@@ -50,10 +50,23 @@ async function ensureOffscreen() {
   await creating;
 }
 
-// apply brings the running proxy in line with storage. Starting happens
-// when the offscreen document reports "ready" (below), so that a freshly
-// created document is never sent orders before it listens.
-async function apply() {
+// apply brings the running proxy in line with storage. Calls run one after
+// the other: an "off" that is stopping the proxy must have closed the
+// offscreen document before a following "on" looks for it. Otherwise the
+// "on" finds the old document and starts it again, and the "off" then
+// closes it (after its stop waited 10 s in vain for the state "off"),
+// leaving the switch on and no proxy running.
+let applying = Promise.resolve();
+function apply() {
+  const run = applying.then(applyNow, applyNow);
+  applying = run.catch(() => {});
+  return run;
+}
+
+// applyNow does the work of apply. Starting happens when the offscreen
+// document reports "ready" (below), so that a freshly created document is
+// never sent orders before it listens.
+async function applyNow() {
   const want = await desired();
   if (want.enabled) {
     if (await hasOffscreen()) {
