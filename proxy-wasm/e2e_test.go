@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -199,6 +200,37 @@ func TestBrowserProxy(t *testing.T) {
 			if v, err := popup.eval(`chrome.storage.local.get("enabled").then(s => s.enabled)`); err != nil || string(v) != "true" {
 				t.Errorf("stored switch: %s %v", v, err)
 			}
+		})
+
+		t.Run("disabled and enabled", func(t *testing.T) {
+			// A volunteer disables the extension (its documents are
+			// closed) and enables it again: the switch is still on, so
+			// the proxy must run again.
+			ws.waitStatus("state on", 10*time.Second, func(s status) bool { return s.State == "on" })
+			if err := popup.navigate("chrome://extensions/"); err != nil {
+				t.Fatal(err)
+			}
+			id := extensionID(ext)
+			popup.waitTrue(`typeof chrome !== "undefined" && !!chrome.management`, 10*time.Second)
+			if _, err := popup.eval(fmt.Sprintf(`chrome.management.setEnabled(%q, false)`, id)); err != nil {
+				t.Fatal(err)
+			}
+			// The disabled extension reports nothing.
+			time.Sleep(time.Second)
+			ws.mu.Lock()
+			ws.last = status{}
+			ws.mu.Unlock()
+			time.Sleep(2 * time.Second)
+			ws.mu.Lock()
+			last := ws.last
+			ws.mu.Unlock()
+			if last.State != "" {
+				t.Fatalf("status reported while the extension is disabled: %+v", last)
+			}
+			if _, err := popup.eval(fmt.Sprintf(`chrome.management.setEnabled(%q, true)`, id)); err != nil {
+				t.Fatal(err)
+			}
+			ws.waitStatus("state on after enabling", 20*time.Second, func(s status) bool { return s.State == "on" })
 		})
 	})
 }

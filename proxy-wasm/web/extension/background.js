@@ -58,7 +58,12 @@ async function ensureOffscreen() {
 // leaving the switch on and no proxy running.
 let applying = Promise.resolve();
 function apply() {
-  const run = applying.then(applyNow, applyNow);
+  return serially(applyNow);
+}
+
+// serially runs f after every function given before it has finished.
+function serially(f) {
+  const run = applying.then(f, f);
   applying = run.catch(() => {});
   return run;
 }
@@ -108,3 +113,15 @@ chrome.runtime.onMessage.addListener((msg, sender, reply) => {
 
 chrome.runtime.onStartup.addListener(() => apply());
 chrome.runtime.onInstalled.addListener(() => apply());
+
+// Neither event above fires when the volunteer enables the extension again
+// after disabling it, which closed the offscreen document; the worker
+// starts then too, so each start checks for a switch that is on without a
+// document and creates the document (which asks for its orders). A running
+// document is left alone.
+serially(async () => {
+  const want = await desired();
+  if (want.enabled && !(await hasOffscreen())) {
+    await ensureOffscreen();
+  }
+});
