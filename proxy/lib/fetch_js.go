@@ -45,7 +45,13 @@ func fetchPost(ctx context.Context, u string, body []byte) ([]byte, error) {
 		cancel()
 		return nil, fmt.Errorf("HTTP status %d", status)
 	}
-	reader := resp.Get("body").Call("getReader")
+	// A 200 with a null body (a service worker's synthetic response, say)
+	// would make getReader panic the whole proxy: it is an empty answer.
+	stream := resp.Get("body")
+	if stream.IsNull() || stream.IsUndefined() {
+		return nil, nil
+	}
+	reader := stream.Call("getReader")
 	out := make([]byte, 0, 4096)
 	for {
 		chunk, err := await(ctx, reader.Call("read"), cancel)
