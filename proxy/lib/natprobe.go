@@ -32,6 +32,9 @@ func (p *Proxy) probeNAT(ctx context.Context) (nat.Type, error) {
 	if err != nil {
 		return nat.Unknown, fmt.Errorf("nat probe: %w", err)
 	}
+	// In the browser, closing the channel also releases its JavaScript
+	// callbacks, which closing the PeerConnection does not.
+	defer dc.Close()
 	opened := make(chan struct{})
 	dc.OnOpen(func() { close(opened) })
 	offer, err := pc.CreateOffer(nil)
