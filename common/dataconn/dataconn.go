@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/datachannel"
+	"github.com/pion/transport/v5/deadline"
 	"github.com/pion/webrtc/v5"
 )
 
@@ -61,6 +63,12 @@ type Conn struct {
 	closed sync.Once
 	err    error // why the conn closed; written before done is closed
 
+	// writeDeadline bounds Write's wait for the send buffer to drain:
+	// pion's data channel ignores write deadlines unless its SCTP blocks
+	// writes, which Snowflake's does not, so the wait here is the only
+	// place a Write can block.
+	writeDeadline *deadline.Deadline
+
 	lastRecv atomic.Int64 // unix nanoseconds of the last received data
 	idle     *time.Timer
 	onClose  sync.WaitGroup
@@ -77,7 +85,7 @@ func New(dc *webrtc.DataChannel, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{dc: dc, rwc: rwc, cfg: cfg, low: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &Conn{dc: dc, rwc: rwc, cfg: cfg, low: make(chan struct{}, 1), done: make(chan struct{}), writeDeadline: deadline.New()}
 	dc.SetBufferedAmountLowThreshold(DefaultLowWater)
 	dc.OnBufferedAmountLow(func() {
 		select {
@@ -169,6 +177,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return written, net.ErrClosed
 		default:
 		}
+		if c.writeDeadline.Err() != nil {
+			return written, os.ErrDeadlineExceeded
+		}
 		chunk := p
 		if len(chunk) > maxMessage {
 			chunk = chunk[:maxMessage]
@@ -184,6 +195,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 			case <-c.low:
 			case <-c.done:
 				return written, net.ErrClosed
+			case <-c.writeDeadline.Done():
+				return written, os.ErrDeadlineExceeded
 			case <-time.After(time.Second):
 				// Recheck: a low event can be missed if it fired
 				// before this goroutine started waiting.
@@ -284,8 +297,12 @@ func (c *Conn) SetDeadline(t time.Time) error {
 // SetReadDeadline implements net.Conn.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.rwc.SetReadDeadline(t) }
 
-// SetWriteDeadline implements net.Conn.
-func (c *Conn) SetWriteDeadline(t time.Time) error { return c.rwc.SetWriteDeadline(t) }
+// SetWriteDeadline implements net.Conn. It bounds the wait for the send
+// buffer to drain below the high mark, the only wait in Write.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline.Set(t)
+	return c.rwc.SetWriteDeadline(t)
+}
 
 type placeholderAddr struct{}
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -221,5 +222,44 @@ func TestWaitSent(t *testing.T) {
 	a.Close()
 	if err := a.WaitSent(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("WaitSent on a closed conn = %v", err)
+	}
+}
+
+// TestWriteDeadline: a Write that waits for a peer that does not read
+// returns a timeout once the write deadline passes, as a net.Conn's must;
+// a Write after the deadline fails at once.
+func TestWriteDeadline(t *testing.T) {
+	a, _, _ := pair(t, Config{}) // the peer never reads
+	a.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+	wrote := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for range 1000 { // far more than the peer's window and the high mark
+			if _, err := a.Write(buf); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	select {
+	case err := <-wrote:
+		var ne net.Error
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("write past the deadline: %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("write deadline not honoured: Write still waiting")
+	}
+	if n, err := a.Write([]byte("x")); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write after the deadline: %d, %v; want a timeout", n, err)
+	}
+	// Lifting the deadline lets writes through again (the peer's window
+	// is full, so only the first check matters here).
+	a.SetWriteDeadline(time.Time{})
+	select {
+	case <-a.Done():
+		t.Fatal("the deadline closed the conn")
+	default:
 	}
 }
