@@ -80,7 +80,7 @@ func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		if n, addr, ok := c.popLocked(b); ok {
+		if n, addr, _, ok := c.popLocked(b); ok {
 			return n, addr, nil
 		}
 		if len(b) == 0 {
@@ -93,9 +93,9 @@ func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	}
 }
 
-// popLocked copies the next waiting datagram into b. It reports false
-// when none is left.
-func (c *batchConn) popLocked(b []byte) (int, netip.AddrPort, bool) {
+// popLocked copies the next waiting datagram into b; cut reports that it
+// was longer than b. It reports false when none is left.
+func (c *batchConn) popLocked(b []byte) (n int, addr netip.AddrPort, cut, ok bool) {
 	for c.next < c.count {
 		i := c.next
 		c.next++
@@ -108,9 +108,10 @@ func (c *batchConn) popLocked(b []byte) (int, netip.AddrPort, bool) {
 			continue
 		}
 		off := (i - 1) * slotSize
-		return copy(b, c.slots[off:off+int(h.Len)]), addr, true
+		n := copy(b, c.slots[off:off+int(h.Len)])
+		return n, addr, n < int(h.Len), true
 	}
-	return 0, netip.AddrPort{}, false
+	return 0, netip.AddrPort{}, false, false
 }
 
 // readBatch receives up to batchSize datagrams, the first into b and the
@@ -281,11 +282,17 @@ func (c *batchConn) Read(b []byte) (int, error) {
 
 // ReadMsgUDPAddrPort returns a waiting datagram first (without control
 // messages, which batches do not collect), then reads as package net does.
+// A waiting datagram cut to fit b is flagged MSG_TRUNC, as recvmsg flags
+// one, so that a caller checking for that is not handed a cut datagram as
+// whole.
 func (c *batchConn) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n, addr, ok := c.popLocked(b); ok {
-		return n, 0, 0, addr, nil
+	if n, addr, cut, ok := c.popLocked(b); ok {
+		if cut {
+			flags = unix.MSG_TRUNC
+		}
+		return n, 0, flags, addr, nil
 	}
 	return c.UDPConn.ReadMsgUDPAddrPort(b, oob)
 }

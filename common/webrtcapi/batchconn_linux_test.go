@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
@@ -468,5 +470,34 @@ func TestBatchConnSegmentsRefused(t *testing.T) {
 	c.Close()
 	if c.out.gso {
 		t.Error("the sender still uses UDP_SEGMENT on a route that refuses it")
+	}
+}
+
+// TestBatchConnReadMsgTruncated: a waiting datagram that ReadMsgUDPAddrPort
+// cuts to fit its buffer is flagged MSG_TRUNC, as package net flags one
+// read from the socket.
+func TestBatchConnReadMsgTruncated(t *testing.T) {
+	c, s := listenBatch(t, "udp4", "127.0.0.1")
+	for _, p := range []string{"first", "second datagram"} {
+		if _, err := s.WriteTo([]byte(p), c.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	if n, _, err := c.ReadFromAddrPort(buf); err != nil || string(buf[:n]) != "first" {
+		t.Fatalf("first read: %q, %v", buf[:n], err)
+	}
+	if c.next >= c.count {
+		t.Skip("the second datagram was not taken in the first batch")
+	}
+	small := make([]byte, 6)
+	n, _, flags, _, err := c.ReadMsgUDPAddrPort(small, nil)
+	if err != nil || string(small[:n]) != "second" {
+		t.Fatalf("second read: %q, %v", small[:n], err)
+	}
+	if flags&unix.MSG_TRUNC == 0 {
+		t.Errorf("flags %#x for a datagram cut to fit the buffer, want MSG_TRUNC", flags)
 	}
 }
