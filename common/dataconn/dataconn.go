@@ -168,6 +168,7 @@ func (c *Conn) closedErr() error {
 // Write sends p as one message (split if larger than the maximum message
 // size), then waits while the send buffer is above the high mark.
 func (c *Conn) Write(p []byte) (int, error) {
+	limit := c.messageLimit()
 	written := 0
 	for len(p) > 0 {
 		// The data channel is closed in the background after the conn
@@ -181,8 +182,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return written, os.ErrDeadlineExceeded
 		}
 		chunk := p
-		if len(chunk) > maxMessage {
-			chunk = chunk[:maxMessage]
+		if len(chunk) > limit {
+			chunk = chunk[:limit]
 		}
 		n, err := c.rwc.Write(chunk)
 		written += n
@@ -204,6 +205,19 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 	}
 	return written, nil
+}
+
+// messageLimit returns the longest message Write may send: maxMessage, or
+// less if the peer accepts only less. pion refuses a longer message
+// outright, and a peer whose SDP announces no max-message-size is taken to
+// accept only 65535 bytes, one less than maxMessage.
+func (c *Conn) messageLimit() int {
+	if t := c.dc.Transport(); t != nil {
+		if m := int(t.GetCapabilities().MaxMessageSize); m > 0 && m < maxMessage {
+			return m
+		}
+	}
+	return maxMessage
 }
 
 func (c *Conn) writeErr(err error) error {

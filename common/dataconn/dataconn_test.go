@@ -23,6 +23,13 @@ import (
 // both ends of one data channel, wrapped with cfg.
 func pair(t *testing.T, cfg Config) (a, b *Conn, dcA *webrtc.DataChannel) {
 	t.Helper()
+	return pairMax(t, cfg, 0)
+}
+
+// pairMax is pair with the second peer announcing maxMessageB as the
+// largest message it accepts (0: pion's default).
+func pairMax(t *testing.T, cfg Config, maxMessageB uint32) (a, b *Conn, dcA *webrtc.DataChannel) {
+	t.Helper()
 	var se webrtc.SettingEngine
 	se.DetachDataChannels()
 	se.SetIncludeLoopbackCandidate(true)
@@ -34,7 +41,9 @@ func pair(t *testing.T, cfg Config) (a, b *Conn, dcA *webrtc.DataChannel) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcB, err := api.NewPeerConnection(webrtc.Configuration{})
+	seB := se
+	seB.SetSCTPMaxMessageSize(maxMessageB)
+	pcB, err := webrtc.NewAPI(webrtc.WithSettingEngine(seB)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +270,31 @@ func TestWriteDeadline(t *testing.T) {
 	case <-a.Done():
 		t.Fatal("the deadline closed the conn")
 	default:
+	}
+}
+
+// TestWriteSmallerPeerMessages: a peer that accepts only smaller messages
+// than maxMessage (one whose SDP has no max-message-size gets 65535) still
+// receives a long Write whole, cut into messages it accepts.
+func TestWriteSmallerPeerMessages(t *testing.T) {
+	const peerMax = 16 << 10
+	a, b, _ := pairMax(t, Config{}, peerMax)
+	data := make([]byte, 3*maxMessage+123)
+	rand.Read(data)
+	got := make(chan []byte, 1)
+	go func() {
+		buf, _ := io.ReadAll(io.LimitReader(b, int64(len(data))))
+		got <- buf
+	}()
+	if n, err := a.Write(data); n != len(data) || err != nil {
+		t.Fatalf("write of %d bytes to a peer accepting %d-byte messages: %d, %v", len(data), peerMax, n, err)
+	}
+	select {
+	case buf := <-got:
+		if !bytes.Equal(buf, data) {
+			t.Fatalf("read back %d bytes, not those written", len(buf))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("data not received")
 	}
 }
