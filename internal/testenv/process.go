@@ -43,10 +43,18 @@ func Start(t testing.TB, name string, env []string, path string, args ...string)
 	if err := childproc.Start(p.Cmd); err != nil {
 		t.Fatalf("testenv: start %s: %v", name, err)
 	}
-	go p.collect(pr)
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		p.collect(pr)
+	}()
 	go func() {
 		p.waitErr = p.Cmd.Wait()
 		pw.Close()
+		// Wait returns once the output has been read from the pipe, not
+		// once collect has stored its last lines: done must wait for
+		// that, or Output misses them.
+		<-collected
 		close(p.done)
 	}()
 	t.Cleanup(func() {
@@ -107,6 +115,12 @@ func (p *Process) WaitFor(t testing.TB, substr string, timeout time.Duration) st
 				return line
 			}
 		case <-p.done:
+			// The line may be queued in ch still; Output has it all.
+			for line := range strings.SplitSeq(p.Output(), "\n") {
+				if strings.Contains(line, substr) {
+					return line
+				}
+			}
 			t.Fatalf("%s exited (%v) before printing %q; output:\n%s", p.Name, p.waitErr, substr, p.Output())
 		case <-ctx.Done():
 			t.Fatalf("%s did not print %q within %v; output:\n%s", p.Name, substr, timeout, p.Output())

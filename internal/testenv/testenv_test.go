@@ -98,3 +98,20 @@ func TestCuttableDialer(t *testing.T) {
 		t.Errorf("Dials = %d, want 1", n)
 	}
 }
+
+// TestProcessOutputAtExit checks that everything a process printed is in
+// Output once Exited is closed, and that WaitFor finds a line printed just
+// before the exit instead of reporting the exit.
+func TestProcessOutputAtExit(t *testing.T) {
+	for i := range 100 {
+		p := Start(t, "echo", nil, "/bin/sh", "-c", "echo first; echo marker")
+		<-p.Exited()
+		if out := p.Output(); out != "first\nmarker\n" {
+			t.Fatalf("run %d: output after exit %q, want both lines", i, out)
+		}
+		q := Start(t, "echo", nil, "/bin/sh", "-c", "echo marker")
+		if line := q.WaitFor(t, "marker", 10*time.Second); line != "marker" {
+			t.Fatalf("run %d: WaitFor returned %q", i, line)
+		}
+	}
+}
