@@ -1,11 +1,14 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/snowflake-go/snowflake/internal/childproc"
 )
 
 // netnsMarker is set in the environment of a test process that runs inside a
@@ -57,7 +60,17 @@ func IsolateNetwork(t *testing.T) bool {
 	cmd := exec.Command(unshare, args...)
 	// Binaries built before this call are reused by the child.
 	cmd.Env = append(os.Environ(), netnsMarker+"=1", binariesEnv+"="+builtBinaries())
-	out, err := cmd.CombinedOutput()
+	// The child is started to die with this process: when go test kills
+	// this one at its -test.timeout, the child (which got the same
+	// timeout, but later) would otherwise live on with its chain of
+	// processes while the next packages' tests run.
+	var outBuf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
+	err := childproc.Start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	out := outBuf.Bytes()
 	t.Logf("isolated run of %s:\n%s", t.Name(), out)
 	if err != nil {
 		t.Fatalf("%s failed inside its network namespace: %v", t.Name(), err)
