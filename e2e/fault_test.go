@@ -101,14 +101,21 @@ func TestServerRestart(t *testing.T) {
 			}()
 		}
 	})
+	// The restart goroutine logs and starts a server: it must be done
+	// before the test can end (t.Logf after the end panics, and a server
+	// started after the chain's cleanup would never be stopped).
+	var restartErr error
+	if once.Load() {
+		restartErr = <-restarted
+	}
 	if err != nil {
 		t.Fatalf("download across a server restart: %v", err)
 	}
 	if !once.Load() {
 		t.Fatal("the server was never restarted")
 	}
-	if err := <-restarted; err != nil {
-		t.Fatalf("restart server: %v", err)
+	if restartErr != nil {
+		t.Fatalf("restart server: %v", restartErr)
 	}
 	checkSum(t, h.Sum(nil), seed, size)
 	t.Logf("download completed across a server restart with %d new stream(s)", retries)
