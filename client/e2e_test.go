@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,12 +75,40 @@ func TestProxyChurn(t *testing.T) {
 		return strings.Count(string(b), "proxy connection ended")
 	}
 	kills := make(chan string, 3)
+	// The killer stops waiting once the download is over or has failed,
+	// and the test waits for it before it ends: it logs (t.Logf after the
+	// end panics) and kills the chain's processes.
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
+	defer func() {
+		halt()
+		for range kills {
+		}
+	}()
+	// pollUntil checks cond every period until it holds (true), or until
+	// limit has passed or the killer is stopped (false).
+	pollUntil := func(cond func() bool, period, limit time.Duration) bool {
+		deadline := time.Now().Add(limit)
+		for !cond() {
+			if time.Now().After(deadline) {
+				return false
+			}
+			select {
+			case <-stop:
+				return false
+			case <-time.After(period):
+			}
+		}
+		return true
+	}
+	const forever = 24 * time.Hour // bounded by stop
 	go func() {
 		defer close(kills)
 		for k := 1; k <= 3; k++ {
 			// Kill at 20, 40 and 60 % of the download.
-			for got.Load() < int64(k)*c.src.size/5 {
-				time.Sleep(20 * time.Millisecond)
+			if !pollUntil(func() bool { return got.Load() >= int64(k)*c.src.size/5 }, 20*time.Millisecond, forever) {
+				return
 			}
 			for {
 				name := servingProxy(proxies)
@@ -94,27 +123,30 @@ func TestProxyChurn(t *testing.T) {
 				// The client must notice: only then was it the
 				// serving proxy (a proxy can also hold a client the
 				// broker matched but that never finished connecting).
-				for peersEnded() == ended && time.Since(killedAt) < 15*time.Second {
-					time.Sleep(20 * time.Millisecond)
-				}
-				if peersEnded() == ended {
+				if !pollUntil(func() bool { return peersEnded() != ended }, 20*time.Millisecond, 15*time.Second) {
+					select {
+					case <-stop:
+						return
+					default:
+					}
 					t.Logf("%s was not carrying the session; trying another", name)
 					continue
 				}
 				kills <- name
-				for got.Load() == at {
-					time.Sleep(10 * time.Millisecond)
+				if !pollUntil(func() bool { return got.Load() != at }, 10*time.Millisecond, forever) {
+					return
 				}
 				t.Logf("killed %s at %d MB; bytes flowed again after %v", name, at/mb, time.Since(killedAt).Round(time.Millisecond))
 				break
 			}
 			// Wait for the session to move before looking again.
-			for servingProxy(proxies) == "" {
-				time.Sleep(50 * time.Millisecond)
+			if !pollUntil(func() bool { return servingProxy(proxies) != "" }, 50*time.Millisecond, forever) {
+				return
 			}
 		}
 	}()
 	d := c.download(conn, func(n int64) { got.Store(n) })
+	halt()
 	var killed []string
 	for name := range kills {
 		killed = append(killed, name)
