@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -256,5 +257,37 @@ func TestParseSwitches(t *testing.T) {
 				t.Fatalf("parseSwitches = %d, %v; want %d, ok %v", got, err, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+// TestEchoOnceChecksByte checks that EchoOnce fails when the byte that
+// comes back is not the one sent.
+func TestEchoOnceChecksByte(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := StartSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := EchoOnce(ctx, sinkDialer{s.Addr()}); err != nil {
+		t.Fatalf("echo through the sink: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("y"))
+		io.Copy(io.Discard, c)
+	}()
+	if _, err := EchoOnce(ctx, sinkDialer{ln.Addr().String()}); err == nil {
+		t.Fatal("EchoOnce accepted a wrong byte")
 	}
 }

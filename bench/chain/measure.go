@@ -48,6 +48,10 @@ func DialEcho(ctx context.Context, d Dialer) (net.Conn, time.Duration, error) {
 		}
 		return nil, 0, fmt.Errorf("chain: echo: %w", err)
 	}
+	if b[0] != 'x' {
+		conn.Close()
+		return nil, 0, fmt.Errorf("chain: echo: got %q back, sent 'x'", b[0])
+	}
 	return conn, time.Since(start), nil
 }
 
