@@ -19,7 +19,11 @@ func ExchangeSDP(t testing.TB, offerer, answerer *webrtc.PeerConnection) string 
 		if err := pc.SetLocalDescription(desc); err != nil {
 			t.Fatalf("testenv: set local description: %v", err)
 		}
-		<-gathered
+		select {
+		case <-gathered:
+		case <-time.After(30 * time.Second):
+			t.Fatal("testenv: ICE gathering did not complete within 30 s")
+		}
 		return *pc.LocalDescription()
 	}
 	offer, err := offerer.CreateOffer(nil)
