@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -178,8 +179,11 @@ func socksDial(t *testing.T, socksAddr, bridgeArgs string) net.Conn {
 		t.Fatal(err)
 	}
 	// The CONNECT target is ignored by Snowflake clients; tor sends the
-	// bridge line's address, a TEST-NET placeholder here.
-	conn, err := d.Dial("tcp", "192.0.2.3:80")
+	// bridge line's address, a TEST-NET placeholder here. The client
+	// answers once it has rendezvoused, or never if no proxy comes.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := d.(proxy.ContextDialer).DialContext(ctx, "tcp", "192.0.2.3:80")
 	if err != nil {
 		t.Fatalf("SOCKS connect via %s: %v", socksAddr, err)
 	}
@@ -196,6 +200,8 @@ func (c *chain) download(conn net.Conn, progress func(n int64)) time.Duration {
 	}
 	h := sha256.New()
 	br := bufio.NewReaderSize(conn, 64<<10)
+	// The first byte waits for the rendezvous; bound that wait too.
+	conn.SetReadDeadline(time.Now().Add(90 * time.Second))
 	if _, err := br.Peek(1); err != nil {
 		c.t.Fatalf("no data: %v", err)
 	}
