@@ -63,12 +63,15 @@ func TestTorNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Removed also after a failure, when the log tails of every tor
+	// (startTor) and of the transports (here) are shown: a kept directory
+	// (keys, consensus, logs) piled up in /tmp with every failed run.
 	t.Cleanup(func() {
-		if !t.Failed() {
-			os.RemoveAll(base)
-		} else {
-			t.Logf("tor network files kept in %s", base)
+		if t.Failed() {
+			logFile(t, filepath.Join(base, "snowflake-client.log"))
+			logFile(t, filepath.Join(base, "snowflake-server.log"))
 		}
+		os.RemoveAll(base)
 	})
 
 	// The file served through the exit.
@@ -216,8 +219,6 @@ Bridge snowflake 192.0.2.3:80 %s fingerprint=%s url=%s ice=%s
 	start := time.Now()
 	client := startTor(t, torBin, base, "client", clientTorrc)
 	if _, err := client.WaitFor(ctx, "Bootstrapped 100%"); err != nil {
-		logFile(t, filepath.Join(base, "snowflake-client.log"))
-		logFile(t, filepath.Join(base, "snowflake-server.log"))
 		t.Fatalf("client bootstrap: %v\n%s\nbridge:\n%s", err, client.Tail(40), bridge.proc.Tail(40))
 	}
 	t.Logf("client bootstrapped in %v", time.Since(start).Round(time.Millisecond))
