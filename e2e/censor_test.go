@@ -80,6 +80,35 @@ func (tb *testbed) addNamespace(name, routerAddr, nsAddr string) {
 	tb.run(tb.ip, "-n", ns, "route", "add", "default", "via", routerAddr)
 }
 
+// removeStale deletes the namespaces (and their /etc/netns files) of
+// earlier runs whose test process has died. Named namespaces live in the
+// mount namespace, which the test shares with the host: a run killed at
+// go test's timeout runs no cleanup, and its namespaces, veths and
+// nftables tables would stay until reboot.
+func (tb *testbed) removeStale() {
+	var entries []os.DirEntry
+	for _, dir := range []string{"/run/netns", "/etc/netns"} {
+		es, _ := os.ReadDir(dir)
+		entries = append(entries, es...)
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "sfc")
+		if !ok {
+			continue
+		}
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its test is running (or the PID was reused: keep)
+		}
+		exec.Command(tb.ip, "netns", "delete", e.Name()).Run()
+		os.RemoveAll(filepath.Join("/etc/netns", e.Name()))
+	}
+}
+
 // nftCounter returns the packet count of the rule commented with name.
 func (tb *testbed) nftCounter(ns, table, name string) int {
 	tb.t.Helper()
@@ -109,6 +138,7 @@ func TestCensorship(t *testing.T) {
 	}
 	tb := &testbed{t: t, ip: testenv.LookPath(t, "ip"), nft: testenv.LookPath(t, "nft"),
 		prefix: fmt.Sprintf("sfc%d-", os.Getpid())}
+	tb.removeStale()
 	nginx := testenv.LookPath(t, "nginx")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
