@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseMetrics(t *testing.T) {
@@ -198,9 +201,14 @@ func TestProcUsageSelf(t *testing.T) {
 	if u.Switches <= 0 {
 		t.Fatalf("own context switches %d", u.Switches)
 	}
-	// CPU time is precise to well below the 10 ms of a clock tick.
-	for end := time.Now().Add(3 * time.Millisecond); time.Now().Before(end); {
+	// CPU time is precise to well below the 10 ms of a clock tick. Spin
+	// for 3 ms of this thread's CPU time, not of wall time: on a busy
+	// machine the thread may wait for a CPU for much of 3 ms of wall time.
+	runtime.LockOSThread()
+	start := threadCPU(t)
+	for threadCPU(t)-start < 3*time.Millisecond {
 	}
+	runtime.UnlockOSThread()
 	u2, err := ProcUsage(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +219,15 @@ func TestProcUsageSelf(t *testing.T) {
 	if _, err := ProcUsage(-1); err == nil {
 		t.Fatal("usage of pid -1 succeeded")
 	}
+}
+
+// threadCPU returns the CPU time of the calling thread.
+func threadCPU(t *testing.T) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestParseSchedstat(t *testing.T) {
