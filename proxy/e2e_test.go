@@ -203,6 +203,8 @@ func (c *chain) upload(t *testing.T, size int64) time.Duration {
 	conn, start := c.request(t, 'U', size)
 	defer conn.Close()
 	want := sha256.New()
+	// A stalled chain blocks the writes once the buffers are full.
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
 	if _, err := io.Copy(io.MultiWriter(conn, want), patternStream(size)); err != nil {
 		t.Fatal(err)
 	}
