@@ -198,15 +198,16 @@ func transferKeep(t *testing.T, st net.Conn, size int, mid func(), _ *[]byte, up
 	if string(sent.Sum(nil)) != string(recv.Sum(nil)) {
 		if keep {
 			got, want := recvAll.Bytes(), sentAll.Bytes()
+			n := min(len(got), len(want))
 			i := 0
-			for i < len(got) && got[i] == want[i] {
+			for i < n && got[i] == want[i] {
 				i++
 			}
 			j := i
-			for j < len(got) && got[j] != want[j] {
+			for j < n && got[j] != want[j] {
 				j++
 			}
-			k := bytes.Index(want, got[i:i+16])
+			k := bytes.Index(want, got[i:min(i+16, len(got))])
 			t.Logf("first difference at offset %d, differing run %d bytes; got %x want %x; got[%d:] found in sent at %d",
 				i, j-i, got[i:min(i+24, len(got))], want[i:min(i+24, len(want))], i, k)
 			if upstream != nil {
