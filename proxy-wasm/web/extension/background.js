@@ -1,10 +1,10 @@
-// background.js is the extension's service worker (an event page in
-// Firefox). It keeps the on/off switch and the settings in
-// chrome.storage.local and runs the proxy in an offscreen document, because
-// MV3 service workers cannot create an RTCPeerConnection. The worker is
-// stopped after about 30 s idle while the offscreen document keeps running,
-// so it holds no state of its own: everything is in storage, and the
-// offscreen document asks for its orders when it loads.
+// background.js is the extension's service worker. It keeps the on/off
+// switch and the settings in chrome.storage.local and runs the proxy in an
+// offscreen document, because MV3 service workers cannot create an
+// RTCPeerConnection. The worker is stopped after about 30 s idle while the
+// offscreen document keeps running, so it holds no state of its own:
+// everything is in storage, and the offscreen document asks for its orders
+// when it loads.
 "use strict";
 
 const OFFSCREEN = "offscreen.html";
