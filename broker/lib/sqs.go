@@ -34,6 +34,19 @@ const (
 	sqsRetryDelay = time.Second
 )
 
+// sqsCallTimeout bounds every SQS call other than the wait of a long poll:
+// the SDK's HTTP client has no deadline of its own, so a stalled endpoint
+// would otherwise hold the receive loop or a message handler forever.
+var sqsCallTimeout = 10 * time.Second
+
+// sqsCall runs one SQS call under ctx and a deadline of extra plus
+// sqsCallTimeout.
+func sqsCall[T any](ctx context.Context, extra time.Duration, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, extra+sqsCallTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
 // SQSAPI is the part of *sqs.Client the broker uses.
 type SQSAPI interface {
 	CreateQueue(context.Context, *sqs.CreateQueueInput, ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error)
@@ -116,11 +129,13 @@ func (b *Broker) runSQS(ctx context.Context) error {
 }
 
 func (l *sqsListener) run(ctx context.Context) error {
-	out, err := l.api.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName: aws.String(l.cfg.QueueName),
-		Attributes: map[string]string{
-			string(types.QueueAttributeNameMessageRetentionPeriod): sqsRetention,
-		},
+	out, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.CreateQueueOutput, error) {
+		return l.api.CreateQueue(ctx, &sqs.CreateQueueInput{
+			QueueName: aws.String(l.cfg.QueueName),
+			Attributes: map[string]string{
+				string(types.QueueAttributeNameMessageRetentionPeriod): sqsRetention,
+			},
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("broker: sqs: create queue %s: %w", l.cfg.QueueName, err)
@@ -137,11 +152,13 @@ func (l *sqsListener) run(ctx context.Context) error {
 	}()
 	sem := make(chan struct{}, sqsMaxInFlight)
 	for {
-		res, err := l.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl:              aws.String(l.queueURL),
-			MaxNumberOfMessages:   sqsReceiveMax,
-			WaitTimeSeconds:       int32(l.cfg.ReceiveWait / time.Second),
-			MessageAttributeNames: []string{"All"},
+		res, err := sqsCall(ctx, l.cfg.ReceiveWait, func(ctx context.Context) (*sqs.ReceiveMessageOutput, error) {
+			return l.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+				QueueUrl:              aws.String(l.queueURL),
+				MaxNumberOfMessages:   sqsReceiveMax,
+				WaitTimeSeconds:       int32(l.cfg.ReceiveWait / time.Second),
+				MessageAttributeNames: []string{"All"},
+			})
 		})
 		if ctx.Err() != nil {
 			return nil
@@ -180,10 +197,10 @@ func (l *sqsListener) handle(ctx context.Context, m types.Message) error {
 	// visibility timeout.
 	defer func() {
 		// Use a fresh context so deletion still happens at shutdown.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, err := l.api.DeleteMessage(dctx, &sqs.DeleteMessageInput{
-			QueueUrl: aws.String(l.queueURL), ReceiptHandle: m.ReceiptHandle,
+		if _, err := sqsCall(context.WithoutCancel(ctx), 0, func(ctx context.Context) (*sqs.DeleteMessageOutput, error) {
+			return l.api.DeleteMessage(ctx, &sqs.DeleteMessageInput{
+				QueueUrl: aws.String(l.queueURL), ReceiptHandle: m.ReceiptHandle,
+			})
 		}); err != nil {
 			l.b.log.Warn("sqs delete message", "err", err)
 		}
@@ -196,7 +213,9 @@ func (l *sqsListener) handle(ctx context.Context, m types.Message) error {
 	if !validClientID(id) {
 		return fmt.Errorf("broker: sqs: invalid ClientID %q ignored", id)
 	}
-	q, err := l.api.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(ClientQueuePrefix + id)})
+	q, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.CreateQueueOutput, error) {
+		return l.api.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(ClientQueuePrefix + id)})
+	})
 	if err != nil {
 		return fmt.Errorf("broker: sqs: create client queue: %w", err)
 	}
@@ -213,8 +232,10 @@ func (l *sqsListener) handle(ctx context.Context, m types.Message) error {
 	if err != nil {
 		return fmt.Errorf("broker: sqs: %w", err)
 	}
-	if _, err := l.api.SendMessage(ctx, &sqs.SendMessageInput{
-		QueueUrl: q.QueueUrl, MessageBody: aws.String(string(out)),
+	if _, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.SendMessageOutput, error) {
+		return l.api.SendMessage(ctx, &sqs.SendMessageInput{
+			QueueUrl: q.QueueUrl, MessageBody: aws.String(string(out)),
+		})
 	}); err != nil {
 		return fmt.Errorf("broker: sqs: send response: %w", err)
 	}
@@ -244,16 +265,20 @@ func (l *sqsListener) cleanup(ctx context.Context, now time.Time) (int, error) {
 	var errs []error
 	var token *string
 	for {
-		list, err := l.api.ListQueues(ctx, &sqs.ListQueuesInput{
-			QueueNamePrefix: aws.String(ClientQueuePrefix), NextToken: token, MaxResults: aws.Int32(1000),
+		list, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.ListQueuesOutput, error) {
+			return l.api.ListQueues(ctx, &sqs.ListQueuesInput{
+				QueueNamePrefix: aws.String(ClientQueuePrefix), NextToken: token, MaxResults: aws.Int32(1000),
+			})
 		})
 		if err != nil {
 			return deleted, fmt.Errorf("broker: sqs: list queues: %w", err)
 		}
 		for _, u := range list.QueueUrls {
-			attrs, err := l.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-				QueueUrl:       aws.String(u),
-				AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameLastModifiedTimestamp},
+			attrs, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.GetQueueAttributesOutput, error) {
+				return l.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+					QueueUrl:       aws.String(u),
+					AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameLastModifiedTimestamp},
+				})
 			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("broker: sqs: queue attributes: %w", err))
@@ -267,7 +292,9 @@ func (l *sqsListener) cleanup(ctx context.Context, now time.Time) (int, error) {
 			if now.Sub(time.Unix(secs, 0)) <= l.cfg.QueueMaxAge {
 				continue
 			}
-			if _, err := l.api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(u)}); err != nil {
+			if _, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.DeleteQueueOutput, error) {
+				return l.api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(u)})
+			}); err != nil {
 				errs = append(errs, fmt.Errorf("broker: sqs: delete queue: %w", err))
 				continue
 			}
