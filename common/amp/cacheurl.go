@@ -70,8 +70,10 @@ func CacheURL(pubURL, cacheURL *url.URL, contentType string) (*url.URL, error) {
 	if pubURL.Scheme == "https" {
 		path += "/s"
 	}
-	u.Path = path + "/" + pubURL.Host + pubURL.EscapedPath()
-	u.RawPath = ""
+	// The publisher's path goes in as it is, escaped once: Path holds it
+	// decoded and RawPath keeps its original escaping (for "%2F", say).
+	u.Path = path + "/" + pubURL.Host + pubURL.Path
+	u.RawPath = path + "/" + pubURL.Host + pubURL.EscapedPath()
 	u.RawQuery = pubURL.RawQuery
 	u.Fragment = pubURL.Fragment
 	return &u, nil
