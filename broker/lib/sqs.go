@@ -211,6 +211,11 @@ func (l *sqsListener) handle(ctx context.Context, m types.Message) error {
 	}
 	id := aws.ToString(attr.StringValue)
 	if !validClientID(id) {
+		// Anyone with the public credentials can send one: quote little
+		// of it (an attribute may be 256 KB), so the log stays readable.
+		if len(id) > 64 {
+			return fmt.Errorf("broker: sqs: invalid ClientID %q… (%d bytes) ignored", id[:64], len(id))
+		}
 		return fmt.Errorf("broker: sqs: invalid ClientID %q ignored", id)
 	}
 	q, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.CreateQueueOutput, error) {

@@ -207,3 +207,38 @@ func (w tlog) Write(p []byte) (int, error) {
 	w.t.Logf("%s %s", time.Now().Format("15:04:05.000"), p)
 	return len(p), nil
 }
+
+// deleteOnlySQS answers DeleteMessage; any other call would panic on the
+// nil interface, which is the point: an invalid poll must not reach them.
+type deleteOnlySQS struct {
+	SQSAPI
+	deleted int
+}
+
+func (d *deleteOnlySQS) DeleteMessage(context.Context, *sqs.DeleteMessageInput, ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
+	d.deleted++
+	return &sqs.DeleteMessageOutput{}, nil
+}
+
+// TestSQSInvalidClientIDQuotedShort: anyone holding the public client
+// credentials can send a ClientID attribute of hundreds of kilobytes; the
+// error that is logged for it quotes only its start.
+func TestSQSInvalidClientIDQuotedShort(t *testing.T) {
+	api := &deleteOnlySQS{}
+	l := &sqsListener{api: api, queueURL: "http://sqs.invalid/q"}
+	for _, id := range []string{"bad id", strings.Repeat("x/", 100_000)} {
+		m := types.Message{ReceiptHandle: aws.String("r"), MessageAttributes: map[string]types.MessageAttributeValue{
+			"ClientID": {DataType: aws.String("String"), StringValue: aws.String(id)},
+		}}
+		err := l.handle(context.Background(), m)
+		if err == nil || !strings.Contains(err.Error(), "invalid ClientID") {
+			t.Fatalf("handle(%d-byte ClientID) = %v, want an invalid ClientID error", len(id), err)
+		}
+		if len(err.Error()) > 200 {
+			t.Errorf("error for a %d-byte ClientID is %d bytes long", len(id), len(err.Error()))
+		}
+	}
+	if api.deleted != 2 {
+		t.Errorf("%d messages deleted, want 2", api.deleted)
+	}
+}
