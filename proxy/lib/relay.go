@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +66,10 @@ type relayStats struct {
 // Four goroutines: a reader and a writer per direction, joined by a pipe
 // that coalesces. Each reader closes its pipe when its source ends; each
 // writer drains its pipe and then tears the connection down, so data already
-// read is delivered when the other side ends first.
+// read is delivered when the other side ends first. A failed read ends its
+// side like a close, and a failed write ends only its own direction: a
+// relay that drops its TCP connection without a close frame still has its
+// last bytes delivered.
 func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, peer io.Closer, ws *websocket.Conn,
 	idle time.Duration, st *relayStats, total *Stats) error {
 	ws.SetReadLimit(wsReadLimit)
@@ -75,10 +79,24 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 		once  sync.Once
 		cause error
 		done  = make(chan struct{})
+		errMu sync.Mutex
+		ended error // why one side ended, while the other direction drains
 	)
+	// sideEnded records why one side ended without tearing down: what was
+	// already read from that side still drains to the other, whose writer
+	// tears down after it.
+	sideEnded := func(err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if ended == nil {
+			ended = err
+		}
+	}
 	teardown := func(err error) {
 		once.Do(func() {
-			cause = err
+			errMu.Lock()
+			cause = cmp.Or(ended, err)
+			errMu.Unlock()
 			close(done)
 			up.abort()
 			down.abort()
@@ -157,7 +175,12 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 				return
 			}
 			if err := ws.Write(ctx, websocket.MessageBinary, out[:n]); err != nil {
-				teardown(fmt.Errorf("write to relay: %w", err))
+				// The relay is gone, but what was read from it still
+				// goes to the client: end the WebSocket reader, whose
+				// pipe then drains.
+				sideEnded(fmt.Errorf("write to relay: %w", err))
+				up.abort()
+				ws.CloseNow()
 				return
 			}
 		}
@@ -174,7 +197,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 					select {
 					case <-done:
 					default:
-						teardown(fmt.Errorf("read from relay: %w", err))
+						sideEnded(fmt.Errorf("read from relay: %w", err))
 					}
 				}
 				return
@@ -193,7 +216,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 					break
 				}
 				if err != nil {
-					teardown(fmt.Errorf("read from relay: %w", err))
+					sideEnded(fmt.Errorf("read from relay: %w", err))
 					return
 				}
 			}
@@ -209,7 +232,10 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 				return
 			}
 			if _, err := rwc.Write(out[:n]); err != nil {
-				teardown(fmt.Errorf("write to client: %w", err))
+				// The client is gone, but what was read from it still
+				// goes to the relay; its reader ends with the channel.
+				sideEnded(fmt.Errorf("write to client: %w", err))
+				down.abort()
 				return
 			}
 			if !gate.wait(done) {
