@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -457,5 +458,59 @@ func TestRedialCloseFlushes(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("transport not closed")
+	}
+}
+
+// TestRedialReadDeadlinePending: a deadline set while a ReadFrom is blocked
+// applies to that ReadFrom, as net.PacketConn requires.
+func TestRedialReadDeadlinePending(t *testing.T) {
+	c := NewRedialPacketConn(NewClientID(), func(ctx context.Context) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, nil)
+	defer c.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := c.ReadFrom(make([]byte, MaxPacketSize))
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let ReadFrom block without a deadline
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("ReadFrom = %v, want a deadline error", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a blocked ReadFrom ignored the deadline set meanwhile")
+	}
+
+	// A deadline moved earlier while a ReadFrom waits for a later one.
+	c.SetReadDeadline(time.Now().Add(time.Hour))
+	go func() {
+		_, _, err := c.ReadFrom(make([]byte, MaxPacketSize))
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c.SetReadDeadline(time.Now().Add(-time.Second))
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("ReadFrom = %v, want a deadline error", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a blocked ReadFrom ignored the earlier deadline set meanwhile")
+	}
+
+	// Clearing the deadline after it passed makes reads wait again.
+	c.SetReadDeadline(time.Time{})
+	go func() {
+		_, _, err := c.ReadFrom(make([]byte, MaxPacketSize))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("ReadFrom without deadline returned %v", err)
+	case <-time.After(100 * time.Millisecond):
 	}
 }
