@@ -22,6 +22,7 @@ import (
 type DialFunc func(ctx context.Context) (net.Conn, error)
 
 // Redial back-off: how long to wait after a failed dial before the next.
+// A transport that lasts less than minRedialDelay counts as failed.
 const (
 	minRedialDelay = 1 * time.Second
 	maxRedialDelay = 10 * time.Second
@@ -93,8 +94,15 @@ func NewRedialPacketConn(id ClientID, dial DialFunc, logger *slog.Logger) *Redia
 }
 
 // run dials transports one after another until the conn is closed.
+//
+// A transport that ends within minRedialDelay of being dialled (a proxy
+// that hangs up at once, or sends garbage) counts as a failed dial too,
+// except the first of a row of them, which is replaced at once like any
+// other; otherwise a dial that keeps succeeding with such transports would
+// be repeated in a busy loop.
 func (c *RedialPacketConn) run() {
 	delay := minRedialDelay
+	short := 0 // transports in a row that ended within minRedialDelay
 	for c.ctx.Err() == nil {
 		select {
 		case <-c.closing:
@@ -102,23 +110,30 @@ func (c *RedialPacketConn) run() {
 		default:
 		}
 		conn, err := c.dial(c.ctx)
-		if err != nil {
-			if c.ctx.Err() != nil {
-				return
+		if err == nil {
+			start := time.Now()
+			err = c.carry(conn)
+			lasted := time.Since(start)
+			c.logger.Info("transport ended", "err", err, "duration", lasted.Round(time.Millisecond))
+			if lasted >= minRedialDelay {
+				short = 0
+				delay = minRedialDelay
+				continue
 			}
-			c.logger.Warn("dial failed; retrying", "err", err, "delay", delay)
-			select {
-			case <-c.ctx.Done():
-				return
-			case <-time.After(delay):
+			if short++; short == 1 {
+				continue
 			}
-			delay = min(2*delay, maxRedialDelay)
-			continue
 		}
-		delay = minRedialDelay
-		start := time.Now()
-		err = c.carry(conn)
-		c.logger.Info("transport ended", "err", err, "duration", time.Since(start).Round(time.Millisecond))
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.logger.Warn("dial failed or transport ended at once; retrying", "err", err, "delay", delay)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxRedialDelay)
 	}
 }
 

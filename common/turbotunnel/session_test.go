@@ -514,3 +514,26 @@ func TestRedialReadDeadlinePending(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestRedialTransportsFailingAtOnce: transports that fail as soon as they
+// are dialled are redialled with back-off, not in a busy loop.
+func TestRedialTransportsFailingAtOnce(t *testing.T) {
+	var calls atomic.Int32
+	c := NewRedialPacketConn(NewClientID(), func(ctx context.Context) (net.Conn, error) {
+		calls.Add(1)
+		a, b := net.Pipe()
+		b.Close() // the proxy hangs up at once
+		return a, nil
+	}, nil)
+	time.Sleep(1500 * time.Millisecond)
+	start := time.Now()
+	c.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	// At most one at once, one after the first second's wait, maybe one
+	// more as Close comes.
+	if n := calls.Load(); n > 4 {
+		t.Fatalf("%d dials in 1.5 s of transports failing at once, want back-off", n)
+	}
+}
