@@ -66,6 +66,7 @@ func shaped(s *shaper) peerConfig {
 	c := peerConfig{hook: s.clientHello}
 	if s.mode != Randomize {
 		c.curves = s.profile.curves()
+		c.clientMax12 = !s.profile.offersDTLS13()
 	}
 	return c
 }

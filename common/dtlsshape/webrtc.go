@@ -16,10 +16,12 @@ import (
 
 	"github.com/pion/dtls/v4"
 	dtlselliptic "github.com/pion/dtls/v4/pkg/crypto/elliptic"
+	"github.com/pion/dtls/v4/pkg/protocol"
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/webrtcapi"
+	"github.com/snowflake-go/snowflake/internal/fingerprint"
 )
 
 // Apply configures se so that every PeerConnection made with it shapes
@@ -79,8 +81,24 @@ func apply(se *webrtc.SettingEngine, mode Mode, profile *Profile) error {
 			profiles[i] = dtls.SRTPProtectionProfile(v)
 		}
 		se.SetSRTPProtectionProfiles(profiles...)
+		if !p.offersDTLS13() {
+			// The shaped hello offers DTLS 1.2 only. pion, left at
+			// DTLS 1.3, would reject the downgrade sentinel that a
+			// DTLS 1.3 server (a peer of this version) puts in the
+			// DTLS 1.2 ServerHello it answers such a hello with.
+			se.SetDTLSMaxVersion(protocol.Version1_2)
+		}
 	}
 	return nil
+}
+
+// offersDTLS13 reports whether a hello shaped by p offers DTLS 1.3: it
+// lists supported_versions with DTLS 1.3 and key_share. Without both,
+// mimic sends a DTLS 1.2 hello (pion rejects one offering DTLS 1.3
+// without key shares).
+func (p Profile) offersDTLS13() bool {
+	return slices.Contains(p.Extensions, extSupportedVersion) && slices.Contains(p.Extensions, extKeyShare) &&
+		slices.Contains(p.SupportedVersions, fingerprint.VersionDTLS13)
 }
 
 // CertificateLifetime is the validity of a browser's WebRTC certificate:

@@ -4,6 +4,7 @@ package dtlsshape
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,4 +100,45 @@ func TestShapedPeersUseDTLS13(t *testing.T) {
 			t.Errorf("DTLS version %s cipher %s, want FEFC (DTLS 1.3) with AES-128-GCM", ts.TLSVersion, ts.DTLSCipher)
 		}
 	}
+}
+
+// dtls12Profile is Chromium's hello as it was before DTLS 1.3: no TLS
+// 1.3 suites, no key_share, supported_versions or psk_key_exchange_modes
+// (the kind of hello upstream's covertdtls-fingerprint values hold).
+func dtls12Profile() Profile {
+	p := Chromium()
+	p.Name = "dtls12"
+	p.CipherSuites = slices.DeleteFunc(slices.Clone(p.CipherSuites), func(c uint16) bool { return c>>8 == 0x13 })
+	p.Extensions = slices.DeleteFunc(slices.Clone(p.Extensions), func(e uint16) bool {
+		return e == extKeyShare || e == extPSKModes || e == extSupportedVersion
+	})
+	p.KeyShareGroups, p.SupportedVersions, p.PSKModes = nil, nil, nil
+	return p
+}
+
+// TestDTLS12ProfileConnects: a peer whose profile offers DTLS 1.2 only,
+// as the DTLS client (the answerer), connects to a peer of this version,
+// which supports DTLS 1.3 and so marks its DTLS 1.2 ServerHello with the
+// RFC 8446 downgrade sentinel. pion, left to think it offered DTLS 1.3,
+// rejects that hello ("downgrade sentinel in DTLS 1.2 ServerHello").
+func TestDTLS12ProfileConnects(t *testing.T) {
+	peer := func(p *Profile) *webrtc.PeerConnection {
+		var se webrtc.SettingEngine
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+		if err := Apply(&se, Mimic, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		pc, err := webrtcapi.NewFactory(se, ICECredentials(Mimic)).NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc
+	}
+	p := dtls12Profile()
+	offerer, answerer := peer(nil), peer(&p)
+	_, waitHello := testenv.SendHello(t, offerer, answerer)
+	waitHello()
 }
