@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/pion/dtls/v4"
 	dtlselliptic "github.com/pion/dtls/v4/pkg/crypto/elliptic"
 	"github.com/pion/dtls/v4/pkg/protocol"
+	"github.com/pion/dtls/v4/pkg/protocol/extension"
 	"github.com/pion/dtls/v4/pkg/protocol/handshake"
 
 	"github.com/snowflake-go/snowflake/internal/fingerprint"
@@ -419,5 +421,43 @@ func TestServerHelloLikeChromiums(t *testing.T) {
 		if nearNow {
 			t.Errorf("ServerHello Random starts with the time (%v), a pion tell", t0)
 		}
+	}
+}
+
+// TestProfileExtensionsPionCanSend: a covertdtls-fingerprint whose
+// verbatim extensions pion cannot send (malformed, or not allowed in a
+// ClientHello) is refused, not accepted to fail every handshake.
+func TestProfileExtensionsPionCanSend(t *testing.T) {
+	var r handshake.Random
+	if err := r.Populate(); err != nil {
+		t.Fatal(err)
+	}
+	base := handshake.MessageClientHello{
+		Version: protocol.Version1_2, Random: r,
+		CipherSuiteIDs:     []uint16{0xc02b},
+		CompressionMethods: []*protocol.CompressionMethod{{}},
+		Extensions: []extension.Value{
+			extension.Raw{Type: extension.TypeRenegotiationInfo, Data: []byte{0}},
+			extension.Raw{Type: extension.TypeExtendedMasterSecret},
+		},
+	}
+	for _, e := range []extension.Raw{
+		{Type: 0x0031, Data: []byte{1}},    // post_handshake_auth must be empty
+		{Type: 0x0030},                     // oid_filters: not in a ClientHello
+		{Type: 0x0032, Data: []byte{0, 1}}, // signature_algorithms_cert, truncated
+	} {
+		hello := newShaper(Mimic, Chromium()).clientHello(base).(*handshake.MessageClientHello)
+		hello.Extensions = append(hello.Extensions, e)
+		b, err := hello.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ProfileFromClientHello(hex.EncodeToString(b))
+		if err != nil {
+			continue
+		}
+		pc := shaped(newShaper(Mimic, p))
+		pc.serverSkipsHelloVerify = true
+		t.Run(fmt.Sprintf("%#04x", uint16(e.Type)), func(t *testing.T) { runHandshake(t, pc) })
 	}
 }

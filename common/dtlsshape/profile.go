@@ -7,6 +7,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pion/dtls/v4/pkg/protocol"
+	"github.com/pion/dtls/v4/pkg/protocol/extension"
+	"github.com/pion/dtls/v4/pkg/protocol/handshake"
+
 	"github.com/snowflake-go/snowflake/internal/fingerprint"
 )
 
@@ -187,6 +191,35 @@ func (p Profile) validate() error {
 		if !slices.Contains(p.SupportedGroups, g) {
 			return fmt.Errorf("dtlsshape: key share for group %#04x that supported_groups lacks", g)
 		}
+	}
+	return p.checkRaw()
+}
+
+// checkRaw reports verbatim extension data pion would refuse to send. A
+// shaped hello carries p.Raw as it is, and pion decodes a hooked hello
+// again before sending it: one it cannot decode (a malformed
+// signature_algorithms_cert, an extension not allowed in a ClientHello)
+// fails the handshake of every connection.
+func (p Profile) checkRaw() error {
+	if len(p.Raw) == 0 {
+		return nil
+	}
+	m := handshake.MessageClientHello{
+		Version:            protocol.Version1_2,
+		CipherSuiteIDs:     []uint16{requiredCipherSuite},
+		CompressionMethods: []*protocol.CompressionMethod{{}},
+	}
+	for _, typ := range p.Extensions {
+		if d, ok := p.Raw[typ]; ok {
+			m.Extensions = append(m.Extensions, &extension.Raw{Type: extension.Type(typ), Data: d})
+		}
+	}
+	b, err := m.Marshal()
+	if err == nil {
+		err = new(handshake.MessageClientHello).Unmarshal(b)
+	}
+	if err != nil {
+		return fmt.Errorf("dtlsshape: profile extensions pion cannot send: %w", err)
 	}
 	return nil
 }
