@@ -107,6 +107,10 @@ func (t *Transport) conn(ctx context.Context, addr string) (*Conn, error) {
 		return nil, err
 	}
 	t.mu.Lock()
+	if t.conns == nil {
+		// Close ran while dialling.
+		t.conns = map[string][]*Conn{}
+	}
 	t.conns[addr] = append(t.conns[addr], c)
 	t.mu.Unlock()
 	return c, nil
