@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // TestTransportCloseDuringDial: Close while a connection is being dialled
@@ -49,5 +51,34 @@ func TestTransportCloseDuringDial(t *testing.T) {
 	close(proceed)
 	if r := <-done; r != nil {
 		t.Fatalf("RoundTrip panicked: %v", r)
+	}
+}
+
+// TestGoAwayClosesWhenDrained: a connection the server sent GOAWAY on is
+// closed once its last stream has finished, not left open until the idle
+// timeout (a server that says GOAWAY on every connection and never closes
+// it would otherwise have the client keep one open per request).
+func TestGoAwayClosesWhenDrained(t *testing.T) {
+	c, p := newPair(t, Config{})
+	ch := roundTrip(c, newRequest(t, "GET", "https://b.test/1", ""))
+	h := p.readType(http2.FrameHeaders).(*http2.MetaHeadersFrame)
+	p.write(func(fr *http2.Framer) error { return fr.WriteGoAway(h.StreamID, http2.ErrCodeNo, nil) })
+	p.respond(h.StreamID, "one")
+	if r := wait(t, ch); r.err != nil || string(r.body) != "one" {
+		t.Fatalf("stream at last ID: %q %v", r.body, r.err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection still open after GOAWAY and its last stream")
+	}
+
+	// GOAWAY on a connection with nothing open.
+	c2, p2 := newPair(t, Config{})
+	p2.write(func(fr *http2.Framer) error { return fr.WriteGoAway(0, http2.ErrCodeNo, nil) })
+	select {
+	case <-c2.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle connection still open after GOAWAY")
 	}
 }

@@ -382,6 +382,11 @@ func (c *Conn) setDeadlineLocked() {
 	var d time.Time
 	if len(c.streams) == 0 {
 		d = c.idleSince.Add(c.cfg.IdleTimeout)
+		if c.goAway != nil {
+			// The server is done with the connection and nothing is
+			// left on it: end it now, as if idle.
+			d = time.Now()
+		}
 	}
 	if !c.pingSent.IsZero() {
 		p := c.pingSent.Add(c.cfg.PingTimeout)

@@ -282,7 +282,8 @@ func (c *Conn) handleGoAway(f *http2.GoAwayFrame) {
 		}
 	}
 	// The streams at or below the last ID run to completion; the
-	// connection closes after them (the server will close it).
+	// connection closes after the last of them.
+	c.setDeadlineLocked()
 }
 
 func (c *Conn) handleHeaders(f *http2.MetaHeadersFrame) error {
