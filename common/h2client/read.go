@@ -290,8 +290,9 @@ func (c *Conn) handleHeaders(f *http2.MetaHeadersFrame) error {
 	c.mu.Lock()
 	s := c.streams[f.StreamID]
 	if s == nil {
+		nextID := c.nextID
 		c.mu.Unlock()
-		if f.StreamID >= c.nextID || f.StreamID%2 == 0 {
+		if f.StreamID >= nextID || f.StreamID%2 == 0 {
 			return protocolError("HEADERS on stream %d that was never opened", f.StreamID)
 		}
 		// A late answer to a stream this side reset.
