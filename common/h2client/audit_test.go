@@ -82,3 +82,20 @@ func TestGoAwayClosesWhenDrained(t *testing.T) {
 		t.Fatal("idle connection still open after GOAWAY")
 	}
 }
+
+// TestAwaitWindowEmptyFrameNegativeWindow: an empty DATA frame (a body
+// shorter than its ContentLength ends with one) takes no flow-control
+// window, also when the server's smaller SETTINGS_INITIAL_WINDOW_SIZE has
+// made the stream's window negative; it used to add the deficit to the
+// connection's window.
+func TestAwaitWindowEmptyFrameNegativeWindow(t *testing.T) {
+	c := &Conn{sendWindow: 1000, peerFrame: 16384, windowChange: make(chan struct{})}
+	s := &stream{sendWindow: -500, wake: make(chan struct{}, 1)}
+	n, err := c.awaitWindow(context.Background(), s, 0)
+	if err != nil || n != 0 {
+		t.Fatalf("awaitWindow(0) = %d, %v; want 0, nil", n, err)
+	}
+	if c.sendWindow != 1000 || s.sendWindow != -500 {
+		t.Fatalf("windows after an empty frame: connection %d, stream %d; want 1000, -500", c.sendWindow, s.sendWindow)
+	}
+}

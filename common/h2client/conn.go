@@ -708,8 +708,15 @@ func (c *Conn) awaitWindow(ctx context.Context, s *stream, want int) (int, error
 			c.mu.Unlock()
 			return 0, errStopSending
 		}
+		if want == 0 {
+			// An empty frame takes no window. With a send window made
+			// negative by a smaller SETTINGS_INITIAL_WINDOW_SIZE, the
+			// min below would be negative and grow the windows.
+			c.mu.Unlock()
+			return 0, nil
+		}
 		n := min(int64(want), s.sendWindow, c.sendWindow, int64(c.peerFrame))
-		if want == 0 || n > 0 {
+		if n > 0 {
 			s.sendWindow -= n
 			c.sendWindow -= n
 			c.mu.Unlock()
