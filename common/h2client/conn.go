@@ -513,6 +513,13 @@ func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 	case <-s.gotHeaders:
 	case <-ctx.Done():
 		c.resetStream(s, http2.ErrCodeCancel, ctx.Err())
+		// Headers and data may have come meanwhile, and no body reader
+		// will give their bytes back. The stream is out of the map now,
+		// so nothing more is buffered in it.
+		c.mu.Lock()
+		c.discardBufferedLocked(s)
+		c.mu.Unlock()
+		c.flushPending()
 		return nil, ctx.Err()
 	}
 	c.mu.Lock()

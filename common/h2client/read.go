@@ -546,10 +546,7 @@ func (b *bodyReader) Close() error {
 	b.closed = true
 	s := b.s
 	done := s.ended || s.err != nil
-	if n := int64(s.buf.Len()); n > 0 {
-		s.buf.Reset()
-		b.c.consumedLocked(nil, n)
-	}
+	b.c.discardBufferedLocked(s)
 	b.c.mu.Unlock()
 	b.c.flushPending()
 	if !done {
@@ -558,6 +555,16 @@ func (b *bodyReader) Close() error {
 		b.c.closeStream(s, nil)
 	}
 	return nil
+}
+
+// discardBufferedLocked drops what s holds unread and gives its bytes back
+// to the connection's receive window, which would otherwise shrink for
+// good.
+func (c *Conn) discardBufferedLocked(s *stream) {
+	if n := int64(s.buf.Len()); n > 0 {
+		s.buf.Reset()
+		c.consumedLocked(nil, n)
+	}
 }
 
 // flushPending writes the frames queued under c.mu (resets, window
