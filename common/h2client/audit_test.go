@@ -2,30 +2,21 @@ package h2client
 
 import (
 	"context"
+	"io"
 	"net"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // TestTransportCloseDuringDial: Close while a connection is being dialled
 // must not make the dialling request panic (nil map).
 func TestTransportCloseDuringDial(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer nc.Close()
-		}
-	}()
+	// A server that says nothing: the dial's handshake never ends.
+	ln := testenv.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	dialing := make(chan struct{})
 	proceed := make(chan struct{})
 	tr := &Transport{DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

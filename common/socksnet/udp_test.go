@@ -14,6 +14,7 @@ import (
 
 	"github.com/snowflake-go/snowflake/common/nat"
 	"github.com/snowflake-go/snowflake/internal/stunserver"
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // echoUDP echoes datagrams back to their sender.
@@ -139,25 +140,12 @@ func TestAssociationEnds(t *testing.T) {
 // TestHandshakeTimeout: a proxy that accepts and says nothing does not
 // hang the caller past its context.
 func TestHandshakeTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	ln := testenv.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	n, _ := New(Config{Addr: ln.Addr().String()})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = n.ListenUDPContext(ctx)
+	_, err := n.ListenUDPContext(ctx)
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("silent proxy: %v, want deadline exceeded", err)
 	}
