@@ -82,8 +82,13 @@ func (c *SQSConfig) validate() error {
 	if len(c.Clients) == 0 {
 		return errors.New("SQS has no clients")
 	}
-	if c.CleanupInterval < 0 || c.QueueMaxAge < 0 || c.ReceiveWait < 0 || c.ReceiveWait > 20*time.Second {
+	if c.CleanupInterval < 0 || c.QueueMaxAge < 0 {
 		return errors.New("negative SQS duration")
+	}
+	// A receive waits whole seconds: under one second it would be a short
+	// poll, and the receive loop would spin against an empty queue.
+	if c.ReceiveWait != 0 && (c.ReceiveWait < time.Second || c.ReceiveWait > 20*time.Second) {
+		return fmt.Errorf("SQS receive wait %v: must be 1 s to 20 s", c.ReceiveWait)
 	}
 	return nil
 }

@@ -242,3 +242,28 @@ func TestSQSInvalidClientIDQuotedShort(t *testing.T) {
 		t.Errorf("%d messages deleted, want 2", api.deleted)
 	}
 }
+
+func TestSQSConfigValidate(t *testing.T) {
+	base := SQSConfig{QueueName: "q", Clients: []SQSAPI{&deleteOnlySQS{}}}
+	for _, tc := range []struct {
+		name string
+		edit func(*SQSConfig)
+		ok   bool
+	}{
+		{"defaults", func(*SQSConfig) {}, true},
+		{"wait 1s", func(c *SQSConfig) { c.ReceiveWait = time.Second }, true},
+		{"wait 20s", func(c *SQSConfig) { c.ReceiveWait = 20 * time.Second }, true},
+		// Would be WaitTimeSeconds=0: a short poll, spinning on an empty queue.
+		{"wait 500ms", func(c *SQSConfig) { c.ReceiveWait = 500 * time.Millisecond }, false},
+		{"wait 21s", func(c *SQSConfig) { c.ReceiveWait = 21 * time.Second }, false},
+		{"negative wait", func(c *SQSConfig) { c.ReceiveWait = -time.Second }, false},
+		{"negative cleanup", func(c *SQSConfig) { c.CleanupInterval = -time.Second }, false},
+		{"no queue", func(c *SQSConfig) { c.QueueName = "" }, false},
+	} {
+		c := base
+		tc.edit(&c)
+		if err := c.validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: validate() = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
