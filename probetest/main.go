@@ -134,6 +134,9 @@ func run() error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	// End the probes first: one still gathering candidates can take
+	// longer than Shutdown waits for its handler.
+	s.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
