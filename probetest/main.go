@@ -17,8 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/crypto/acme/autocert"
-
+	"github.com/snowflake-go/snowflake/common/acme"
 	"github.com/snowflake-go/snowflake/common/scrub"
 	probetest "github.com/snowflake-go/snowflake/probetest/lib"
 )
@@ -92,38 +91,21 @@ func run() error {
 		logger.Info("listening", "addr", ln.Addr().String(), "tls", true)
 		go func() { errc <- srv.ServeTLS(ln, *certFile, *keyFile) }()
 	case *acmeHostnames != "":
-		m := &autocert.Manager{
-			Prompt:     autocert.AcceptTOS,
-			HostPolicy: autocert.HostWhitelist(strings.Split(*acmeHostnames, ",")...),
-			Email:      *acmeEmail,
-			Cache:      autocert.DirCache(*acmeCache),
-		}
-		// Let's Encrypt checks TLS-ALPN-01 only on port 443, and the
-		// service listens on 8443, so certificates come through the
+		m := acme.Manager(strings.Split(*acmeHostnames, ","), *acmeEmail, *acmeCache)
+		// The service listens on 8443, so certificates come through the
 		// HTTP-01 challenge, answered on port 80 of the same host.
 		host, _, err := net.SplitHostPort(*addr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("-addr: %w", err)
 		}
-		ln01, err := net.Listen("tcp", net.JoinHostPort(host, "80"))
+		addr01, err := acme.ServeHTTP01(ctx, m, host, srv.ErrorLog, errc)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("ACME HTTP-01 listener: %w", err)
+			return err
 		}
-		srv01 := &http.Server{
-			Handler:           m.HTTPHandler(nil),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       time.Minute,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          srv.ErrorLog,
-		}
-		defer srv01.Close()
-		go func() { errc <- fmt.Errorf("HTTP-01: %w", srv01.Serve(ln01)) }()
 		srv.TLSConfig = m.TLSConfig()
-		logger.Info("listening", "addr", ln.Addr().String(), "tls", "acme", "http01", ln01.Addr().String())
+		logger.Info("listening", "addr", ln.Addr().String(), "tls", "acme", "http01", addr01.String())
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	default:
 		ln.Close()

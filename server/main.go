@@ -34,8 +34,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
-	"golang.org/x/crypto/acme/autocert"
 
+	"github.com/snowflake-go/snowflake/common/acme"
 	"github.com/snowflake-go/snowflake/common/procs"
 	"github.com/snowflake-go/snowflake/common/rawsock"
 	"github.com/snowflake-go/snowflake/common/scrub"
@@ -141,27 +141,10 @@ func tlsWrap(ctx context.Context, o options, ln net.Listener, host, stateDir str
 	if cacheDir == "" {
 		cacheDir = filepath.Join(stateDir, "snowflake-certificate-cache")
 	}
-	hosts := strings.Split(o.acmeHostnames, ",")
-	m := &autocert.Manager{
-		Prompt:     autocert.AcceptTOS,
-		HostPolicy: autocert.HostWhitelist(hosts...),
-		Email:      o.acmeEmail,
-		Cache:      autocert.DirCache(cacheDir),
+	m := acme.Manager(strings.Split(o.acmeHostnames, ","), o.acmeEmail, cacheDir)
+	if _, err := acme.ServeHTTP01(ctx, m, host, slog.NewLogLogger(logger.Handler(), slog.LevelDebug), errc); err != nil {
+		return nil, err
 	}
-	// Let's Encrypt's HTTP-01 challenge must reach port 80.
-	challengeLn, err := net.Listen("tcp", net.JoinHostPort(host, "80"))
-	if err != nil {
-		return nil, fmt.Errorf("ACME HTTP-01 listener: %w", err)
-	}
-	hs := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-	go func() {
-		if err := hs.Serve(challengeLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("ACME HTTP-01 listener: %w", err)
-		}
-	}()
-	context.AfterFunc(ctx, func() { hs.Close() })
 	logger.Info("ACME enabled", "hostnames", o.acmeHostnames)
 	cfg := m.TLSConfig()
 	return tls.NewListener(ln, cfg), nil
