@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pion/transport/v5/deadline"
 )
 
 // MaxPacketSize is the largest packet the queue conns carry. KCP packets are
@@ -61,7 +63,7 @@ type QueuePacketConn struct {
 	clients *clientMap
 	recv    chan taggedPacket
 	pool    packetPool
-	rd      deadline
+	rd      *deadline.Deadline
 
 	droppedOut atomic.Uint64 // packets WriteTo dropped on full queues
 
@@ -78,6 +80,7 @@ func NewQueuePacketConn(local net.Addr, timeout time.Duration) *QueuePacketConn 
 		local:   local,
 		clients: newClientMap(timeout),
 		recv:    make(chan taggedPacket, QueueSize),
+		rd:      deadline.New(),
 		closed:  make(chan struct{}),
 	}
 	c.wg.Add(1)
@@ -170,7 +173,7 @@ func (c *QueuePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		return n, pkt.addr, nil
 	case <-c.closed:
 		return 0, nil, net.ErrClosed
-	case <-c.rd.wait():
+	case <-c.rd.Done():
 		return 0, nil, os.ErrDeadlineExceeded
 	}
 }
@@ -220,7 +223,7 @@ func (c *QueuePacketConn) LocalAddr() net.Addr { return c.local }
 func (c *QueuePacketConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
 
 // SetReadDeadline implements net.PacketConn.
-func (c *QueuePacketConn) SetReadDeadline(t time.Time) error { c.rd.set(t); return nil }
+func (c *QueuePacketConn) SetReadDeadline(t time.Time) error { c.rd.Set(t); return nil }
 
 // SetWriteDeadline implements net.PacketConn. Writes never block, so there
 // is nothing to time out.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/transport/v5/deadline"
 	"github.com/snowflake-go/snowflake/common/encapsulation"
 )
 
@@ -48,7 +49,7 @@ type RedialPacketConn struct {
 	send chan []byte
 	recv chan inbound
 	pool packetPool
-	rd   deadline
+	rd   *deadline.Deadline
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,6 +78,7 @@ func NewRedialPacketConn(id ClientID, dial DialFunc, logger *slog.Logger) *Redia
 	c := &RedialPacketConn{
 		id:      id,
 		dial:    dial,
+		rd:      deadline.New(),
 		logger:  logger.With("component", "turbotunnel", "clientid", id.String()),
 		send:    make(chan []byte, QueueSize),
 		recv:    make(chan inbound, QueueSize),
@@ -308,7 +310,7 @@ func (c *RedialPacketConn) readBurst(p []byte) (n int, last bool, err error) {
 		return n, in.burstEnd && len(c.recv) == 0, nil
 	case <-c.ctx.Done():
 		return 0, false, net.ErrClosed
-	case <-c.rd.wait():
+	case <-c.rd.Done():
 		return 0, false, os.ErrDeadlineExceeded
 	}
 }
@@ -362,7 +364,7 @@ func (c *RedialPacketConn) LocalAddr() net.Addr { return c.id }
 func (c *RedialPacketConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
 
 // SetReadDeadline implements net.PacketConn.
-func (c *RedialPacketConn) SetReadDeadline(t time.Time) error { c.rd.set(t); return nil }
+func (c *RedialPacketConn) SetReadDeadline(t time.Time) error { c.rd.Set(t); return nil }
 
 // SetWriteDeadline implements net.PacketConn; writes never block.
 func (c *RedialPacketConn) SetWriteDeadline(t time.Time) error { return nil }
