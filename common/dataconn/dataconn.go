@@ -68,6 +68,7 @@ type Conn struct {
 	// writes, which Snowflake's does not, so the wait here is the only
 	// place a Write can block.
 	writeDeadline *deadline.Deadline
+	writeLimit    int // the longest message Write sends (messageLimit)
 
 	lastRecv atomic.Int64 // unix nanoseconds of the last received data
 	idle     *time.Timer
@@ -85,7 +86,8 @@ func New(dc *webrtc.DataChannel, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{dc: dc, rwc: rwc, cfg: cfg, low: make(chan struct{}, 1), done: make(chan struct{}), writeDeadline: deadline.New()}
+	c := &Conn{dc: dc, rwc: rwc, cfg: cfg, low: make(chan struct{}, 1), done: make(chan struct{}), writeDeadline: deadline.New(),
+		writeLimit: messageLimit(dc)}
 	dc.SetBufferedAmountLowThreshold(DefaultLowWater)
 	dc.OnBufferedAmountLow(func() {
 		select {
@@ -168,7 +170,6 @@ func (c *Conn) closedErr() error {
 // Write sends p as one message (split if larger than the maximum message
 // size), then waits while the send buffer is above the high mark.
 func (c *Conn) Write(p []byte) (int, error) {
-	limit := c.messageLimit()
 	written := 0
 	for len(p) > 0 {
 		// The data channel is closed in the background after the conn
@@ -182,8 +183,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return written, os.ErrDeadlineExceeded
 		}
 		chunk := p
-		if len(chunk) > limit {
-			chunk = chunk[:limit]
+		if len(chunk) > c.writeLimit {
+			chunk = chunk[:c.writeLimit]
 		}
 		n, err := c.rwc.Write(chunk)
 		written += n
@@ -207,12 +208,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// messageLimit returns the longest message Write may send: maxMessage, or
-// less if the peer accepts only less. pion refuses a longer message
-// outright, and a peer whose SDP announces no max-message-size is taken to
-// accept only 65535 bytes, one less than maxMessage.
-func (c *Conn) messageLimit() int {
-	if t := c.dc.Transport(); t != nil {
+// messageLimit returns the longest message Write may send on dc:
+// maxMessage, or less if the peer accepts only less. pion refuses a longer
+// message outright, and a peer whose SDP announces no max-message-size is
+// taken to accept only 65535 bytes, one less than maxMessage. The
+// association fixed the limit before the channel opened, so New reads it
+// once.
+func messageLimit(dc *webrtc.DataChannel) int {
+	if t := dc.Transport(); t != nil {
 		if m := int(t.GetCapabilities().MaxMessageSize); m > 0 && m < maxMessage {
 			return m
 		}
