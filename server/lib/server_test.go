@@ -194,11 +194,17 @@ func TestEchoSessions(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// The byte counters move after each copy's Write returns, which may be
+	// after the client has already read the echo; wait for them to settle.
+	const total = 8 * 256 << 10
+	waitStat(t, ts, "byte counters", func(st Stats) bool {
+		return st.BytesUp >= total && st.BytesDown >= total
+	})
 	st := ts.srv.Stats()
 	if st.SessionsTotal != 4 || st.StreamsTotal != 8 {
 		t.Errorf("stats = %+v", st)
 	}
-	if st.BytesUp != 8*256<<10 || st.BytesDown != 8*256<<10 {
+	if st.BytesUp != total || st.BytesDown != total {
 		t.Errorf("bytes up %d down %d", st.BytesUp, st.BytesDown)
 	}
 	ts.or.mu.Lock()
