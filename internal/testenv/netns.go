@@ -48,9 +48,13 @@ func IsolateNetwork(t *testing.T) bool {
 	args := []string{"--net", "--", "sh", "-c", ip + ` link set lo up && exec "$0" "$@"`,
 		os.Args[0], "-test.run", "^" + regexp.QuoteMeta(t.Name()) + "$", "-test.v"}
 	for _, a := range os.Args[1:] {
-		// Carry over the flags that shape the run (timeout, count, ...) but
-		// not the selection or output flags set above.
+		// Carry over the flags that shape the run (timeout, cpu, ...) but
+		// not the selection or output flags set above, nor -test.count:
+		// this process already runs the test count times, and each child
+		// runs it once in its own fresh namespace (a second run in the
+		// same namespace would find the first one's addresses).
 		if strings.HasPrefix(a, "-test.run") || strings.HasPrefix(a, "-test.v") ||
+			strings.HasPrefix(a, "-test.count") ||
 			strings.HasPrefix(a, "-test.bench") || strings.HasPrefix(a, "-test.fuzz") ||
 			strings.HasPrefix(a, "-test.paniconexit0") || strings.HasPrefix(a, "-test.testlogfile") {
 			continue
