@@ -109,10 +109,14 @@ func TestReadDeadline(t *testing.T) {
 
 func TestWriteDeadline(t *testing.T) {
 	client, _ := pair(t) // the server never reads
+	// Allocated before the deadline is set: zeroing 64 MB (and, under
+	// -race, its shadow memory) has taken over a second on a loaded
+	// machine, and the deadline then passed before Write began.
+	buf := make([]byte, 64<<20)
 	// A margin for a loaded machine: the deadline must not pass before
 	// the first write.
 	client.SetWriteDeadline(time.Now().Add(time.Second))
-	n, err := client.Write(make([]byte, 64<<20))
+	n, err := client.Write(buf)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("write to a peer that does not read: %d, %v; want a timeout", n, err)
 	}
