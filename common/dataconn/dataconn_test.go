@@ -141,12 +141,17 @@ func TestFlowControl(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	a, b, _ := pair(t, Config{IdleTimeout: 300 * time.Millisecond})
+	// The timeout is ten ping intervals, so that a loaded machine that
+	// delays a ping (or its delivery) by a few hundred milliseconds does
+	// not end a conn that is in use; the pings go on for twice the
+	// timeout, so a conn that ignored them would be closed meanwhile.
+	const timeout, interval = time.Second, 100 * time.Millisecond
+	a, b, _ := pair(t, Config{IdleTimeout: timeout})
 	// Traffic keeps it alive...
 	go io.Copy(io.Discard, a)
-	for i := 0; i < 6; i++ {
+	for start := time.Now(); time.Since(start) < 2*timeout; {
 		b.Write([]byte("ping"))
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(interval)
 	}
 	select {
 	case <-a.Done():
@@ -156,7 +161,7 @@ func TestIdleTimeout(t *testing.T) {
 	// ...silence ends it.
 	select {
 	case <-a.Done():
-	case <-time.After(3 * time.Second):
+	case <-time.After(10 * timeout):
 		t.Fatal("idle conn not closed")
 	}
 	if !errors.Is(a.Err(), ErrIdle) {
