@@ -288,22 +288,37 @@ func TestStandalone(t *testing.T) {
 	if m == nil {
 		t.Fatal("no metrics address logged")
 	}
-	resp, err := http.Get("http://" + m[1] + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	wants := []string{
 		"snowflake_server_streams_total 1",
 		"snowflake_server_sessions_total 1",
 		"snowflake_server_websocket_connections_total 1",
 		`snowflake_server_bytes_total{direction="up"} 1.048576e+06`,
 		`snowflake_server_errors_total{reason="preamble"} 0`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q:\n%s", want, body)
+	}
+	// The byte counter moves after the server's Write to the ORPort
+	// returns, which may be after the echo has reached the client: poll
+	// until every value is there.
+	var missing []string
+	var body []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + m[1] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range missing {
+		t.Errorf("metrics lack %q:\n%s", want, body)
 	}
 }
 
