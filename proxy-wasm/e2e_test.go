@@ -102,7 +102,19 @@ func TestBrowserProxy(t *testing.T) {
 			})
 			took := time.Since(start)
 			t.Logf("the client saw the page proxy go %v after the page was left", took)
-			if took > 2*time.Second {
+			// How the transport ended tells a closed connection from a
+			// silent one whatever the machine's load: the pagehide
+			// handler's close makes Chromium send an SCTP ABORT ("Close
+			// called"), while a page that merely vanished ends the
+			// transport by ICE's "peer connection disconnected".
+			ended := lineWith(n.clientLog("leaving-client"), "transport ended")
+			if !strings.Contains(ended, "abort chunk") {
+				t.Errorf("the page proxy did not close the client's connection; the client logged: %s", ended)
+			}
+			// The close also reaches the client well before ICE's 5 s of
+			// silence would. The bound leaves room for a loaded two-core
+			// machine, where the page took 1.7 s to close it.
+			if took > 4*time.Second {
 				t.Errorf("the client saw the page proxy go only %v after the page was left", took)
 			}
 		})
@@ -275,6 +287,16 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool, e
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// lineWith returns the first line of text that contains substr, or "".
+func lineWith(text, substr string) string {
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.Contains(line, substr) {
+			return line
+		}
+	}
+	return ""
 }
 
 func copyDir(t *testing.T, from, to string) {
