@@ -108,6 +108,18 @@ func serve(ctx context.Context, api *webrtc.API, iceServers []webrtc.ICEServer, 
 		return err
 	}
 	defer pc.Close()
+	// A client that goes away without its close getting through (killed,
+	// or exited before its SCTP association was shut down) is noticed
+	// only by ICE: pion then reports the connection failed but leaves the
+	// association up, and a read of the data channel waits on, so the
+	// relay below must end itself then, as a real proxy's does.
+	failed := make(chan struct{})
+	var failOnce sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
+			failOnce.Do(func() { close(failed) })
+		}
+	})
 	opened := make(chan *webrtc.DataChannel, 1)
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
 		dc.OnOpen(func() {
@@ -172,6 +184,19 @@ func serve(ctx context.Context, api *webrtc.API, iceServers []webrtc.ICEServer, 
 		defer wg.Done()
 		io.Copy(conn, rwc)
 		conn.Close()
+	}()
+	relayed := make(chan struct{})
+	defer close(relayed)
+	go func() {
+		select {
+		case <-failed:
+			// Not just the data channel: its pending read can wait on
+			// for the dead client. Closing the PeerConnection ends
+			// the association, and with it that read.
+			pc.Close()
+			conn.Close()
+		case <-relayed:
+		}
 	}()
 	injected := 0
 	br := bufio.NewReaderSize(conn, 64<<10)
