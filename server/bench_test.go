@@ -403,12 +403,13 @@ func BenchmarkServerClientReturns(b *testing.B) {
 
 // waitUntil polls cond every millisecond (a client that should vanish
 // part-way through a download must not hear much more first) until it
-// holds, and fails b with what() if it does not within limit.
-func waitUntil(b *testing.B, limit time.Duration, cond func() bool, what func() string) {
+// holds, and fails tb with what() if it does not within limit.
+func waitUntil(tb testing.TB, limit time.Duration, cond func() bool, what func() string) {
+	tb.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			b.Fatal(what())
+			tb.Fatal(what())
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -300,7 +300,7 @@ func TestStandalone(t *testing.T) {
 	// until every value is there.
 	var missing []string
 	var body []byte
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	waitUntil(t, 10*time.Second, func() bool {
 		resp, err := http.Get("http://" + m[1] + "/metrics")
 		if err != nil {
 			t.Fatal(err)
@@ -313,13 +313,8 @@ func TestStandalone(t *testing.T) {
 				missing = append(missing, want)
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	for _, want := range missing {
-		t.Errorf("metrics lack %q:\n%s", want, body)
-	}
+		return len(missing) == 0
+	}, func() string { return fmt.Sprintf("metrics lack %q:\n%s", missing, body) })
 }
 
 // startStandalone runs the server binary in standalone mode on a port of
