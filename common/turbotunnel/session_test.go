@@ -492,44 +492,41 @@ func TestRedialReadDeadlinePending(t *testing.T) {
 	}, nil)
 	defer c.Close()
 	errc := make(chan error, 1)
-	go func() {
-		_, _, err := c.ReadFrom(make([]byte, MaxPacketSize))
-		errc <- err
-	}()
+	read := func() {
+		go func() {
+			_, _, err := c.ReadFrom(make([]byte, MaxPacketSize))
+			errc <- err
+		}()
+	}
+	// wantDeadlineError waits for the pending ReadFrom to fail with a
+	// deadline error, and fails the test with failure if it does not.
+	wantDeadlineError := func(failure string) {
+		t.Helper()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadFrom = %v, want a deadline error", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal(failure)
+		}
+	}
+
+	read()
 	time.Sleep(50 * time.Millisecond) // let ReadFrom block without a deadline
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	select {
-	case err := <-errc:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("ReadFrom = %v, want a deadline error", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("a blocked ReadFrom ignored the deadline set meanwhile")
-	}
+	wantDeadlineError("a blocked ReadFrom ignored the deadline set meanwhile")
 
 	// A deadline moved earlier while a ReadFrom waits for a later one.
 	c.SetReadDeadline(time.Now().Add(time.Hour))
-	go func() {
-		_, _, err := c.ReadFrom(make([]byte, MaxPacketSize))
-		errc <- err
-	}()
+	read()
 	time.Sleep(50 * time.Millisecond)
 	c.SetReadDeadline(time.Now().Add(-time.Second))
-	select {
-	case err := <-errc:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("ReadFrom = %v, want a deadline error", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("a blocked ReadFrom ignored the earlier deadline set meanwhile")
-	}
+	wantDeadlineError("a blocked ReadFrom ignored the earlier deadline set meanwhile")
 
 	// Clearing the deadline after it passed makes reads wait again.
 	c.SetReadDeadline(time.Time{})
-	go func() {
-		_, _, err := c.ReadFrom(make([]byte, MaxPacketSize))
-		errc <- err
-	}()
+	read()
 	select {
 	case err := <-errc:
 		t.Fatalf("ReadFrom without deadline returned %v", err)
