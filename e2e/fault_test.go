@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,17 +160,37 @@ func TestBrokerRestart(t *testing.T) {
 	download(t, ctx, cl, 12, 2<<20)
 }
 
-// TestClientDisappears kills a client in the middle of a download. The
-// proxy must drop it and the server must close its WebSocket, as their
-// metrics show.
+// TestClientDisappears ends a client in the middle of a download, once by
+// SIGKILL and once by SIGTERM (what tor sends when it exits). The proxy
+// must drop it and the server must close its WebSocket, as their metrics
+// show. A killed client says nothing, so that takes until ICE declares it
+// failed (about 30 s); one that exits must tell the proxy on its way out,
+// so a volunteer's proxy frees the slot at once.
 func TestClientDisappears(t *testing.T) {
 	t.Parallel()
 	bin := buildAll(t)
+	for _, tc := range []struct {
+		name  string
+		end   func(*chain.Client) error
+		bound time.Duration // for the proxy and the server to let go
+	}{
+		// The bound allows three times ICE's 30 s.
+		{"killed", func(cl *chain.Client) error { cl.Kill(); return nil }, 90 * time.Second},
+		// The client closes its peer connections before it exits; only
+		// the proxy's and the server's reaction take time.
+		{"exits", func(cl *chain.Client) error { return cl.Signal(syscall.SIGTERM) }, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clientGoes(t, bin, tc.end, tc.bound)
+		})
+	}
+}
+
+func clientGoes(t *testing.T, bin binaries, end func(*chain.Client) error, bound time.Duration) {
 	// The chain, the rendezvous and the first megabyte have a budget of
 	// their own (they took 28 s on a loaded two-core machine, where the
-	// other e2e tests run at the same time); ICE declares a silent peer
-	// failed after about 30 s, and the wait after the kill allows three
-	// times that.
+	// other e2e tests run at the same time).
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := startChain(t, ctx, bin, chain.Config{ServerMetrics: true})
@@ -192,7 +213,7 @@ func TestClientDisappears(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	// Read a little of an endless download, then kill the client.
+	// Read a little of an endless download, then end the client.
 	var got atomic.Uint64
 	dctx, dcancel := context.WithCancel(ctx)
 	defer dcancel()
@@ -217,22 +238,24 @@ func TestClientDisappears(t *testing.T) {
 	if n := gauge(c.ServerMetricsURL(), "snowflake_server_websocket_connections"); n != 1 {
 		t.Fatalf("server WebSocket connections during the download = %v, want 1", n)
 	}
-	cl.Kill()
-	killed := time.Now()
-	t.Logf("client killed after %d bytes", got.Load())
-	wctx, wcancel := context.WithTimeout(ctx, 90*time.Second)
+	if err := end(cl); err != nil {
+		t.Fatal(err)
+	}
+	ended := time.Now()
+	t.Logf("client ended after %d bytes", got.Load())
+	wctx, wcancel := context.WithTimeout(ctx, bound)
 	defer wcancel()
 	waitZero := func(what, url, name string) {
 		for {
 			v := gauge(url, name)
 			if v == 0 {
-				t.Logf("%s back to 0 after %v", what, time.Since(killed).Round(time.Millisecond))
+				t.Logf("%s back to 0 after %v", what, time.Since(ended).Round(time.Millisecond))
 				return
 			}
 			select {
 			case <-wctx.Done():
-				t.Fatalf("%s still %v %v after the client died\nproxy:\n%s", what, v, time.Since(killed), p.Tail(20))
-			case <-time.After(500 * time.Millisecond):
+				t.Fatalf("%s still %v %v after the client ended\nproxy:\n%s\nclient:\n%s", what, v, time.Since(ended), p.Tail(20), cl.Tail(20))
+			case <-time.After(250 * time.Millisecond):
 			}
 		}
 	}
