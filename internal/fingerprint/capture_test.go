@@ -39,15 +39,21 @@ func startLoopbackCapture(t *testing.T, proto string, port int) *Capture {
 	return c
 }
 
-func stopCapture(t *testing.T, c *Capture) []Hello {
+// stopCapture waits until the capture file holds at least the first
+// packets packets of the test's exchange, stops the capture and extracts
+// the hellos.
+func stopCapture(t *testing.T, c *Capture, packets int) []Hello {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	packets, err := c.Stop(ctx)
+	if err := c.WaitPackets(ctx, packets); err != nil {
+		t.Fatal(err)
+	}
+	captured, err := c.Stop(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hellos, err := Extract(packets)
+	hellos, err := Extract(captured)
 	if err != nil {
 		t.Fatalf("extract: %v", err)
 	}
@@ -131,7 +137,9 @@ func TestCaptureTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	hellos := stopCapture(t, capture)
+	// The ServerHello is at most the sixth packet: after the TCP
+	// handshake, the ClientHello and an acknowledgment of it.
+	hellos := stopCapture(t, capture, 6)
 
 	var client *ClientHello
 	var server *ServerHello
@@ -213,7 +221,8 @@ func TestCaptureDTLS(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	hellos := stopCapture(t, capture)
+	// ClientHello, HelloVerifyRequest, ClientHello, ServerHello.
+	hellos := stopCapture(t, capture, 4)
 
 	var clients []*ClientHello
 	var verify *HelloVerifyRequest
