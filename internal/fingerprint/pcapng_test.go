@@ -30,6 +30,15 @@ func join(parts ...[]byte) []byte {
 	return b
 }
 
+// packetOfLength is a section with one packet block whose length field
+// says n.
+func packetOfLength(n uint32) []byte {
+	section := pcapngSection(binary.LittleEndian)
+	b := join(section, pcapngBlock(binary.LittleEndian, blockEnhancedPacket, 4))
+	binary.LittleEndian.PutUint32(b[len(section)+4:], n)
+	return b
+}
+
 func TestCountPcapngPackets(t *testing.T) {
 	le, be := binary.LittleEndian, binary.BigEndian
 	const idb = 0x00000001 // interface description: not a packet
@@ -51,8 +60,8 @@ func TestCountPcapngPackets(t *testing.T) {
 		{"second section", join(full, pcapngSection(be), pcapngBlock(be, blockEnhancedPacket, 4)), 4, false},
 		{"no section header", pcapngBlock(le, blockEnhancedPacket, 10), 0, true},
 		{"bad magic", func() []byte { b := pcapngSection(le); b[8] = 0; return b }(), 0, true},
-		{"length below the minimum", func() []byte { b := join(pcapngSection(le), pcapngBlock(le, 6, 4)); le.PutUint32(b[28+4:], 8); return b }(), 0, true},
-		{"length not a multiple of 4", func() []byte { b := join(pcapngSection(le), pcapngBlock(le, 6, 4)); le.PutUint32(b[28+4:], 17); return b }(), 0, true},
+		{"length below the minimum", packetOfLength(8), 0, true},
+		{"length not a multiple of 4", packetOfLength(17), 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := countPcapngPackets(tc.in)
