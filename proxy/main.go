@@ -71,7 +71,7 @@ func run(args []string) error {
 		verbose         = fs.Bool("verbose", false, "log debug messages")
 		showVersion     = fs.Bool("version", false, "display version info and quit")
 		cpuProfile      = fs.String("cpuprofile", "", "write a Go CPU profile to this file until exit (for performance work)")
-		idleTimeout     = fs.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a client when the relay sent nothing for this long")
+		idleTimeout     = fs.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a client when the relay sent nothing and the client drained nothing for this long")
 		covertDTLS      = fs.String("covertdtls-config", "mimic", "DTLS handshake shape: mimic (Chromium's), randomize, randomizemimic or disable (pion's own)")
 	)
 	fs.Parse(args)

@@ -34,8 +34,8 @@ const (
 	// openTimeout bounds the wait for the client's data channel after the
 	// answer was sent.
 	openTimeout = 20 * time.Second
-	// DefaultIdleTimeout closes a connection when nothing came from the
-	// relay for this long.
+	// DefaultIdleTimeout closes a connection when nothing moved for this
+	// long: nothing came from the relay and the client drained nothing.
 	DefaultIdleTimeout = 30 * time.Second
 	// brokerTimeout bounds one broker request; the broker holds polls
 	// for 10 s.
@@ -98,7 +98,8 @@ type Config struct {
 	// ICE; both zero means any port. Native only.
 	EphemeralPortMin, EphemeralPortMax uint16
 	// IdleTimeout closes a client connection when nothing arrived from the
-	// relay for this long (default 30 s).
+	// relay and the client's data channel drained nothing for this long
+	// (default 30 s).
 	IdleTimeout time.Duration
 	// HTTPClient is used for the broker and the NAT probe; nil means a
 	// client with the package's timeouts.

@@ -43,8 +43,8 @@ const (
 	maxClientMessage = 256 << 10
 )
 
-// errIdle is the teardown cause when the relay sent nothing for the idle
-// timeout.
+// errIdle is the teardown cause when nothing moved for the idle timeout
+// (see idleWatch).
 var errIdle = errors.New("relay idle timeout")
 
 // relayStats counts the bytes of one connection.
@@ -53,8 +53,8 @@ type relayStats struct {
 }
 
 // relay copies bytes between a detached data channel and a WebSocket until
-// either side ends, ctx is done, or nothing arrives from the WebSocket for
-// idle. It closes both, and peer (the PeerConnection), and returns why it
+// either side ends, ctx is done, or nothing moves for idle (see idleWatch).
+// It closes both, and peer (the PeerConnection), and returns why it
 // stopped (nil for a normal end).
 //
 // Closing the data channel alone is not enough: it only asks the client to
@@ -106,30 +106,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 		})
 	}
 
-	// Idle watchdog without a goroutine: an AfterFunc that re-arms itself
-	// for the time left since the last read from the relay.
-	var lastRecv atomic.Int64
-	lastRecv.Store(time.Now().UnixNano())
-	var timer *time.Timer
-	var timerMu sync.Mutex
-	check := func() {}
-	check = func() {
-		left := idle - time.Since(time.Unix(0, lastRecv.Load()))
-		if left <= 0 {
-			teardown(errIdle)
-			return
-		}
-		timerMu.Lock()
-		defer timerMu.Unlock()
-		select {
-		case <-done:
-		default:
-			timer = time.AfterFunc(left, check)
-		}
-	}
-	timerMu.Lock()
-	timer = time.AfterFunc(idle, check)
-	timerMu.Unlock()
+	watch := startIdleWatch(idle, dc.BufferedAmount, func() { teardown(errIdle) })
 
 	gate := newSendGate(dc, total.Active.Load)
 
@@ -205,7 +182,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 			for {
 				n, err := r.Read(buf)
 				if n > 0 {
-					lastRecv.Store(time.Now().UnixNano())
+					watch.received()
 					st.down.Add(int64(n))
 					total.addDown(n)
 					if !down.write(buf[:n]) {
@@ -247,8 +224,6 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	stop := context.AfterFunc(ctx, func() { teardown(context.Cause(ctx)) })
 	wg.Wait()
 	stop()
-	timerMu.Lock()
-	timer.Stop()
-	timerMu.Unlock()
+	watch.stop()
 	return cause
 }

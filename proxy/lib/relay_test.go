@@ -100,8 +100,9 @@ func runRelay(t *testing.T, client *fakeClient, serve func(c *websocket.Conn)) e
 }
 
 // relayTestLimit bounds a runRelay, as its context's deadline and as the
-// relay's idle timeout. The idle timeout counts from the last read from the
-// relay, so in TestRelayDeliversAfterClientEnds, where the relay sends only
+// relay's idle timeout. These tests' data channel is an empty one that
+// never drains, so the idle timeout counts from the last read from the
+// relay, and in TestRelayDeliversAfterClientEnds, where the relay sends only
 // its greeting, it bounds the whole 32 MiB upload: with the race detector
 // on a loaded 2-core machine that takes over 10 s. Neither limit is what
 // these tests check (TestRelayMisbehaves checks the idle timeout).

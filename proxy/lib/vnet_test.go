@@ -147,6 +147,14 @@ type testNet struct {
 
 func newTestNet(t *testing.T, clientNAT *vnet.NATType) *testNet {
 	t.Helper()
+	return newShapedTestNet(t, clientNAT, 0)
+}
+
+// newShapedTestNet is newTestNet with what reaches the client limited to
+// clientRate bytes a second (0: no limit). The queue in front of the
+// client is large enough that nothing is dropped.
+func newShapedTestNet(t *testing.T, clientNAT *vnet.NATType, clientRate int) *testNet {
+	t.Helper()
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "198.51.100.0/24", LoggerFactory: quietLogs()})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +174,16 @@ func newTestNet(t *testing.T, clientNAT *vnet.NATType) *testNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lan.AddNet(clientNet); err != nil {
+	var clientNIC vnet.NIC = clientNet
+	if clientRate > 0 {
+		q, err := vnet.NewQueue(clientNet, vnet.NewTBFQueue(8*clientRate, 16<<10, 8<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		clientNIC = q
+	}
+	if err := lan.AddNet(clientNIC); err != nil {
 		t.Fatal(err)
 	}
 	if err := wan.AddRouter(lan); err != nil {
@@ -633,6 +650,51 @@ func TestRelayMisbehaves(t *testing.T) {
 			waitFor(t, "slot returned", func() bool { return p.Stats().Active.Load() == 0 && p.tokens.count() <= 1 })
 			waitFor(t, "disconnect logged", func() bool { return logs.contains("client disconnected", tc.cause) })
 		})
+	}
+}
+
+// A client on a slow link (100 KB/s) downloads. The proxy stops reading the
+// relay whenever the client's data channel is above its high-water mark
+// (512 KiB), until it drains to half of that: 2.6 s at this rate, longer
+// than the 1.5 s idle timeout here. The client is slow, not gone, so it
+// must keep its connection and receive everything.
+func TestRelaySlowClient(t *testing.T) {
+	checkGoroutines(t)
+	const rate = 100_000
+	tn := newShapedTestNet(t, nil, rate)
+	want := make([]byte, 900<<10)
+	rand.Read(want)
+	srv, relayURL := startWSRelay(func(ctx context.Context, c *websocket.Conn) {
+		for b := want; len(b) > 0; {
+			n := min(len(b), 32<<10)
+			if err := c.Write(ctx, websocket.MessageBinary, b[:n]); err != nil {
+				return
+			}
+			b = b[n:]
+		}
+		readUntilError(ctx, c)
+	})
+	defer srv.Close()
+	var logs logBuffer
+	_, c := startOneClient(t, tn, relayURL, func(cfg *Config) {
+		cfg.IdleTimeout = 1500 * time.Millisecond
+		cfg.ConcurrentPolls = 1
+		cfg.Logger = logs.logger()
+	})
+	c.rw.Write([]byte("hello"))
+	start := time.Now()
+	var got bytes.Buffer
+	buf := make([]byte, 1<<16)
+	for got.Len() < len(want) {
+		n, err := c.rw.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("after %d of %d bytes in %v: %v; proxy log:\n%s", got.Len(), len(want), time.Since(start), err, logs.String())
+		}
+	}
+	t.Logf("%d bytes in %v", got.Len(), time.Since(start).Round(time.Millisecond))
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatal("the client received other bytes than the relay sent")
 	}
 }
 
