@@ -18,7 +18,8 @@ import (
 const (
 	// maxDCMessage is the largest data-channel message the proxy sends.
 	// Old pion peers (Debian's 2.5.1 client) read into a 65535-byte
-	// buffer and fail on anything larger.
+	// buffer and fail on anything larger. A client that announces a
+	// smaller max-message-size gets messages of that size (dcMessageLimit).
 	maxDCMessage = 65535
 	// maxWSMessage is the largest WebSocket message the proxy sends.
 	maxWSMessage = 32 << 10
@@ -201,7 +202,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	}()
 	go func() {
 		defer wg.Done()
-		out := make([]byte, maxDCMessage)
+		out := make([]byte, dcMessageLimit(dc))
 		for {
 			n := down.read(out)
 			if n == 0 {

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,4 +137,41 @@ func TestLargeClientMessage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A client may announce a max-message-size below the 64 KiB messages the
+// proxy coalesces (RFC 8841 allows any size). pion refuses to send it a
+// longer message, so the proxy must send it messages no longer than it
+// announced, or everything the relay sends is lost.
+func TestClientSmallMaxMessageSize(t *testing.T) {
+	checkGoroutines(t)
+	tn := newTestNet(t, nil)
+	_, relayURL := newEchoRelay(t)
+	b, brokerURL := newFakeBroker(t, time.Second, relayURL)
+	cfg := vnetConfig(tn.proxyNet, brokerURL, "")
+	cfg.Capacity = 1
+	// Without the fix nothing comes back, and the idle timeout ends the
+	// connection: a short one makes the test fail sooner.
+	cfg.IdleTimeout = 5 * time.Second
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startProxy(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const announced = 16 << 10
+	c, err := dialClientWith(ctx, t, tn.client, b, func(se *webrtc.SettingEngine) {
+		se.SetSCTPMaxMessageSize(announced)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if !strings.Contains(c.pc.LocalDescription().SDP, fmt.Sprintf("a=max-message-size:%d", announced)) {
+		t.Fatalf("the client's offer does not announce max-message-size %d", announced)
+	}
+	// 1 MiB in 1400-byte messages: the relay echoes them in messages of up
+	// to 32 KiB, which the proxy would coalesce to 64 KiB.
+	c.exchange(t, 1<<20)
 }

@@ -205,10 +205,19 @@ type testClient struct {
 }
 
 func dialClient(ctx context.Context, t *testing.T, n *vnet.Net, b *fakeBroker) (*testClient, error) {
+	return dialClientWith(ctx, t, n, b, nil)
+}
+
+// dialClientWith is dialClient with the client's WebRTC settings adjusted
+// by configure (if not nil).
+func dialClientWith(ctx context.Context, t *testing.T, n *vnet.Net, b *fakeBroker, configure func(*webrtc.SettingEngine)) (*testClient, error) {
 	var se webrtc.SettingEngine
 	se.SetNet(n)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.DetachDataChannels()
+	if configure != nil {
+		configure(&se)
+	}
 	api := webrtc.NewAPI(webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

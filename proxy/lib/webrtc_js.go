@@ -34,3 +34,7 @@ func (p *Proxy) peerConfiguration() webrtc.Configuration {
 
 // shapeSDP keeps the answer as it is: in a browser it is the browser's.
 func (p *Proxy) shapeSDP(sdp string) string { return sdp }
+
+// dcMessageLimit is maxDCMessage: pion's js DataChannel does not expose the
+// browser's SCTP transport, whose maxMessageSize the browser enforces.
+func dcMessageLimit(*webrtc.DataChannel) int { return maxDCMessage }

@@ -123,3 +123,18 @@ func (c *Config) poster() poster {
 func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
 	return dc.Detach()
 }
+
+// dcMessageLimit returns the longest message the proxy may send on dc:
+// maxDCMessage, or less if the client's offer announced a smaller
+// max-message-size. pion refuses a longer message outright, so without
+// this every coalesced message to such a client would fail and the relay's
+// data to it would be lost. The association fixed the limit before the
+// channel opened.
+func dcMessageLimit(dc *webrtc.DataChannel) int {
+	if t := dc.Transport(); t != nil {
+		if m := int(t.GetCapabilities().MaxMessageSize); m > 0 && m < maxDCMessage {
+			return m
+		}
+	}
+	return maxDCMessage
+}
