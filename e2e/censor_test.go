@@ -48,6 +48,34 @@ type testbed struct {
 	ip     string
 	nft    string
 	prefix string
+	dir    string       // logs and configuration files
+	procs  []*chain.Proc // stopped, and their logs shown on failure, at cleanup
+}
+
+// start runs a program in namespace ns ("" is the router's, the test's
+// own); the test's cleanup stops it.
+func (tb *testbed) start(ns, name string, env []string, path string, args ...string) *chain.Proc {
+	tb.t.Helper()
+	cmd, full := path, args
+	if ns != "" {
+		cmd, full = tb.ip, append([]string{"netns", "exec", tb.ns(ns), path}, args...)
+	}
+	p, err := chain.StartProc(tb.dir, name, env, cmd, full...)
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	if len(tb.procs) == 0 {
+		tb.t.Cleanup(func() {
+			for _, p := range tb.procs {
+				p.Stop(5 * time.Second)
+				if tb.t.Failed() {
+					tb.t.Logf("--- last lines of %s ---\n%s", p.Name, p.Tail(30))
+				}
+			}
+		})
+	}
+	tb.procs = append(tb.procs, p)
+	return p
 }
 
 func (tb *testbed) run(args ...string) string {
@@ -78,6 +106,27 @@ func (tb *testbed) addNamespace(name, routerAddr, nsAddr string) {
 	tb.run(tb.ip, "-n", ns, "addr", "add", nsAddr+"/24", "dev", inner)
 	tb.run(tb.ip, "-n", ns, "link", "set", inner, "up")
 	tb.run(tb.ip, "-n", ns, "route", "add", "default", "via", routerAddr)
+}
+
+// clientEnv is the managed-transport environment of a client named name,
+// with a state directory of its own.
+func (tb *testbed) clientEnv(name string) []string {
+	state := filepath.Join(tb.dir, name+"-state")
+	os.MkdirAll(state, 0o700)
+	return []string{"TOR_PT_MANAGED_TRANSPORT_VER=1", "TOR_PT_CLIENT_TRANSPORTS=snowflake",
+		"TOR_PT_STATE_LOCATION=" + state, "TOR_PT_EXIT_ON_STDIN_CLOSE=1"}
+}
+
+// socks waits for the SOCKS listener of client p, running in namespace ns,
+// and returns a dialer that reaches it from inside that namespace.
+func (tb *testbed) socks(ctx context.Context, ns string, p *chain.Proc) *socksClient {
+	tb.t.Helper()
+	line, err := p.WaitFor(ctx, "CMETHOD snowflake socks5 ")
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	f := strings.Fields(line)
+	return &socksClient{addr: f[len(f)-1], forward: &netnsDialer{path: filepath.Join("/run/netns", tb.ns(ns))}}
 }
 
 // removeStale deletes the namespaces (and their /etc/netns files) of
@@ -136,13 +185,13 @@ func TestCensorship(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
+	dir := t.TempDir()
 	tb := &testbed{t: t, ip: testenv.LookPath(t, "ip"), nft: testenv.LookPath(t, "nft"),
-		prefix: fmt.Sprintf("sfc%d-", os.Getpid())}
+		prefix: fmt.Sprintf("sfc%d-", os.Getpid()), dir: dir}
 	tb.removeStale()
 	nginx := testenv.LookPath(t, "nginx")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
 
 	// Router: this test's own namespace forwards between the links and
 	// holds the broker, the CDN, STUN and the sink on local addresses.
@@ -199,34 +248,10 @@ func TestCensorship(t *testing.T) {
 	}
 	defer sink.Close()
 
-	var procs []*chain.Proc
-	start := func(ns, name string, env []string, path string, args ...string) *chain.Proc {
-		t.Helper()
-		// ns "" is the router namespace, the test's own.
-		cmd, full := path, args
-		if ns != "" {
-			cmd, full = tb.ip, append([]string{"netns", "exec", tb.ns(ns), path}, args...)
-		}
-		p, err := chain.StartProc(dir, name, env, cmd, full...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		procs = append(procs, p)
-		return p
-	}
-	t.Cleanup(func() {
-		for _, p := range procs {
-			p.Stop(5 * time.Second)
-			if t.Failed() {
-				t.Logf("--- last lines of %s ---\n%s", p.Name, p.Tail(30))
-			}
-		}
-	})
-
 	// Bridge server, in its namespace.
 	wsPort := 8080
 	relayURL := fmt.Sprintf("ws://%s:%d/", censorBridgeAddr, wsPort)
-	server := start("bridge", "server", nil, bin.server, "-listen", fmt.Sprintf("%s:%d", censorBridgeAddr, wsPort),
+	server := tb.start("bridge", "server", nil, bin.server, "-listen", fmt.Sprintf("%s:%d", censorBridgeAddr, wsPort),
 		"-orport", sink.Addr(), "-disable-tls")
 	if _, err := server.WaitFor(ctx, "listening"); err != nil {
 		t.Fatal(err)
@@ -238,7 +263,7 @@ func TestCensorship(t *testing.T) {
 	os.WriteFile(pi, []byte(`{"unrestricted_poll_interval":2000,"restricted_poll_interval":2000}`), 0o644)
 	brokerPort := 8000
 	brokerURL := fmt.Sprintf("http://%s:%d/", censorBrokerAddr, brokerPort)
-	broker := start("", "broker", nil, bin.broker, "-addr", fmt.Sprintf("%s:%d", censorBrokerAddr, brokerPort),
+	broker := tb.start("", "broker", nil, bin.broker, "-addr", fmt.Sprintf("%s:%d", censorBrokerAddr, brokerPort),
 		"-disable-tls", "-bridge-list-path", bl, "-allowed-relay-pattern", censorBridgeAddr+"$",
 		"-disable-geoip", "-poll-interval-filepath", pi)
 	if _, err := broker.WaitFor(ctx, "listening"); err != nil {
@@ -278,40 +303,24 @@ http {
 	}
 }
 `, dir, certFile, keyFile, censorCDNAddr, brokerName, brokerURL)), 0o644)
-	cdn := start("", "nginx", nil, nginx, "-c", nginxConf, "-p", dir, "-e", filepath.Join(dir, "nginx-error.log"))
+	cdn := tb.start("", "nginx", nil, nginx, "-c", nginxConf, "-p", dir, "-e", filepath.Join(dir, "nginx-error.log"))
 	waitTCP(t, ctx, censorCDNAddr+":443", cdn)
 
 	// Two volunteer proxies, in their namespace.
 	for i := range 2 {
-		start("volunteer", fmt.Sprintf("proxy-%d", i), nil, bin.proxy, "-broker", brokerURL, "-relay", relayURL,
+		tb.start("volunteer", fmt.Sprintf("proxy-%d", i), nil, bin.proxy, "-broker", brokerURL, "-relay", relayURL,
 			"-stun", stun.URL(), "-keep-local-addresses", "-allow-non-tls-relay",
 			"-allowed-relay-hostname-pattern", censorBridgeAddr+"$", "-allow-proxying-to-private-addresses",
 			"-nat-probe-server", "", "-summary-interval", "0s", "-poll-interval", "2s")
 	}
 	waitAvailable(t, ctx, brokerURL, 2)
 
-	ptEnv := func(name string) []string {
-		state := filepath.Join(dir, name+"-state")
-		os.MkdirAll(state, 0o700)
-		return []string{"TOR_PT_MANAGED_TRANSPORT_VER=1", "TOR_PT_CLIENT_TRANSPORTS=snowflake",
-			"TOR_PT_STATE_LOCATION=" + state, "TOR_PT_EXIT_ON_STDIN_CLOSE=1"}
-	}
-	censoredDialer := &netnsDialer{path: filepath.Join("/run/netns", tb.ns("censored"))}
-	socksOf := func(p *chain.Proc) *socksClient {
-		line, err := p.WaitFor(ctx, "CMETHOD snowflake socks5 ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := strings.Fields(line)
-		return &socksClient{addr: f[len(f)-1], forward: censoredDialer}
-	}
-
 	// 1. Direct rendezvous: the censor drops it.
 	before := tb.nftCounter(tb.ns("censored"), "censor", "to-broker")
-	direct := start("censored", "client-direct", ptEnv("direct"), bin.client,
+	direct := tb.start("censored", "client-direct", tb.clientEnv("direct"), bin.client,
 		"-url", brokerURL, "-ice", stun.URL(), "-keep-local-addresses", "-log", "/dev/stderr")
 	dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
-	_, err = chain.EchoOnce(dctx, socksOf(direct))
+	_, err = chain.EchoOnce(dctx, tb.socks(ctx, "censored", direct))
 	dcancel()
 	if err == nil {
 		t.Fatal("direct rendezvous succeeded through the censor")
@@ -324,10 +333,10 @@ http {
 	direct.Stop(5 * time.Second)
 
 	// 2. Fronted rendezvous through the CDN succeeds, and data flows.
-	fronted := start("censored", "client-fronted", append(ptEnv("fronted"), "SSL_CERT_FILE="+certFile), bin.client,
+	fronted := tb.start("censored", "client-fronted", append(tb.clientEnv("fronted"), "SSL_CERT_FILE="+certFile), bin.client,
 		"-url", "https://"+brokerName+"/", "-front", frontName, "-ice", stun.URL(),
 		"-keep-local-addresses", "-log", "/dev/stderr")
-	fc := socksOf(fronted)
+	fc := tb.socks(ctx, "censored", fronted)
 	rv, err := chain.EchoOnce(ctx, fc)
 	if err != nil {
 		t.Fatalf("fronted rendezvous: %v", err)

@@ -24,13 +24,15 @@ type idleWatch struct {
 	buffered func() uint64 // the data channel's buffered amount
 	expire   func()        // called once, when the connection is idle
 
-	lastRecv atomic.Int64 // UnixNano of the last read from the relay
-
+	// Times are durations since start, read from the monotonic clock,
+	// so that a step of the wall clock neither cuts nor keeps connections.
+	start     time.Time
+	lastRecv  atomic.Int64 // the last read from the relay
 	mu        sync.Mutex
 	timer     *time.Timer
-	over      bool      // expired or stopped
-	sampled   uint64    // buffered amount at the last check
-	lastDrain time.Time // when a check last saw it fall
+	over      bool          // expired or stopped
+	sampled   uint64        // buffered amount at the last check
+	lastDrain time.Duration // when a check last saw it fall
 }
 
 // idleSamples is how many times per timeout the watch samples the buffered
@@ -40,10 +42,7 @@ const idleSamples = 3
 
 // startIdleWatch starts watching; the caller stops it with stop.
 func startIdleWatch(idle time.Duration, buffered func() uint64, expire func()) *idleWatch {
-	w := &idleWatch{idle: idle, buffered: buffered, expire: expire}
-	now := time.Now()
-	w.lastRecv.Store(now.UnixNano())
-	w.lastDrain = now
+	w := &idleWatch{idle: idle, buffered: buffered, expire: expire, start: time.Now()}
 	w.sampled = buffered()
 	w.mu.Lock()
 	w.timer = time.AfterFunc(w.nextCheck(idle), w.check)
@@ -52,7 +51,7 @@ func startIdleWatch(idle time.Duration, buffered func() uint64, expire func()) *
 }
 
 // received notes a read from the relay.
-func (w *idleWatch) received() { w.lastRecv.Store(time.Now().UnixNano()) }
+func (w *idleWatch) received() { w.lastRecv.Store(int64(time.Since(w.start))) }
 
 // stop ends the watch without expiring it.
 func (w *idleWatch) stop() {
@@ -72,17 +71,14 @@ func (w *idleWatch) check() {
 		w.mu.Unlock()
 		return
 	}
-	now := time.Now()
+	now := time.Since(w.start)
 	b := w.buffered()
 	if b < w.sampled {
 		w.lastDrain = now
 	}
 	w.sampled = b
-	last := time.Unix(0, w.lastRecv.Load())
-	if w.lastDrain.After(last) {
-		last = w.lastDrain
-	}
-	left := w.idle - now.Sub(last)
+	last := max(time.Duration(w.lastRecv.Load()), w.lastDrain)
+	left := w.idle - (now - last)
 	if left > 0 {
 		w.timer = time.AfterFunc(w.nextCheck(left), w.check)
 		w.mu.Unlock()
