@@ -70,8 +70,9 @@ type Config struct {
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
 
-	// WriteTimeout closes a WebSocket whose write blocks this long (a
-	// stalled proxy). 0 means DefaultWriteTimeout.
+	// WriteTimeout closes a WebSocket whose write has been blocked this
+	// long while nothing arrived from it either (a stalled proxy; see
+	// writeWatch). 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
 
 	// ORDialTimeout bounds DialOR for one stream. 0 means

@@ -101,15 +101,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // idleConn sets a fresh read deadline before every read, so a connection
-// that stops delivering data is closed after the idle timeout.
+// that stops delivering data is closed after the idle timeout, and tells
+// the write watch of each read.
 type idleConn struct {
 	net.Conn
-	idle time.Duration
+	idle  time.Duration
+	watch *writeWatch
 }
 
 func (c idleConn) Read(p []byte) (int, error) {
 	c.SetReadDeadline(time.Now().Add(c.idle))
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.watch.read()
+	}
+	return n, err
 }
 
 // carry reads the preamble from conn, then moves packets between conn and
@@ -138,14 +144,15 @@ func (s *Server) carry(conn net.Conn, addr string) error {
 
 	done := make(chan struct{})
 	writeErr := make(chan error, 1)
+	watch := newWriteWatch(conn, s.cfg.WriteTimeout)
 	go func() {
-		err := s.writeLoop(conn, sh, queue, done)
+		err := s.writeLoop(conn, watch, sh, queue, done)
 		if err != nil {
 			conn.Close() // unblocks the read loop
 		}
 		writeErr <- err
 	}()
-	err = s.readLoop(idleConn{conn, s.cfg.IdleTimeout}, id, sh)
+	err = s.readLoop(idleConn{conn, s.cfg.IdleTimeout, watch}, id, sh)
 	close(done)
 	conn.Close()
 	werr := <-writeErr
@@ -193,8 +200,8 @@ func (s *Server) readLoop(conn net.Conn, id turbotunnel.ClientID, sh *shard) err
 // writeLoop sends the client's outgoing packets, as many per WebSocket
 // message as are queued, until done is closed or a write fails. The batch
 // buffer is borrowed from a pool only while there is something to send, so
-// an idle connection holds none.
-func (s *Server) writeLoop(conn net.Conn, sh *shard, queue <-chan []byte, done <-chan struct{}) error {
+// an idle connection holds none. watch closes conn if a write stalls.
+func (s *Server) writeLoop(conn net.Conn, watch *writeWatch, sh *shard, queue <-chan []byte, done <-chan struct{}) error {
 	gather := turbotunnel.NewGatherer(turbotunnel.AckHold)
 	defer gather.Stop()
 	for {
@@ -218,16 +225,15 @@ func (s *Server) writeLoop(conn net.Conn, sh *shard, queue <-chan []byte, done <
 			batch = append(batch, p...)
 			sh.pconn.Release(p)
 		}
-		conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		watch.begin()
 		_, err := conn.Write(batch)
+		stalled := watch.end()
 		*bp = batch
 		s.batchBuffers.Put(bp)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// A stalled peer; the timeout has closed the WebSocket.
+			if stalled {
 				s.stats.errors[errWrite].Add(1)
-				return fmt.Errorf("write: %w", err)
+				return fmt.Errorf("write: stalled: nothing written or read for %v: %w", s.cfg.WriteTimeout, err)
 			}
 			select {
 			case <-done:
