@@ -156,3 +156,32 @@ func TestCloseEndsDials(t *testing.T) {
 		t.Errorf("Dial after Close: %v, want net.ErrClosed", err)
 	}
 }
+
+// TestCloseEndsConns: Close ends the conns Dial returned, as documented,
+// so their users are not left reading a session whose proxies are gone
+// until smux's keep-alive gives up ten minutes later.
+func TestCloseEndsConns(t *testing.T) {
+	f := &fakeRendezvous{limit: 1}
+	tr := fakeTransport(1, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := tr.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tr.Close()
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Error("Read after Close succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still waiting 5 s after the Transport closed")
+	}
+}

@@ -64,6 +64,9 @@ type Transport struct {
 	// group counts NAT discovery, Dials under way and every session's
 	// goroutines: Close stops it and waits.
 	group closegroup.Group
+
+	connsMu sync.Mutex
+	conns   map[*conn]struct{} // returned by Dial and not yet closed
 }
 
 // New validates cfg and returns a Transport. It starts NAT discovery against
@@ -187,24 +190,62 @@ func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
 		s.stop()
 		return nil, fmt.Errorf("client: open stream: %w", err)
 	}
-	c := &conn{Conn: stream, sess: sess, s: s}
+	c := &conn{Conn: stream, sess: sess, s: s, t: t}
+	t.track(c)
 	t.group.Join() // Dial is a member: Close waits for this too
 	go func() {
-		// A dead session (KCP gave up) ends the conn too.
+		// A dead session (KCP gave up) ends the conn too, and so does
+		// Close, if it cancelled the session before it could close the
+		// conn (a Dial that returned while Close began).
 		defer t.group.Leave()
 		select {
 		case <-sess.Done():
-			c.Close()
 		case <-s.ctx.Done():
 		}
+		c.Close()
 	}()
 	return c, nil
+}
+
+// track records c as open, for Close.
+func (t *Transport) track(c *conn) {
+	t.connsMu.Lock()
+	defer t.connsMu.Unlock()
+	if t.conns == nil {
+		t.conns = make(map[*conn]struct{})
+	}
+	t.conns[c] = struct{}{}
+}
+
+func (t *Transport) untrack(c *conn) {
+	t.connsMu.Lock()
+	defer t.connsMu.Unlock()
+	delete(t.conns, c)
+}
+
+// closeConns closes the open conns, together. Each waits a moment for
+// its stream's FIN to leave through the session's current proxy, so the
+// server learns at once that the client is gone; that needs the proxies
+// alive, so it comes before the sessions are cancelled.
+func (t *Transport) closeConns() {
+	t.connsMu.Lock()
+	conns := make([]*conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.connsMu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { c.Close() })
+	}
+	wg.Wait()
 }
 
 // Close ends every session, background task and Dial under way, and waits
 // for them. It is idempotent.
 func (t *Transport) Close() error {
 	t.group.Stop()
+	t.closeConns()
 	t.once.Do(t.cancel)
 	t.group.Wait()
 	// Every exchange has ended with the sessions. A Transport serves one
@@ -221,6 +262,7 @@ type conn struct {
 	net.Conn
 	sess *turbotunnel.Session
 	s    *session
+	t    *Transport
 	once sync.Once
 }
 
@@ -230,6 +272,7 @@ func (c *conn) Close() error {
 		err = c.Conn.Close()
 		c.sess.Close()
 		c.s.stop()
+		c.t.untrack(c)
 	})
 	return err
 }
