@@ -42,13 +42,16 @@ type fakeRendezvous struct {
 }
 
 func (f *fakeRendezvous) connect(ctx context.Context) (peerConn, error) {
+	// Count the call and record its peer together: a test that saw the
+	// count (waitCalls) then takes the peer.
+	f.mu.Lock()
 	n := int(f.calls.Add(1))
 	if n > f.limit {
+		f.mu.Unlock()
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
 	p := newFakePeer(n)
-	f.mu.Lock()
 	f.peers = append(f.peers, p)
 	f.mu.Unlock()
 	return p, nil
