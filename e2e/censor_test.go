@@ -48,7 +48,7 @@ type testbed struct {
 	ip     string
 	nft    string
 	prefix string
-	dir    string       // logs and configuration files
+	dir    string        // logs and configuration files
 	procs  []*chain.Proc // stopped, and their logs shown on failure, at cleanup
 }
 
