@@ -106,9 +106,13 @@ func TestBrowserProxy(t *testing.T) {
 			// silent one whatever the machine's load: the pagehide
 			// handler's close makes Chromium send an SCTP ABORT ("Close
 			// called"), while a page that merely vanished ends the
-			// transport by ICE's "peer connection disconnected".
+			// transport by ICE's "peer connection disconnected". The
+			// ABORT reaches the client's reader ("abort chunk"), or, if
+			// the client writes first, its writer finds the association
+			// closed ("non-established state"); the association stays
+			// established after a silent page until ICE gives up.
 			ended := lineWith(n.clientLog("leaving-client"), "transport ended")
-			if !strings.Contains(ended, "abort chunk") {
+			if !strings.Contains(ended, "abort chunk") && !strings.Contains(ended, "non-established state: state=Closed") {
 				t.Errorf("the page proxy did not close the client's connection; the client logged: %s", ended)
 			}
 			// The close also reaches the client well before ICE's 5 s of

@@ -99,6 +99,8 @@ var codeConstants = map[string]any{
 	"server.DefaultPreambleTimeout":   server.DefaultPreambleTimeout,
 	"server.DefaultClientMapCapacity": server.DefaultClientMapCapacity,
 	"server.DefaultORDialTimeout":     server.DefaultORDialTimeout,
+	"server.DefaultIdleTimeout":       server.DefaultIdleTimeout,
+	"server.DefaultWriteTimeout":      server.DefaultWriteTimeout,
 }
 
 // formatConstant prints a code value the way the doc writes it.
