@@ -89,6 +89,28 @@ func (tb *testbed) run(args ...string) string {
 
 func (tb *testbed) ns(name string) string { return tb.prefix + name }
 
+// newTestbed returns an empty testbed for t, which must run in a network
+// namespace of its own (testenv.IsolateNetwork), after removing what dead
+// runs left.
+func newTestbed(t *testing.T) *testbed {
+	tb := &testbed{t: t, ip: testenv.LookPath(t, "ip"), nft: testenv.LookPath(t, "nft"),
+		prefix: fmt.Sprintf("sfc%d-", os.Getpid()), dir: t.TempDir()}
+	tb.removeStale()
+	return tb
+}
+
+// route makes the test's namespace a router between the testbed's links,
+// with the given local addresses for the services it holds.
+func (tb *testbed) route(local ...string) {
+	tb.t.Helper()
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+		tb.t.Fatalf("enable forwarding: %v", err)
+	}
+	for _, a := range local {
+		tb.run(tb.ip, "addr", "add", a+"/32", "dev", "lo")
+	}
+}
+
 // addNamespace creates namespace name linked to the router by a veth pair
 // with the given addresses (/24), and a default route through the router.
 func (tb *testbed) addNamespace(name, routerAddr, nsAddr string) {
@@ -106,6 +128,23 @@ func (tb *testbed) addNamespace(name, routerAddr, nsAddr string) {
 	tb.run(tb.ip, "-n", ns, "addr", "add", nsAddr+"/24", "dev", inner)
 	tb.run(tb.ip, "-n", ns, "link", "set", inner, "up")
 	tb.run(tb.ip, "-n", ns, "route", "add", "default", "via", routerAddr)
+}
+
+// startBroker starts our broker in the router namespace on addr, port 8000,
+// with one bridge at relayURL, relays allowed on bridgeHost only, and
+// proxies told to poll every 2 s. It returns the broker's URL.
+func (tb *testbed) startBroker(ctx context.Context, bin binaries, addr, relayURL, bridgeHost string) string {
+	tb.t.Helper()
+	bl := filepath.Join(tb.dir, "bridges.json")
+	os.WriteFile(bl, []byte(fmt.Sprintf(`{"displayName":"testbed","webSocketAddress":%q,"fingerprint":%q}`+"\n", relayURL, chain.BridgeFingerprint)), 0o644)
+	pi := filepath.Join(tb.dir, "poll.json")
+	os.WriteFile(pi, []byte(`{"unrestricted_poll_interval":2000,"restricted_poll_interval":2000}`), 0o644)
+	broker := tb.start("", "broker", nil, bin.broker, "-addr", addr+":8000", "-disable-tls", "-bridge-list-path", bl,
+		"-allowed-relay-pattern", bridgeHost+"$", "-disable-geoip", "-poll-interval-filepath", pi)
+	if _, err := broker.WaitFor(ctx, "listening"); err != nil {
+		tb.t.Fatal(err)
+	}
+	return "http://" + addr + ":8000/"
 }
 
 // clientEnv is the managed-transport environment of a client named name,
@@ -185,22 +224,15 @@ func TestCensorship(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	dir := t.TempDir()
-	tb := &testbed{t: t, ip: testenv.LookPath(t, "ip"), nft: testenv.LookPath(t, "nft"),
-		prefix: fmt.Sprintf("sfc%d-", os.Getpid()), dir: dir}
-	tb.removeStale()
+	tb := newTestbed(t)
+	dir := tb.dir
 	nginx := testenv.LookPath(t, "nginx")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	// Router: this test's own namespace forwards between the links and
 	// holds the broker, the CDN, STUN and the sink on local addresses.
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
-		t.Fatalf("enable forwarding: %v", err)
-	}
-	for _, a := range []string{censorBrokerAddr, censorCDNAddr, censorSTUN1, censorSTUN2, censorSinkAddr} {
-		tb.run(tb.ip, "addr", "add", a+"/32", "dev", "lo")
-	}
+	tb.route(censorBrokerAddr, censorCDNAddr, censorSTUN1, censorSTUN2, censorSinkAddr)
 	tb.addNamespace("censored", censorRouterToClient, censorClientAddr)
 	tb.addNamespace("volunteer", censorRouterToProxy, censorProxyAddr)
 	tb.addNamespace("bridge", censorRouterToBridge, censorBridgeAddr)
@@ -257,18 +289,7 @@ func TestCensorship(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Broker, in the router namespace.
-	bl := filepath.Join(dir, "bridges.json")
-	os.WriteFile(bl, []byte(fmt.Sprintf(`{"displayName":"testbed","webSocketAddress":%q,"fingerprint":%q}`+"\n", relayURL, chain.BridgeFingerprint)), 0o644)
-	pi := filepath.Join(dir, "poll.json")
-	os.WriteFile(pi, []byte(`{"unrestricted_poll_interval":2000,"restricted_poll_interval":2000}`), 0o644)
-	brokerPort := 8000
-	brokerURL := fmt.Sprintf("http://%s:%d/", censorBrokerAddr, brokerPort)
-	broker := tb.start("", "broker", nil, bin.broker, "-addr", fmt.Sprintf("%s:%d", censorBrokerAddr, brokerPort),
-		"-disable-tls", "-bridge-list-path", bl, "-allowed-relay-pattern", censorBridgeAddr+"$",
-		"-disable-geoip", "-poll-interval-filepath", pi)
-	if _, err := broker.WaitFor(ctx, "listening"); err != nil {
-		t.Fatal(err)
-	}
+	brokerURL := tb.startBroker(ctx, bin, censorBrokerAddr, relayURL, censorBridgeAddr)
 	// The CDN: TLS for the front name, forwarding by Host to the broker.
 	certFile, keyFile := testenv.WriteCert(t, dir, frontName)
 	nginxConf := filepath.Join(dir, "nginx.conf")

@@ -40,20 +40,12 @@ func TestSlowLink(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	dir := t.TempDir()
-	tb := &testbed{t: t, ip: testenv.LookPath(t, "ip"), nft: testenv.LookPath(t, "nft"),
-		prefix: fmt.Sprintf("sfc%d-", os.Getpid()), dir: dir}
-	tb.removeStale()
+	tb := newTestbed(t)
 	tc := testenv.LookPath(t, "tc")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
-		t.Fatalf("enable forwarding: %v", err)
-	}
-	for _, a := range []string{slowServicesAddr, slowSTUN2} {
-		tb.run(tb.ip, "addr", "add", a+"/32", "dev", "lo")
-	}
+	tb.route(slowServicesAddr, slowSTUN2)
 	tb.addNamespace("slow", slowRouterToClient, slowClientAddr)
 	tb.addNamespace("volunteer", slowRouterToProxy, slowProxyAddr)
 	tb.run(tc, "qdisc", "add", "dev", "vslow0", "root", "tbf", "rate", fmt.Sprintf("%dbit", 8*slowLinkRate),
@@ -76,16 +68,7 @@ func TestSlowLink(t *testing.T) {
 	if _, err := server.WaitFor(ctx, "listening"); err != nil {
 		t.Fatal(err)
 	}
-	bl := dir + "/bridges.json"
-	os.WriteFile(bl, []byte(fmt.Sprintf(`{"displayName":"slow","webSocketAddress":%q,"fingerprint":%q}`+"\n", relayURL, chain.BridgeFingerprint)), 0o644)
-	pi := dir + "/poll.json"
-	os.WriteFile(pi, []byte(`{"unrestricted_poll_interval":2000,"restricted_poll_interval":2000}`), 0o644)
-	brokerURL := fmt.Sprintf("http://%s:8000/", slowServicesAddr)
-	broker := tb.start("", "broker", nil, bin.broker, "-addr", slowServicesAddr+":8000", "-disable-tls",
-		"-bridge-list-path", bl, "-allowed-relay-pattern", slowServicesAddr+"$", "-disable-geoip", "-poll-interval-filepath", pi)
-	if _, err := broker.WaitFor(ctx, "listening"); err != nil {
-		t.Fatal(err)
-	}
+	brokerURL := tb.startBroker(ctx, bin, slowServicesAddr, relayURL, slowServicesAddr)
 	proxy := tb.start("volunteer", "proxy", nil, bin.proxy, "-broker", brokerURL, "-relay", relayURL,
 		"-stun", stun.URL(), "-keep-local-addresses", "-allow-non-tls-relay",
 		"-allowed-relay-hostname-pattern", slowServicesAddr+"$", "-allow-proxying-to-private-addresses",

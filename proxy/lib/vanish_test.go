@@ -147,27 +147,14 @@ func TestClientSmallMaxMessageSize(t *testing.T) {
 	checkGoroutines(t)
 	tn := newTestNet(t, nil)
 	_, relayURL := newEchoRelay(t)
-	b, brokerURL := newFakeBroker(t, time.Second, relayURL)
-	cfg := vnetConfig(tn.proxyNet, brokerURL, "")
-	cfg.Capacity = 1
-	// Without the fix nothing comes back, and the idle timeout ends the
-	// connection: a short one makes the test fail sooner.
-	cfg.IdleTimeout = 5 * time.Second
-	p, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	startProxy(t, p)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	const announced = 16 << 10
-	c, err := dialClientWith(ctx, t, tn.client, b, func(se *webrtc.SettingEngine) {
+	_, c := startOneClientWith(t, tn, relayURL, func(cfg *Config) {
+		// Without the fix nothing comes back, and the idle timeout ends
+		// the connection: a short one makes the test fail sooner.
+		cfg.IdleTimeout = 5 * time.Second
+	}, func(se *webrtc.SettingEngine) {
 		se.SetSCTPMaxMessageSize(announced)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	if !strings.Contains(c.pc.LocalDescription().SDP, fmt.Sprintf("a=max-message-size:%d", announced)) {
 		t.Fatalf("the client's offer does not announce max-message-size %d", announced)
 	}

@@ -763,6 +763,13 @@ func readUntilError(ctx context.Context, c *websocket.Conn) {
 // closes the client, then stops the proxy.
 func startOneClient(t *testing.T, tn *testNet, relayURL string, configure func(*Config)) (*Proxy, *testClient) {
 	t.Helper()
+	return startOneClientWith(t, tn, relayURL, configure, nil)
+}
+
+// startOneClientWith is startOneClient with the client's WebRTC settings
+// adjusted by configureClient (if not nil).
+func startOneClientWith(t *testing.T, tn *testNet, relayURL string, configure func(*Config), configureClient func(*webrtc.SettingEngine)) (*Proxy, *testClient) {
+	t.Helper()
 	b, brokerURL := newFakeBroker(t, time.Second, relayURL)
 	cfg := vnetConfig(tn.proxyNet, brokerURL, "")
 	cfg.Capacity = 1
@@ -776,7 +783,7 @@ func startOneClient(t *testing.T, tn *testNet, relayURL string, configure func(*
 	startProxy(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := dialClient(ctx, t, tn.client, b)
+	c, err := dialClientWith(ctx, t, tn.client, b, configureClient)
 	if err != nil {
 		t.Fatal(err)
 	}
