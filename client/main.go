@@ -182,6 +182,8 @@ func run(base client.Config, logger *slog.Logger) error {
 	pt.CmethodsDone()
 	logger.Info("snowflake-client started", "version", version)
 	<-ctx.Done()
+	// A second signal ends the process at once, should shutting down hang.
+	stop()
 	for _, ln := range listeners {
 		ln.Close()
 	}
@@ -211,7 +213,11 @@ func acceptLoop(ctx context.Context, ln net.Listener, base client.Config, upstre
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A handshake in progress at shutdown is cut, not waited for
+			// (goptlib allows it 5 s).
+			cut := context.AfterFunc(ctx, func() { conn.Close() })
 			sc, err := socksHandshake(conn)
+			cut()
 			if err != nil {
 				// Garbage from one local client must not stop the
 				// others.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,5 +215,29 @@ func TestSOCKSStalledClient(t *testing.T) {
 	p.WaitFor(t, "max: not an integer", 10*time.Second)
 	if el := time.Since(start); el > 4*time.Second {
 		t.Errorf("answer took %v behind stalled handshakes", el)
+	}
+}
+
+// TestShutdownCutsSOCKSHandshake: a SOCKS connection that has sent nothing
+// yet does not hold the client's exit for goptlib's 5 s handshake timeout.
+func TestShutdownCutsSOCKSHandshake(t *testing.T) {
+	bin := testenv.Binary(t, "./client")
+	c := &chain{t: t, dir: t.TempDir()}
+	p, socks := c.startClient("client", bin, "-url", "http://127.0.0.1:9/")
+	conn, err := net.Dial("tcp", socks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(200 * time.Millisecond) // the handshake has begun
+	start := time.Now()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Exited():
+		t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	case <-time.After(2500 * time.Millisecond):
+		t.Fatalf("still running %v after SIGTERM with a SOCKS handshake pending:\n%s", time.Since(start), p.Output())
 	}
 }
