@@ -226,5 +226,8 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	wg.Wait()
 	stop()
 	watch.stop()
+	// When both writers failed, neither tore down: do it now, which also
+	// records why the first side ended.
+	teardown(nil)
 	return cause
 }

@@ -165,3 +165,20 @@ func TestRelayDeliversAfterClientEnds(t *testing.T) {
 		t.Errorf("relay received %d bytes, want %d", got, total)
 	}
 }
+
+// Both sides go at once: the client's channel fails every write, and the
+// relay drops its connection while the client still has data for it. Both
+// writers then fail, and the relay must report why it ended rather than a
+// normal end.
+func TestRelayBothSidesFail(t *testing.T) {
+	client := newFakeClient(make([]byte, 4<<20))
+	client.failWrites = true
+	err := runRelay(t, client, func(c *websocket.Conn) {
+		c.Write(context.Background(), websocket.MessageBinary, []byte("hello"))
+		c.CloseNow()
+	})
+	if err == nil {
+		t.Fatal("relay reported a normal end after both writes failed")
+	}
+	t.Logf("relay ended: %v", err)
+}
