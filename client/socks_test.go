@@ -65,18 +65,26 @@ func TestBadBridgeLines(t *testing.T) {
 	}
 }
 
-// TestSOCKSHangUp: when tor gives up on a connection while the client is
-// still looking for a proxy, the client stops looking.
-func TestSOCKSHangUp(t *testing.T) {
+// startUnreachableClient starts our client with a broker URL where nothing
+// listens (the discard port), so every rendezvous fails and a Dial keeps
+// retrying until it is cancelled, and opens a TCP connection to its SOCKS
+// listener.
+func startUnreachableClient(t *testing.T) (*testenv.Process, net.Conn) {
+	t.Helper()
 	bin := testenv.Binary(t, "./client")
 	c := &chain{t: t, dir: t.TempDir()}
-	// Nothing listens on the discard port: every rendezvous fails and
-	// Dial keeps retrying until it is cancelled.
 	p, socks := c.startClient("client", bin, "-url", "http://127.0.0.1:9/")
 	conn, err := net.Dial("tcp", socks)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, conn
+}
+
+// TestSOCKSHangUp: when tor gives up on a connection while the client is
+// still looking for a proxy, the client stops looking.
+func TestSOCKSHangUp(t *testing.T) {
+	p, conn := startUnreachableClient(t)
 	// SOCKS5: no auth, then CONNECT 192.0.2.3:80; no reply comes until a
 	// proxy is found.
 	conn.Write([]byte{5, 1, 0})
@@ -221,13 +229,7 @@ func TestSOCKSStalledClient(t *testing.T) {
 // TestShutdownCutsSOCKSHandshake: a SOCKS connection that has sent nothing
 // yet does not hold the client's exit for goptlib's 5 s handshake timeout.
 func TestShutdownCutsSOCKSHandshake(t *testing.T) {
-	bin := testenv.Binary(t, "./client")
-	c := &chain{t: t, dir: t.TempDir()}
-	p, socks := c.startClient("client", bin, "-url", "http://127.0.0.1:9/")
-	conn, err := net.Dial("tcp", socks)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, conn := startUnreachableClient(t)
 	defer conn.Close()
 	time.Sleep(200 * time.Millisecond) // the handshake has begun
 	start := time.Now()
