@@ -226,3 +226,44 @@ func TestWriteTimeoutCoversClientWait(t *testing.T) {
 		t.Errorf("keep-alive write timeout %v, want more than %v", wt, longest)
 	}
 }
+
+// TestStopAtConnectionCap stops Run while the connection cap is reached:
+// the server's accept loop then waits for a free slot, and closing the
+// listener must end that wait, or http.Server.Shutdown (which waits for
+// the accept loop before it closes idle connections) waits for a slot
+// that only the idle connections it has not closed yet could free.
+func TestStopAtConnectionCap(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{Listener: ln, MaxConnections: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- b.Run(ctx) }()
+
+	// An idle keep-alive connection takes the only slot.
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + ln.Addr().String() + "/robots.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	time.Sleep(100 * time.Millisecond) // the accept loop waits for a slot
+
+	cancel()
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(shutdownTimeout + 2*time.Second):
+		t.Fatalf("Run still running %v after its context ended", shutdownTimeout+2*time.Second)
+	}
+}
