@@ -90,6 +90,10 @@ func (b *Broker) closeResumed() {
 	rc.wg.Wait()
 }
 
+// maxDrain bounds what the keep-alive loop reads of a body its handler
+// left unread.
+const maxDrain = 1 << 20
+
 // keepAliveReadBuffer is small: requests here are proxy polls and answers.
 const keepAliveReadBuffer = 2048
 
@@ -155,9 +159,14 @@ func (b *Broker) serveConn(conn net.Conn) {
 			return
 		}
 		// Drain what the handler left unread so the next request parses.
-		io.Copy(io.Discard, io.LimitReader(req.Body, 1<<20))
-		req.Body.Close()
-		keep := !req.Close && req.ProtoAtLeast(1, 1) && !b.isClosed()
+		// A longer body ends the connection unread: closing the body
+		// would read all the rest, bounded only by the read timeout.
+		drained, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrain+1))
+		bodyDone := err == nil && drained <= maxDrain
+		if bodyDone {
+			req.Body.Close()
+		}
+		keep := bodyDone && !req.Close && req.ProtoAtLeast(1, 1) && !b.isClosed()
 		if err := rw.finish(req, keep); err != nil || !keep {
 			return
 		}

@@ -2,12 +2,14 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,5 +227,52 @@ func TestKeepAliveHandOffStaysTracked(t *testing.T) {
 	}
 	if _, err := proxy.Read(buf); err != io.EOF {
 		t.Fatalf("connection not closed by Close: %v", err)
+	}
+}
+
+// TestKeepAliveOversizeBody checks that a kept-alive connection is held
+// to a body limit: a request whose body goes on past what the handler
+// reads and the drain allows is answered at once and the connection
+// closed, instead of the loop reading the rest of the body (here 1 TiB
+// declared, sent as fast as the peer can) until the read timeout.
+func TestKeepAliveOversizeBody(t *testing.T) {
+	_, srv := newTestBroker(t, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	body := proxyPollBody(t, "raw", nat.Unrestricted, 0, "snowflake.torproject.net$")
+	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "no match") {
+		t.Fatalf("first response: %q %v", buf[:n], err)
+	}
+	// Now on the keep-alive loop.
+	start := time.Now()
+	io.WriteString(conn, "POST /answer HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(1<<40)+"\r\n\r\n")
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	n, err = conn.Read(buf)
+	if d := time.Since(start); d >= readTimeout/3 {
+		t.Fatalf("answered after %v: the loop read the body until the read timeout (%q %v)", d, buf[:n], err)
+	}
+	// The reset caused by the unread excess may destroy the 400 first.
+	if n == 0 && errors.Is(err, syscall.ECONNRESET) {
+		return
+	}
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 400 ") {
+		t.Fatalf("oversized body got %q %v", buf[:n], err)
+	}
+	if !strings.Contains(string(buf[:n]), "Connection: close") {
+		t.Fatalf("connection kept alive with the body's rest unread: %q", buf[:n])
 	}
 }
