@@ -5,12 +5,20 @@ import (
 	"errors"
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
+
+// tcpEstablished is TCP_ESTABLISHED of linux/tcp_states.h.
+const tcpEstablished = unix.BPF_TCP_ESTABLISHED
 
 // connAlive reports whether the peer of a parked connection may still be
 // there: a non-blocking MSG_PEEK read sees EOF or an error once it has
 // closed or reset the connection. Nobody reads a parked connection, so
 // this is the only way to notice a proxy that left before being matched.
+// Bytes sent before the FIN hide the EOF from the peek (a TLS peer sends
+// a close_notify alert as it closes), so the TCP state is checked too: it
+// leaves ESTABLISHED once the peer's FIN or reset has arrived.
 func connAlive(c net.Conn) bool {
 	for {
 		switch u := c.(type) {
@@ -42,6 +50,15 @@ func connAlive(c net.Conn) bool {
 			alive = false
 		}
 		return true // never wait for readability
+	})
+	if err != nil || !alive {
+		return false
+	}
+	err = rc.Control(func(fd uintptr) {
+		info, ierr := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if ierr == nil && info.State != tcpEstablished {
+			alive = false
+		}
 	})
 	return alive && err == nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -529,5 +531,56 @@ func TestNoParkingAfterRelease(t *testing.T) {
 	}
 	if n := p.waiting(); n != 0 {
 		t.Fatalf("%d proxies waiting after the release", n)
+	}
+}
+
+// TestProxyDisconnectTLS is TestProxyDisconnect over TLS: a proxy that
+// closes its connection sends a close_notify alert before its FIN, so
+// the parked connection has unread bytes, and must still be seen as gone.
+func TestProxyDisconnectTLS(t *testing.T) {
+	b, err := New(Config{AllowedRelayPattern: "snowflake.torproject.net$", ProxyPollTimeout: 30 * time.Second,
+		ClientTimeout: testClientTimeout, ClientWait: testClientWait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(b.Handler())
+	t.Cleanup(func() {
+		b.Close()
+		srv.Close()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/proxy",
+			strings.NewReader(proxyPollBody(t, "gone", nat.Unrestricted, 0, "snowflake.torproject.net$")))
+		resp, err := srv.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitWaiting(t, b, 1)
+	cancel()
+	<-done
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.pools.mu.Lock()
+		alive := len(b.pools.heaps[poolUnrestricted]) == 1 && connAlive(b.pools.heaps[poolUnrestricted][0].conn)
+		b.pools.mu.Unlock()
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("parked TLS connection still looks alive after its proxy closed it")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := srv.Client().Post(srv.URL+"/client", "", strings.NewReader(clientPollBody(t, nat.Unrestricted)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out, _ := io.ReadAll(resp.Body); string(out) != `{"error":"no snowflake proxies currently available"}` {
+		t.Fatalf("client got %s", out)
 	}
 }
