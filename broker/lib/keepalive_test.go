@@ -126,20 +126,8 @@ func TestKeepAliveBadRequest(t *testing.T) {
 // caused by the unread excess destroys it first), not after the header
 // timeout with an ever-growing buffer.
 func TestKeepAliveLimits(t *testing.T) {
-	_, srv := newTestBroker(t, nil)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := keptAliveConn(t, 20*time.Second)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	body := proxyPollBody(t, "raw", nat.Unrestricted, 0, "snowflake.torproject.net$")
-	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
-	buf := make([]byte, 4096)
-	n, err := conn.Read(buf)
-	if err != nil || !strings.Contains(string(buf[:n]), "no match") {
-		t.Fatalf("first response: %q %v", buf[:n], err)
-	}
 	// Now on the keep-alive loop: 256 KiB of one unterminated header line.
 	start := time.Now()
 	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nX-Long: "+strings.Repeat("a", 256<<10))
@@ -236,20 +224,8 @@ func TestKeepAliveHandOffStaysTracked(t *testing.T) {
 // closed, instead of the loop reading the rest of the body (here 1 TiB
 // declared, sent as fast as the peer can) until the read timeout.
 func TestKeepAliveOversizeBody(t *testing.T) {
-	_, srv := newTestBroker(t, nil)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := keptAliveConn(t, 30*time.Second)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	body := proxyPollBody(t, "raw", nat.Unrestricted, 0, "snowflake.torproject.net$")
-	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
-	buf := make([]byte, 4096)
-	n, err := conn.Read(buf)
-	if err != nil || !strings.Contains(string(buf[:n]), "no match") {
-		t.Fatalf("first response: %q %v", buf[:n], err)
-	}
 	// Now on the keep-alive loop.
 	start := time.Now()
 	io.WriteString(conn, "POST /answer HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(1<<40)+"\r\n\r\n")
@@ -261,7 +237,8 @@ func TestKeepAliveOversizeBody(t *testing.T) {
 			}
 		}
 	}()
-	n, err = conn.Read(buf)
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
 	if d := time.Since(start); d >= readTimeout/3 {
 		t.Fatalf("answered after %v: the loop read the body until the read timeout (%q %v)", d, buf[:n], err)
 	}
@@ -275,4 +252,26 @@ func TestKeepAliveOversizeBody(t *testing.T) {
 	if !strings.Contains(string(buf[:n]), "Connection: close") {
 		t.Fatalf("connection kept alive with the body's rest unread: %q", buf[:n])
 	}
+}
+
+// keptAliveConn dials a new test broker and makes one proxy poll on the
+// connection, which is then on the broker's keep-alive loop. The
+// connection's deadline is d from now.
+func keptAliveConn(t *testing.T, d time.Duration) net.Conn {
+	t.Helper()
+	_, srv := newTestBroker(t, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(d))
+	body := proxyPollBody(t, "raw", nat.Unrestricted, 0, "snowflake.torproject.net$")
+	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "no match") {
+		conn.Close()
+		t.Fatalf("first response: %q %v", buf[:n], err)
+	}
+	return conn
 }

@@ -171,35 +171,7 @@ func TestMaxWaitingProxies(t *testing.T) {
 // never matched: its parked connection is found closed at match time.
 func TestProxyDisconnect(t *testing.T) {
 	b, srv := newTestBroker(t, func(c *Config) { c.ProxyPollTimeout = 5 * time.Second })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/proxy",
-			strings.NewReader(proxyPollBody(t, "gone", nat.Unrestricted, 0, "snowflake.torproject.net$")))
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-	}()
-	waitWaiting(t, b, 1)
-	cancel()
-	<-done
-	// The client closes its connection asynchronously; wait until the
-	// parked connection shows it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b.pools.mu.Lock()
-		alive := len(b.pools.heaps[poolUnrestricted]) == 1 && connAlive(b.pools.heaps[poolUnrestricted][0].conn)
-		b.pools.mu.Unlock()
-		if !alive {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("parked connection still looks alive")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	abandonParkedPoll(t, b, srv.URL, http.DefaultClient)
 	if r := post(t, srv.URL+"/client", clientPollBody(t, nat.Unrestricted)); r.body != `{"error":"no snowflake proxies currently available"}` {
 		t.Fatalf("client got %s", r.body)
 	}
@@ -548,33 +520,7 @@ func TestProxyDisconnectTLS(t *testing.T) {
 		b.Close()
 		srv.Close()
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/proxy",
-			strings.NewReader(proxyPollBody(t, "gone", nat.Unrestricted, 0, "snowflake.torproject.net$")))
-		resp, err := srv.Client().Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-	}()
-	waitWaiting(t, b, 1)
-	cancel()
-	<-done
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b.pools.mu.Lock()
-		alive := len(b.pools.heaps[poolUnrestricted]) == 1 && connAlive(b.pools.heaps[poolUnrestricted][0].conn)
-		b.pools.mu.Unlock()
-		if !alive {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("parked TLS connection still looks alive after its proxy closed it")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	abandonParkedPoll(t, b, srv.URL, srv.Client())
 	resp, err := srv.Client().Post(srv.URL+"/client", "", strings.NewReader(clientPollBody(t, nat.Unrestricted)))
 	if err != nil {
 		t.Fatal(err)
@@ -582,5 +528,41 @@ func TestProxyDisconnectTLS(t *testing.T) {
 	defer resp.Body.Close()
 	if out, _ := io.ReadAll(resp.Body); string(out) != `{"error":"no snowflake proxies currently available"}` {
 		t.Fatalf("client got %s", out)
+	}
+}
+
+// abandonParkedPoll makes a proxy poll through client to the broker at url
+// and, once it is parked, gives it up (the client closes the connection).
+// It returns once the parked connection looks gone (connAlive false).
+func abandonParkedPoll(t *testing.T, b *Broker, url string, client *http.Client) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/proxy",
+			strings.NewReader(proxyPollBody(t, "gone", nat.Unrestricted, 0, "snowflake.torproject.net$")))
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitWaiting(t, b, 1)
+	cancel()
+	<-done
+	// The client closes its connection asynchronously; wait until the
+	// parked connection shows it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.pools.mu.Lock()
+		alive := len(b.pools.heaps[poolUnrestricted]) == 1 && connAlive(b.pools.heaps[poolUnrestricted][0].conn)
+		b.pools.mu.Unlock()
+		if !alive {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("parked connection still looks alive after its proxy closed it")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -157,18 +157,8 @@ func TestParsePollIntervals(t *testing.T) {
 // the header timeout, and that the connection cap holds further clients
 // back while it lasts.
 func TestSlowloris(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(Config{Listener: ln, MaxConnections: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ln, cancel, runErr := runOneConnBroker(t)
 	defer cancel()
-	runErr := make(chan error, 1)
-	go func() { runErr <- b.Run(ctx) }()
 
 	slow, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -233,18 +223,8 @@ func TestWriteTimeoutCoversClientWait(t *testing.T) {
 // the accept loop before it closes idle connections) waits for a slot
 // that only the idle connections it has not closed yet could free.
 func TestStopAtConnectionCap(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(Config{Listener: ln, MaxConnections: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ln, cancel, runErr := runOneConnBroker(t)
 	defer cancel()
-	runErr := make(chan error, 1)
-	go func() { runErr <- b.Run(ctx) }()
 
 	// An idle keep-alive connection takes the only slot.
 	tr := &http.Transport{}
@@ -266,4 +246,23 @@ func TestStopAtConnectionCap(t *testing.T) {
 	case <-time.After(shutdownTimeout + 2*time.Second):
 		t.Fatalf("Run still running %v after its context ended", shutdownTimeout+2*time.Second)
 	}
+}
+
+// runOneConnBroker runs a broker on loopback that serves one connection at
+// a time, until the returned cancel is called; Run's result then arrives on
+// runErr.
+func runOneConnBroker(t *testing.T) (net.Listener, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{Listener: ln, MaxConnections: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- b.Run(ctx) }()
+	return ln, cancel, runErr
 }
