@@ -48,17 +48,11 @@ func connAlive(c net.Conn) bool {
 			alive = false // orderly shutdown by the peer
 		case err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR):
 			alive = false
+		default:
+			info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			alive = err != nil || info.State == tcpEstablished
 		}
 		return true // never wait for readability
-	})
-	if err != nil || !alive {
-		return false
-	}
-	err = rc.Control(func(fd uintptr) {
-		info, ierr := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-		if ierr == nil && info.State != tcpEstablished {
-			alive = false
-		}
 	})
 	return alive && err == nil
 }
