@@ -113,11 +113,11 @@ func serve(ctx context.Context, api *webrtc.API, iceServers []webrtc.ICEServer, 
 	// only by ICE: pion then reports the connection failed but leaves the
 	// association up, and a read of the data channel waits on, so the
 	// relay below must end itself then, as a real proxy's does.
-	failed := make(chan struct{})
-	var failOnce sync.Once
+	failed, fail := context.WithCancel(context.Background())
+	defer fail()
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
-			failOnce.Do(func() { close(failed) })
+			fail()
 		}
 	})
 	opened := make(chan *webrtc.DataChannel, 1)
@@ -185,19 +185,14 @@ func serve(ctx context.Context, api *webrtc.API, iceServers []webrtc.ICEServer, 
 		io.Copy(conn, rwc)
 		conn.Close()
 	}()
-	relayed := make(chan struct{})
-	defer close(relayed)
-	go func() {
-		select {
-		case <-failed:
-			// Not just the data channel: its pending read can wait on
-			// for the dead client. Closing the PeerConnection ends
-			// the association, and with it that read.
-			pc.Close()
-			conn.Close()
-		case <-relayed:
-		}
-	}()
+	stop := context.AfterFunc(failed, func() {
+		// Not just the data channel: its pending read can wait on for
+		// the dead client. Closing the PeerConnection ends the
+		// association, and with it that read.
+		pc.Close()
+		conn.Close()
+	})
+	defer stop()
 	injected := 0
 	br := bufio.NewReaderSize(conn, 64<<10)
 	buf := make([]byte, 64<<10)
