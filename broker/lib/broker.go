@@ -177,11 +177,13 @@ func ParsePollIntervals(r io.Reader) (unrestricted, restricted time.Duration, er
 		if ms == nil {
 			return 0, nil
 		}
-		d := time.Duration(*ms) * time.Millisecond
-		if *ms <= 0 || d > maxPollInterval {
+		// Compared in milliseconds: a large value would overflow
+		// time.Duration, wrap negative and pass a check made after the
+		// conversion.
+		if *ms <= 0 || *ms > maxPollInterval.Milliseconds() {
 			return 0, fmt.Errorf("broker: poll interval file: %s %d ms out of range (1 ms to %v)", name, *ms, maxPollInterval)
 		}
-		return d, nil
+		return time.Duration(*ms) * time.Millisecond, nil
 	}
 	if unrestricted, err = conv("unrestricted_poll_interval", j.Unrestricted); err != nil {
 		return 0, 0, err

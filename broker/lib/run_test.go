@@ -136,6 +136,9 @@ func TestParsePollIntervals(t *testing.T) {
 		{`{"restricted_poll_interval":0}`, 0, 0, false},
 		{`{"restricted_poll_interval":-5}`, 0, 0, false},
 		{`{"restricted_poll_interval":999999999999}`, 0, 0, false},
+		// Milliseconds that overflow time.Duration when converted.
+		{`{"restricted_poll_interval":9300000000000}`, 0, 0, false},
+		{`{"unrestricted_poll_interval":9223372036854775807}`, 0, 0, false},
 		{`{"other":1}`, 0, 0, false},
 		{`[`, 0, 0, false},
 	}
