@@ -68,6 +68,7 @@ func TestProxyErrors(t *testing.T) {
 		{"version 2", `{"Sid":"s","Version":"2.0","AcceptedRelayPattern":"snowflake.torproject.net$"}`, 400, ""},
 		{"no version", `{"Sid":"s","AcceptedRelayPattern":"snowflake.torproject.net$"}`, 400, ""},
 		{"no sid", `{"Version":"1.3","AcceptedRelayPattern":"snowflake.torproject.net$"}`, 400, ""},
+		{"sid too long", proxyPollBody(t, strings.Repeat("s", messages.MaxSidLength+1), nat.Unrestricted, 0, "snowflake.torproject.net$"), 400, ""},
 		{"bad nat", `{"Sid":"s","Version":"1.3","NAT":"cone","AcceptedRelayPattern":"snowflake.torproject.net$"}`, 400, ""},
 		{"no pattern", `{"Sid":"s","Version":"1.3","NAT":"restricted"}`, 200,
 			`{"Status":"incorrect relay pattern","Offer":"","NAT":"","NextPoll":3600000,"RelayURL":""}`},

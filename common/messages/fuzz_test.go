@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -35,6 +36,7 @@ func FuzzDecodeProxyPollRequest(f *testing.F) {
 	f.Add([]byte(`{"Sid":"q4Yh2x","Version":"1.3","Type":"standalone","NAT":"restricted","Clients":8,"AcceptedRelayPattern":"snowflake.torproject.net$"}`))
 	f.Add([]byte(`{"Sid":"s","Version":"1.2"}`))
 	f.Add([]byte(`{"sid":"s","version":"1.","clients":-1,"acceptedRelayPattern":null}`))
+	f.Add([]byte(`{"Sid":"` + strings.Repeat("s", MaxSidLength+1) + `","Version":"1.3"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeProxyPollRequest(b)
 		if err != nil {
@@ -42,6 +44,9 @@ func FuzzDecodeProxyPollRequest(f *testing.F) {
 		}
 		if r.Clients < 0 {
 			t.Fatalf("negative clients %d", r.Clients)
+		}
+		if len(r.Sid) > MaxSidLength {
+			t.Fatalf("accepted a Sid of %d bytes", len(r.Sid))
 		}
 		enc, err := r.Encode()
 		if err != nil {

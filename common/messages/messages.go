@@ -27,6 +27,14 @@ const (
 // client and proxy read.
 const MaxBodySize = 100000
 
+// MaxSidLength is the longest proxy poll Sid, in bytes, that the broker
+// accepts. The broker keeps the Sid of every waiting proxy and of every
+// match, so without a bound a poll could pin a whole body's worth of memory
+// for its hold. Deployed proxies send 22 bytes (16 random bytes in unpadded
+// base64); 256 leaves room for any plausible longer random id (a 128-byte
+// id in hex, say) while keeping a held poll's Sid small.
+const MaxSidLength = 256
+
 // DefaultBridgeFingerprint is the fingerprint assumed when a client poll does
 // not name a bridge, and the fingerprint of the broker's built-in bridge.
 const DefaultBridgeFingerprint = "2B280B23E1107BB62ABFC40DDCC8824814F80A72"
@@ -54,6 +62,7 @@ const (
 	// Proxy-side decode reasons (answered with HTTP 400 by the broker).
 	ErrStrUnknownProxyVersion = "using unknown version"
 	ErrStrNoSid               = "no supplied session id"
+	ErrStrSidTooLong          = "session id too long"
 	ErrStrNoAnswer            = "no supplied answer"
 	ErrStrNoStatus            = "received invalid data"
 )

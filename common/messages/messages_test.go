@@ -131,6 +131,12 @@ func TestDecodeProxyPollRequest(t *testing.T) {
 		{"version missing", `{"Sid":"s"}`, nil, ErrStrUnknownProxyVersion},
 		{"version 10.1", `{"Sid":"s","Version":"10.1"}`, nil, ErrStrUnknownProxyVersion},
 		{"no sid", `{"Version":"1.3"}`, nil, ErrStrNoSid},
+		{"sid at limit", `{"Sid":"` + strings.Repeat("s", MaxSidLength) + `","Version":"1.3"}`,
+			&ProxyPollRequest{Sid: strings.Repeat("s", MaxSidLength), Version: "1.3", NAT: nat.Unknown, NoRelayPattern: true}, ""},
+		{"sid too long", `{"Sid":"` + strings.Repeat("s", MaxSidLength+1) + `","Version":"1.3"}`, nil, ErrStrSidTooLong},
+		// The limit is on the decoded Sid: six bytes of escape are one byte.
+		{"escaped sid at limit", `{"Sid":"` + strings.Repeat(`\u0073`, MaxSidLength) + `","Version":"1.3"}`,
+			&ProxyPollRequest{Sid: strings.Repeat("s", MaxSidLength), Version: "1.3", NAT: nat.Unknown, NoRelayPattern: true}, ""},
 		{"bad nat", `{"Sid":"s","Version":"1.3","NAT":"full cone"}`, nil, ErrStrInvalidNAT},
 		{"malformed", `{"Sid":`, nil, "unexpected end of JSON input"},
 		{"not object", `"x"`, nil, "json: cannot unmarshal string into Go value of type messages.proxyPollRequestJSON"},

@@ -94,7 +94,8 @@ func checkProxyVersion(v string) bool {
 }
 
 // DecodeProxyPollRequest parses a proxy poll. Type is kept as sent (use
-// [NormalizeProxyType] for accounting); negative Clients become 0.
+// [NormalizeProxyType] for accounting); negative Clients become 0; a Sid
+// longer than [MaxSidLength] is refused.
 func DecodeProxyPollRequest(b []byte) (*ProxyPollRequest, error) {
 	const msg = "proxy poll request"
 	var j proxyPollRequestJSON
@@ -106,6 +107,9 @@ func DecodeProxyPollRequest(b []byte) (*ProxyPollRequest, error) {
 	}
 	if j.Sid == "" {
 		return nil, decodeErr(msg, "Sid", ErrStrNoSid, nil)
+	}
+	if len(j.Sid) > MaxSidLength {
+		return nil, decodeErr(msg, "Sid", ErrStrSidTooLong, nil)
 	}
 	natType, err := nat.Parse(j.NAT)
 	if err != nil {

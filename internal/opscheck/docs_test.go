@@ -30,6 +30,7 @@ var codeConstants = map[string]any{
 	"messages.ClientVersion":               messages.ClientVersion,
 	"messages.ProxyVersion":                messages.ProxyVersion,
 	"messages.MaxBodySize":                 messages.MaxBodySize,
+	"messages.MaxSidLength":                messages.MaxSidLength,
 	"messages.DefaultBridgeFingerprint":    messages.DefaultBridgeFingerprint,
 	"messages.StatusClientMatch":           messages.StatusClientMatch,
 	"messages.StatusNoMatch":               messages.StatusNoMatch,
