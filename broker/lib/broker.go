@@ -429,8 +429,9 @@ func (b *Broker) releaseParked() {
 	}
 }
 
-// Answer delivers a proxy's answer for the poll with the given Sid. It
-// reports whether a client was still waiting.
+// answer delivers a proxy's answer for the poll with the given Sid. It
+// reports whether a client was still waiting for it; an answer that is not
+// delivered (unknown Sid, or a second answer for one) counts as client gone.
 func (b *Broker) answer(sid, answer string) bool {
 	proxyType, ok := b.pools.answer(sid, answer)
 	b.metrics.proxyAnswered(proxyType, ok)

@@ -54,6 +54,42 @@ func TestRendezvous(t *testing.T) {
 	}
 }
 
+// TestSecondAnswer checks that of two answers for one matched Sid only the
+// first is delivered, and that the second proxy is told so ("client gone",
+// as for an unknown Sid) and not counted as a delivered answer. The match
+// is made on the engine, without a client poll, so that it stays
+// registered for both answers.
+func TestSecondAnswer(t *testing.T) {
+	b, srv := newTestBroker(t, nil)
+	if !b.pools.add(&waiter{sid: "dup", proxyType: "standalone", natType: nat.Unrestricted, ch: make(chan offer, 1)}, 0) {
+		t.Fatal("add refused")
+	}
+	w, m := b.pools.take(nat.Restricted)
+	if w == nil {
+		t.Fatal("proxy not taken")
+	}
+	ans, _ := (&messages.AnswerRequest{Sid: "dup", Answer: testAnswer}).Encode()
+	if r := post(t, srv.URL+"/answer", string(ans)); r.status != 200 || r.body != `{"Status":"success"}` {
+		t.Fatalf("first answer: %d %s", r.status, r.body)
+	}
+	other, _ := (&messages.AnswerRequest{Sid: "dup", Answer: strings.Replace(testAnswer, "198.51.100.9", "198.51.100.10", 1)}).Encode()
+	if r := post(t, srv.URL+"/answer", string(other)); r.status != 200 || r.body != `{"Status":"client gone"}` {
+		t.Fatalf("second answer: %d %s", r.status, r.body)
+	}
+	if a := <-m.answer; a != testAnswer {
+		t.Fatalf("client would get %q, want the first answer", a)
+	}
+	// Once the client has taken the answer, a late one still finds the
+	// match registered (until the client poll ends) but nobody to read it.
+	if r := post(t, srv.URL+"/answer", string(other)); r.status != 200 || r.body != `{"Status":"client gone"}` {
+		t.Fatalf("answer after the first was read: %d %s", r.status, r.body)
+	}
+	success, gone := rawCount(b.metrics.proxyAnswer, "standalone", answerSuccess), rawCount(b.metrics.proxyAnswer, "standalone", answerClientGone)
+	if success != 1 || gone != 2 {
+		t.Fatalf("answers counted: %d success, %d client gone; want 1, 2", success, gone)
+	}
+}
+
 func TestClientTimeout(t *testing.T) {
 	b, srv := newTestBroker(t, func(c *Config) { c.ProxyPollTimeout = 5 * time.Second })
 	proxy := startProxyPoll(t, srv, "sid-t", nat.Unrestricted, 0)

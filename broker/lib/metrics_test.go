@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,16 +135,7 @@ func TestRelayURLCounts(t *testing.T) {
 		t.Errorf("log counts: with %d, without %d, rejected %d; want 2, 1, 2",
 			c.pollWithRelayURL, c.pollWithoutRelayURL, c.rejectedRelayURL)
 	}
-	prom := func(v *roundedCounterVec) uint64 {
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		var n uint64
-		for _, x := range v.values {
-			n += x.n
-		}
-		return n
-	}
-	if w, wo, r := prom(m.pollWithRelayURL), prom(m.pollWithoutRelayURL), prom(m.pollRejectedRelayURL); w != 2 || wo != 1 || r != 2 {
+	if w, wo, r := rawCount(m.pollWithRelayURL), rawCount(m.pollWithoutRelayURL), rawCount(m.pollRejectedRelayURL); w != 2 || wo != 1 || r != 2 {
 		t.Errorf("Prometheus counts: with %d, without %d, rejected %d; want 2, 1, 2", w, wo, r)
 	}
 }
@@ -165,4 +157,18 @@ func TestRejectedProxyNotCounted(t *testing.T) {
 	if n := len(ch); n != 0 {
 		t.Errorf("proxy_total has %d series, want 0", n)
 	}
+}
+
+// rawCount returns the unrounded count of v summed over the series whose
+// labels start with the given values (all series if none are given).
+func rawCount(v *roundedCounterVec, labels ...string) uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var n uint64
+	for _, x := range v.values {
+		if slices.Equal(x.labels[:min(len(labels), len(x.labels))], labels) {
+			n += x.n
+		}
+	}
+	return n
 }

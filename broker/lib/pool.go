@@ -103,6 +103,10 @@ type handoff struct {
 type match struct {
 	proxyType string
 	answer    chan string // capacity 1; the first answer wins
+	// answered is set by the first answer (guarded by pools.mu): any
+	// later one is refused, rather than left in answer for nobody once
+	// the client has read the first.
+	answered bool
 }
 
 // pools is the matching engine: two heaps of waiting proxies and the table
@@ -311,20 +315,23 @@ func (p *pools) finish(sid string, m *match) {
 	}
 }
 
-// answer delivers a proxy's answer to the client waiting on sid. It returns
-// the match's proxy type and false if no client is waiting.
+// answer delivers a proxy's answer to the client waiting on sid. It
+// returns the match's proxy type ("" if sid is unknown), and false if no
+// client is waiting for an answer: sid is unknown, or an earlier answer for
+// it was delivered (the first one stands; a second proxy answering the same
+// offer cannot be connected to the client).
 func (p *pools) answer(sid, answer string) (string, bool) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	m, ok := p.matches[sid]
-	p.mu.Unlock()
 	if !ok {
 		return "", false
 	}
-	select {
-	case m.answer <- answer:
-	default:
-		// A second answer for the same Sid: the first one stands.
+	if m.answered {
+		return m.proxyType, false
 	}
+	m.answered = true
+	m.answer <- answer // never blocks: capacity 1, and only the first answer sends
 	return m.proxyType, true
 }
 
