@@ -55,6 +55,11 @@ func handleRobots(w http.ResponseWriter, r *http.Request) {
 
 // readBody reads a request body of at most messages.MaxBodySize bytes.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	// A body declared too long is refused unread: reading would first
+	// tell a client that sent Expect: 100-continue to send it.
+	if r.ContentLength > messages.MaxBodySize {
+		return nil, fmt.Errorf("broker: read body: %d bytes declared, over the %d-byte limit", r.ContentLength, messages.MaxBodySize)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, messages.MaxBodySize))
 	if err != nil {
 		return nil, fmt.Errorf("broker: read body: %w", err)

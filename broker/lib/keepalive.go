@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -145,6 +146,14 @@ func (b *Broker) serveConn(conn net.Conn) {
 		lr.N = math.MaxInt64
 		conn.SetReadDeadline(start.Add(readTimeout))
 		req.RemoteAddr = conn.RemoteAddr().String()
+		// A client that asked for 100 Continue holds the body back until
+		// it comes (curl for 1 s), so send it, as net/http does, when the
+		// handler first reads the body.
+		var cont *continueReader
+		if req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && expectsContinue(req) {
+			cont = &continueReader{ReadCloser: req.Body, conn: conn}
+			req.Body = cont
+		}
 		// A hijacking handler may park conn and a client answer it, and
 		// its next loop register it, before ServeHTTP returns: conn is
 		// unregistered at the hijack, so as not to undo that.
@@ -160,9 +169,14 @@ func (b *Broker) serveConn(conn net.Conn) {
 		}
 		// Drain what the handler left unread so the next request parses.
 		// A longer body ends the connection unread: closing the body
-		// would read all the rest, bounded only by the read timeout.
-		drained, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrain+1))
-		bodyDone := err == nil && drained <= maxDrain
+		// would read all the rest, bounded only by the read timeout. So
+		// does a body never asked for with 100 Continue: the client may
+		// not send it at all.
+		bodyDone := false
+		if cont == nil || cont.sent {
+			drained, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrain+1))
+			bodyDone = err == nil && drained <= maxDrain
+		}
 		if bodyDone {
 			req.Body.Close()
 		}
@@ -171,6 +185,39 @@ func (b *Broker) serveConn(conn net.Conn) {
 			return
 		}
 	}
+}
+
+// expectsContinue reports whether req asked for a 100 Continue before its
+// body.
+func expectsContinue(req *http.Request) bool {
+	for _, v := range req.Header.Values("Expect") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "100-continue") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// continueReader is the body of a request that asked for 100 Continue: it
+// sends the interim response before its first read.
+type continueReader struct {
+	io.ReadCloser
+	conn net.Conn
+	sent bool // the 100 Continue was sent (or its write failed)
+}
+
+func (c *continueReader) Read(p []byte) (int, error) {
+	if !c.sent {
+		c.sent = true
+		// Nothing else is written on the connection before the handler
+		// returns: the response is buffered until then.
+		if _, err := io.WriteString(c.conn, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return 0, fmt.Errorf("broker: write 100 Continue: %w", err)
+		}
+	}
+	return c.ReadCloser.Read(p)
 }
 
 // connResponseWriter buffers a response on a kept-alive connection.

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -254,10 +255,70 @@ func TestKeepAliveOversizeBody(t *testing.T) {
 	}
 }
 
-// keptAliveConn dials a new test broker and makes one proxy poll on the
-// connection, which is then on the broker's keep-alive loop. The
-// connection's deadline is d from now.
-func keptAliveConn(t *testing.T, d time.Duration) net.Conn {
+// TestExpectContinue checks that a request sent with Expect: 100-continue
+// gets the interim 100 response once its handler reads the body, on a
+// fresh connection (served by net/http) as on a kept-alive one (served by
+// serveConn): such a client sends the body only after the 100, or after
+// giving up waiting (curl waits 1 s). A request refused without its body
+// being read (declared too long) gets no 100 and a closed connection, as
+// the client may never send that body.
+func TestExpectContinue(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		dial func(*testing.T, time.Duration) net.Conn
+		// closes: the connection ends right after the refusal. net/http
+		// instead waits (until its read timeout) to discard a body it
+		// never asked for; the client, told to close, does not wait.
+		closes bool
+	}{
+		{"fresh", dialTestBroker, false},
+		{"kept alive", keptAliveConn, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := tt.dial(t, 10*time.Second)
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			body, _ := (&messages.AnswerRequest{Sid: "nobody", Answer: testAnswer}).Encode()
+			io.WriteString(conn, "POST /answer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: "+
+				strconv.Itoa(len(body))+"\r\n\r\n")
+			// Much less than the read timeout, more than a loaded
+			// machine needs.
+			conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusContinue {
+				t.Fatalf("before the body: %v %v; want 100 Continue", resp, err)
+			}
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			conn.Write(body)
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(out) != `{"Status":"client gone"}` || resp.Close {
+				t.Fatalf("answer: %d %s close=%v", resp.StatusCode, out, resp.Close)
+			}
+
+			io.WriteString(conn, "POST /answer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: "+
+				strconv.Itoa(messages.MaxBodySize+1)+"\r\n\r\n")
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusBadRequest || !resp.Close {
+				t.Fatalf("oversized body: %v %v; want 400 and Connection: close without a 100", resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			if !tt.closes {
+				return
+			}
+			if rest, err := io.ReadAll(br); err != nil || len(rest) > 0 {
+				t.Fatalf("after the refusal: %q %v; want the connection closed", rest, err)
+			}
+		})
+	}
+}
+
+// dialTestBroker dials a new test broker. The connection's deadline is d
+// from now.
+func dialTestBroker(t *testing.T, d time.Duration) net.Conn {
 	t.Helper()
 	_, srv := newTestBroker(t, nil)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
@@ -265,6 +326,15 @@ func keptAliveConn(t *testing.T, d time.Duration) net.Conn {
 		t.Fatal(err)
 	}
 	conn.SetDeadline(time.Now().Add(d))
+	return conn
+}
+
+// keptAliveConn dials a new test broker and makes one proxy poll on the
+// connection, which is then on the broker's keep-alive loop. The
+// connection's deadline is d from now.
+func keptAliveConn(t *testing.T, d time.Duration) net.Conn {
+	t.Helper()
+	conn := dialTestBroker(t, d)
 	body := proxyPollBody(t, "raw", nat.Unrestricted, 0, "snowflake.torproject.net$")
 	io.WriteString(conn, "POST /proxy HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
 	buf := make([]byte, 4096)
