@@ -12,12 +12,13 @@ import (
 )
 
 // fakePeer stands in for a connected proxy: a conn that is closed when the
-// test says so.
+// test says so. heard says whether it delivered anything from the bridge.
 type fakePeer struct {
 	net.Conn
-	id   int
-	done chan struct{}
-	once sync.Once
+	id    int
+	done  chan struct{}
+	once  sync.Once
+	heard atomic.Bool
 }
 
 func newFakePeer(id int) *fakePeer {
@@ -31,14 +32,19 @@ func (p *fakePeer) Close() error {
 }
 func (p *fakePeer) Done() <-chan struct{} { return p.done }
 func (p *fakePeer) Err() error            { return nil }
+func (p *fakePeer) Heard() bool           { return p.heard.Load() }
 
-// fakeRendezvous hands out fake peers and records them; after limit
-// rendezvous it blocks, so a runaway collector does not spin.
+// fakeRendezvous hands out fake peers and records them, and when each
+// rendezvous began; after limit rendezvous it blocks, so a runaway
+// collector does not spin. onPeer, if set, sees each peer before it is
+// handed out (to hang it up at once, say).
 type fakeRendezvous struct {
-	limit int
-	mu    sync.Mutex
-	peers []*fakePeer
-	calls atomic.Int32
+	limit  int
+	onPeer func(*fakePeer)
+	mu     sync.Mutex
+	peers  []*fakePeer
+	starts []time.Time
+	calls  atomic.Int32
 }
 
 func (f *fakeRendezvous) connect(ctx context.Context) (peerConn, error) {
@@ -46,6 +52,7 @@ func (f *fakeRendezvous) connect(ctx context.Context) (peerConn, error) {
 	// count (waitCalls) then takes the peer.
 	f.mu.Lock()
 	n := int(f.calls.Add(1))
+	f.starts = append(f.starts, time.Now())
 	if n > f.limit {
 		f.mu.Unlock()
 		<-ctx.Done()
@@ -54,7 +61,21 @@ func (f *fakeRendezvous) connect(ctx context.Context) (peerConn, error) {
 	p := newFakePeer(n)
 	f.peers = append(f.peers, p)
 	f.mu.Unlock()
+	if f.onPeer != nil {
+		f.onPeer(p)
+	}
 	return p, nil
+}
+
+// gaps returns the time between each rendezvous and the one before.
+func (f *fakeRendezvous) gaps() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var d []time.Duration
+	for i := 1; i < len(f.starts); i++ {
+		d = append(d, f.starts[i].Sub(f.starts[i-1]))
+	}
+	return d
 }
 
 func (f *fakeRendezvous) peer(i int) *fakePeer {
@@ -186,5 +207,59 @@ func TestCloseEndsConns(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Read still waiting 5 s after the Transport closed")
+	}
+}
+
+// TestHangUpsBackOff: a proxy that accepts and hangs up at once, again and
+// again, must not make the client rendezvous again at once each time: the
+// attempts slow down as after failed ones, so a broken or hostile proxy
+// cannot make a client hammer the broker.
+func TestHangUpsBackOff(t *testing.T) {
+	const attempts = 4
+	f := &fakeRendezvous{limit: attempts, onPeer: func(p *fakePeer) { p.Close() }}
+	tr := fakeTransport(1, f)
+	defer tr.Close()
+	s := tr.newSession()
+	defer s.stop()
+	// The waits are FirstRetry, then twice and four times that.
+	deadline := time.Now().Add(8*FirstRetry + 5*time.Second)
+	for f.calls.Load() < attempts && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	gaps := f.gaps()
+	if len(gaps) < attempts-1 {
+		t.Fatalf("%d rendezvous in %v, want %d", len(gaps)+1, 8*FirstRetry+5*time.Second, attempts)
+	}
+	for i, gap := range gaps[:attempts-1] {
+		if want := FirstRetry << i; gap < want {
+			t.Errorf("rendezvous %d came %v after a proxy that hung up at once, want at least %v (gaps %v)", i+2, gap, want, gaps)
+		}
+	}
+}
+
+// TestProvenPeerReplacedAtOnce: once a proxy has delivered data, its end
+// is the ordinary departure of a good proxy, and the client looks for the
+// next one at once, whatever failures came before it.
+func TestProvenPeerReplacedAtOnce(t *testing.T) {
+	f := &fakeRendezvous{limit: 3, onPeer: func(p *fakePeer) {
+		if p.id == 1 {
+			p.Close() // hangs up at once: the next attempt waits
+		} else {
+			p.heard.Store(true) // the bridge answered through it
+		}
+	}}
+	tr := fakeTransport(1, f)
+	defer tr.Close()
+	s := tr.newSession()
+	defer s.stop()
+	f.waitCalls(t, 2)
+	f.peer(1).Close()
+	f.waitCalls(t, 3)
+	gaps := f.gaps()
+	if gaps[0] < FirstRetry {
+		t.Errorf("rendezvous 2 came %v after a proxy that hung up at once, want at least %v", gaps[0], FirstRetry)
+	}
+	if gaps[1] >= FirstRetry {
+		t.Errorf("rendezvous 3 came %v after a proxy that carried data, want it at once", gaps[1])
 	}
 }

@@ -33,7 +33,9 @@ import (
 const CollectInterval = 10 * time.Second
 
 // FirstRetry is the wait after the first failed attempt; each further
-// failure doubles it, up to CollectInterval. An upstream broker answers
+// failure doubles it, up to CollectInterval. A proxy that ends before
+// anything from the bridge came through it counts as a failed attempt (see
+// session.collect). An upstream broker answers
 // "no snowflake proxies currently available" at once when no proxy poll is
 // waiting at that instant, which in a burst of clients lasts only until the
 // proxies poll again: retrying after a second, not ten, got 50 clients
@@ -284,6 +286,8 @@ type peerConn interface {
 	Done() <-chan struct{}
 	// Err says why it closed.
 	Err() error
+	// Heard reports whether anything came from the far end through it.
+	Heard() bool
 }
 
 // connect runs one rendezvous for a session.
@@ -308,6 +312,10 @@ type session struct {
 	ready chan peerConn // connected peers waiting to carry traffic
 	wake  chan struct{} // a peer died: collect a replacement now
 	live  atomic.Int32  // peers connected and not yet closed
+	// failures counts the rendezvous in a row that failed or gave a peer
+	// that ended before it proved itself; it sets the wait before the
+	// next attempt (backoff).
+	failures atomic.Int32
 
 	first     chan struct{} // closed when the first peer is handed out
 	firstOnce sync.Once
@@ -353,19 +361,33 @@ func (s *session) lastError() error {
 	return s.lastErr
 }
 
-// collect obtains proxies while fewer than Max are live. After a success
-// it tries again at once; after failures it waits FirstRetry, doubling up
-// to CollectInterval, so a broker without proxies is not hammered.
+// collect obtains proxies while fewer than Max are live. After failures it
+// waits FirstRetry, doubling up to CollectInterval, so a broker without
+// proxies is not hammered.
+//
+// A connected proxy is no success yet: one that hangs up at once, or
+// never relays anything, would otherwise be replaced by a new rendezvous
+// at once, over and over, and a broken or hostile proxy could make the
+// client hammer the broker. So a peer proves itself only once something
+// from the bridge came through it (see watch); one that ends before that
+// counts as a failure. A proven peer's end clears the failures: a good
+// proxy that leaves is replaced at once, which is what keeps a Tor user's
+// circuits alive. Lifetime is no proof: a proxy that accepts and relays
+// nothing lives until StaleTimeout, and counting that as success would
+// let it bring a rendezvous every StaleTimeout for ever. A spare that goes
+// stale unused counts as a failure too; that only spaces out the
+// rendezvous that refresh spares, which nobody is waiting for.
 func (s *session) collect() {
 	defer s.wg.Done()
 	tick := time.NewTicker(CollectInterval)
 	defer tick.Stop()
-	retry := FirstRetry
 	for {
 		if int(s.live.Load()) < s.t.cfg.Max {
+			if !s.backOff() {
+				return
+			}
 			p, err := s.t.connect(s.ctx)
 			if err == nil {
-				retry = FirstRetry
 				s.live.Add(1)
 				s.wg.Add(1)
 				go s.watch(p)
@@ -378,23 +400,16 @@ func (s *session) collect() {
 			if s.ctx.Err() != nil {
 				return
 			}
+			s.failures.Add(1)
 			s.errMu.Lock()
 			s.lastErr = err
 			s.errMu.Unlock()
 			var be *BrokerError
 			if errors.As(err, &be) {
-				s.t.logger.Info("no proxy this time", "err", err, "retry_in", retry)
+				s.t.logger.Info("no proxy this time", "err", err, "retry_in", s.retryDelay())
 			} else {
-				s.t.logger.Warn("proxy attempt failed", "err", err, "retry_in", retry)
+				s.t.logger.Warn("proxy attempt failed", "err", err, "retry_in", s.retryDelay())
 			}
-			wait := time.NewTimer(retry)
-			select {
-			case <-s.ctx.Done():
-				wait.Stop()
-				return
-			case <-wait.C:
-			}
-			retry = min(2*retry, CollectInterval)
 			continue
 		}
 		select {
@@ -402,6 +417,46 @@ func (s *session) collect() {
 			return
 		case <-tick.C:
 		case <-s.wake:
+		}
+	}
+}
+
+// retryDelay is the wait before the next rendezvous: none after a success,
+// FirstRetry after one failure, doubling with each further one up to
+// CollectInterval.
+func (s *session) retryDelay() time.Duration {
+	n := s.failures.Load()
+	if n <= 0 {
+		return 0
+	}
+	d := FirstRetry
+	for ; n > 1 && d < CollectInterval; n-- {
+		d *= 2
+	}
+	return min(d, CollectInterval)
+}
+
+// backOff waits retryDelay before a rendezvous. It stops waiting early if
+// a proven peer ends meanwhile (another peer of a session with Max > 1):
+// its replacement should not wait for the spares' failures. It returns
+// false if the session ended.
+func (s *session) backOff() bool {
+	d := s.retryDelay()
+	if d == 0 {
+		return s.ctx.Err() == nil
+	}
+	wait := time.NewTimer(d)
+	defer wait.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return false
+		case <-wait.C:
+			return true
+		case <-s.wake:
+			if s.failures.Load() == 0 {
+				return true
+			}
 		}
 	}
 }
@@ -439,7 +494,8 @@ func (s *session) enqueue(p peerConn) bool {
 	}
 }
 
-// watch counts a peer as live until it closes, then asks for a successor.
+// watch counts a peer as live until it closes, then asks for a successor,
+// after recording whether the peer proved itself (see collect).
 func (s *session) watch(p peerConn) {
 	defer s.wg.Done()
 	select {
@@ -449,6 +505,14 @@ func (s *session) watch(p peerConn) {
 	}
 	if err := p.Err(); err != nil {
 		s.t.logger.Info("proxy connection ended", "err", err)
+	}
+	// Before live drops, so that collect, seeing room for a peer, sees
+	// this too.
+	if p.Heard() {
+		s.failures.Store(0)
+	} else if s.ctx.Err() == nil {
+		s.failures.Add(1)
+		s.t.logger.Info("proxy ended before anything came through it; backing off", "retry_in", s.retryDelay())
 	}
 	s.live.Add(-1)
 	select {

@@ -71,6 +71,7 @@ type Conn struct {
 	writeLimit    int // the longest message Write sends (messageLimit)
 
 	lastRecv atomic.Int64 // unix nanoseconds of the last received data
+	heard    atomic.Bool  // anything was received at all
 	idle     *time.Timer
 	onClose  sync.WaitGroup
 
@@ -149,6 +150,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) afterRead(n int, err error) (int, error) {
 	if n > 0 {
 		c.lastRecv.Store(time.Now().UnixNano())
+		c.heard.Store(true)
 	}
 	if err != nil {
 		select {
@@ -231,6 +233,11 @@ func (c *Conn) writeErr(err error) error {
 		return err
 	}
 }
+
+// Heard reports whether the conn has received data since New. A client
+// uses it to tell a peer that carried traffic from one that accepted and
+// went away, or stayed silent.
+func (c *Conn) Heard() bool { return c.heard.Load() }
 
 // Done is closed when the conn has been closed, by Close, by the idle
 // timeout, or by [Conn.CloseWithError].
