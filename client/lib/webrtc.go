@@ -28,7 +28,8 @@ const (
 	// DataChannelTimeout is how long a matched proxy has to open the data
 	// channel after its answer arrived.
 	DataChannelTimeout = 10 * time.Second
-	// StaleTimeout closes a peer from which nothing was received this long.
+	// StaleTimeout closes a peer from which no KCP packet was received
+	// this long; other bytes (junk, padding) do not count.
 	StaleTimeout = 20 * time.Second
 	// gatherTimeout bounds ICE gathering; STUN servers that do not answer
 	// just contribute no candidate.
@@ -183,7 +184,11 @@ func (t *Transport) newPeer(ctx context.Context) (*dataconn.Conn, error) {
 	}
 	conn, err := dataconn.New(dc, dataconn.Config{
 		IdleTimeout: StaleTimeout,
-		OnClose:     func() { pc.Close() },
+		// Only KCP packets keep the peer alive (the session's
+		// RedialPacketConn vouches for them), so a proxy that sends
+		// junk is dropped as stale like a silent one.
+		ExplicitLife: true,
+		OnClose:      func() { pc.Close() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client: detach data channel: %w", err)

@@ -7,6 +7,7 @@ package dataconn
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -42,6 +43,12 @@ type Config struct {
 	// IdleTimeout closes the conn when no data was received for this long,
 	// counted from New. Zero disables it.
 	IdleTimeout time.Duration
+	// ExplicitLife makes only [Conn.MarkAlive] count as received data,
+	// for the idle timeout and for [Conn.Heard], instead of every byte
+	// read. Set it when the reader parses the stream: a peer can send
+	// bytes that carry nothing (junk, padding), and only the reader can
+	// tell them from the data it uses.
+	ExplicitLife bool
 	// OnClose, if set, runs once after the data channel is closed (for
 	// example to close the PeerConnection). It runs on its own goroutine
 	// that Close waits for.
@@ -70,8 +77,8 @@ type Conn struct {
 	writeDeadline *deadline.Deadline
 	writeLimit    int // the longest message Write sends (messageLimit)
 
-	lastRecv atomic.Int64 // unix nanoseconds of the last received data
-	heard    atomic.Bool  // anything was received at all
+	lastRecv atomic.Int64 // unix nanoseconds of the last received data (see Config.ExplicitLife)
+	heard    atomic.Bool  // data was received at all
 	idle     *time.Timer
 	onClose  sync.WaitGroup
 
@@ -98,7 +105,13 @@ func New(dc *webrtc.DataChannel, cfg Config) (*Conn, error) {
 	})
 	c.lastRecv.Store(time.Now().UnixNano())
 	if cfg.IdleTimeout > 0 {
-		c.idle = time.AfterFunc(cfg.IdleTimeout, c.checkIdle)
+		// Armed by Reset, after c.idle is set: the timer's function
+		// reads c.idle, and only what precedes a Reset is ordered
+		// before that function runs. Assigned from AfterFunc's result,
+		// c.idle raced with the function when nothing else ordered them
+		// (no byte received before the timeout).
+		c.idle = time.AfterFunc(math.MaxInt64, c.checkIdle)
+		c.idle.Reset(cfg.IdleTimeout)
 	}
 	return c, nil
 }
@@ -148,9 +161,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) afterRead(n int, err error) (int, error) {
-	if n > 0 {
-		c.lastRecv.Store(time.Now().UnixNano())
-		c.heard.Store(true)
+	if n > 0 && !c.cfg.ExplicitLife {
+		c.MarkAlive()
 	}
 	if err != nil {
 		select {
@@ -234,9 +246,17 @@ func (c *Conn) writeErr(err error) error {
 	}
 }
 
-// Heard reports whether the conn has received data since New. A client
-// uses it to tell a peer that carried traffic from one that accepted and
-// went away, or stayed silent.
+// MarkAlive records that data the reader uses was received now; see
+// Config.ExplicitLife.
+func (c *Conn) MarkAlive() {
+	c.lastRecv.Store(time.Now().UnixNano())
+	c.heard.Store(true)
+}
+
+// Heard reports whether the conn has received data since New (with
+// Config.ExplicitLife, whether MarkAlive was called). A client uses it to
+// tell a peer that carried traffic from one that accepted and went away,
+// or stayed silent.
 func (c *Conn) Heard() bool { return c.heard.Load() }
 
 // Done is closed when the conn has been closed, by Close, by the idle

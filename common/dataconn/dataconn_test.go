@@ -5,17 +5,22 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v5"
+	"github.com/xtaci/kcp-go/v5"
 
+	"github.com/snowflake-go/snowflake/common/encapsulation"
+	"github.com/snowflake-go/snowflake/common/turbotunnel"
 	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
@@ -301,5 +306,105 @@ func TestWriteSmallerPeerMessages(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("data not received")
+	}
+}
+
+// TestJunkIsNotLife: a peer that sends only junk, bytes that carry no
+// packet of the session, for longer than the idle timeout, does not keep
+// the conn alive; one that sends KCP packets does. The conn is read as
+// the client reads it, by a turbotunnel.RedialPacketConn, which tells the
+// conn what counts as life.
+func TestJunkIsNotLife(t *testing.T) {
+	const timeout, interval = time.Second, 50 * time.Millisecond
+	chunk := func(p []byte) []byte {
+		b, _ := encapsulation.AppendData(nil, p)
+		return b
+	}
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		rand.Read(b)
+		return b
+	}
+	// A KCP packet of one segment: an acknowledgment (cmd ACK, no
+	// payload) is what a bridge sends every few milliseconds while data
+	// flows.
+	segment := func(cmd byte, payload []byte) []byte {
+		b := make([]byte, kcp.IKCP_OVERHEAD, kcp.IKCP_OVERHEAD+len(payload))
+		binary.LittleEndian.PutUint32(b[0:], 7) // conv
+		b[4] = cmd
+		binary.LittleEndian.PutUint32(b[20:], uint32(len(payload)))
+		return append(b, payload...)
+	}
+	ack := segment(kcp.IKCP_CMD_ACK, nil)
+	lying := segment(kcp.IKCP_CMD_PUSH, random(200))
+	binary.LittleEndian.PutUint32(lying[20:], 201)
+	for _, tc := range []struct {
+		name  string
+		send  []byte // written every interval
+		alive bool
+	}{
+		{"padding", append(encapsulation.AppendPrefix(nil, 100, false), make([]byte, 100)...), false},
+		{"empty data chunks", chunk(nil), false},
+		{"runt data chunk", chunk(random(10)), false},
+		{"data chunk too long for a packet", chunk(random(turbotunnel.MaxPacketSize + 1)), false},
+		{"KCP header longer than its chunk", chunk(lying), false},
+		{"unknown KCP command", chunk(segment(0, random(20))), false},
+		{"KCP acknowledgments", chunk(ack), true},
+		{"KCP data, padding between", append(chunk(segment(kcp.IKCP_CMD_PUSH, random(100))), 0x03, 1, 2, 3), true},
+		{"KCP acknowledgments, non-minimal prefix", append([]byte{0xc0, 0x80, byte(len(ack))}, ack...), true},
+		{"two segments in a packet", chunk(append(segment(kcp.IKCP_CMD_WINS, nil), segment(kcp.IKCP_CMD_PUSH, random(30))...)), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, b, _ := pair(t, Config{IdleTimeout: timeout, ExplicitLife: true})
+			var dialled atomic.Bool
+			pconn := turbotunnel.NewRedialPacketConn(turbotunnel.NewClientID(), func(ctx context.Context) (net.Conn, error) {
+				if dialled.Swap(true) {
+					<-ctx.Done() // one transport only
+					return nil, ctx.Err()
+				}
+				return a, nil
+			}, nil)
+			defer pconn.Close()
+			go func() { // what KCP would read
+				buf := make([]byte, turbotunnel.MaxPacketSize)
+				for {
+					if _, _, err := pconn.ReadFrom(buf); err != nil {
+						return
+					}
+				}
+			}()
+			go io.Copy(io.Discard, b) // the preamble
+			for start := time.Now(); time.Since(start) < 3*timeout; time.Sleep(interval) {
+				if _, err := b.Write(tc.send); err != nil {
+					break // a closed, and the channel with it
+				}
+				select {
+				case <-a.Done():
+				default:
+					continue
+				}
+				break
+			}
+			select {
+			case <-a.Done():
+				if tc.alive {
+					t.Fatalf("closed while packets were flowing: %v", a.Err())
+				}
+				if !errors.Is(a.Err(), ErrIdle) {
+					t.Fatalf("Err = %v, want ErrIdle", a.Err())
+				}
+				if a.Heard() {
+					t.Error("Heard after only junk")
+				}
+			default:
+				if !tc.alive {
+					t.Fatalf("still open after %v of junk, idle timeout %v", 3*timeout, timeout)
+				}
+				if !a.Heard() {
+					t.Error("not Heard after packets")
+				}
+			}
+		})
 	}
 }

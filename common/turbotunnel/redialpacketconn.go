@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pion/transport/v5/deadline"
+	"github.com/xtaci/kcp-go/v5"
+
 	"github.com/snowflake-go/snowflake/common/encapsulation"
 )
 
@@ -186,6 +188,9 @@ func (c *RedialPacketConn) readLoop(conn net.Conn) error {
 			}
 			return fmt.Errorf("turbotunnel: read: %w", err)
 		}
+		if lm, ok := conn.(lifeMarker); ok && isKCPPacket(buf[:n]) {
+			lm.MarkAlive()
+		}
 		p := c.pool.get(n)
 		copy(p, buf[:n])
 		// Wait for KCP rather than drop: KCP is the only consumer, and
@@ -278,6 +283,31 @@ func (c *RedialPacketConn) queued() ([]byte, bool) {
 // buffers (package dataconn).
 type sentWaiter interface {
 	WaitSent(context.Context) error
+}
+
+// lifeMarker is a transport that closes itself after a spell without life
+// (package dataconn's idle timeout), and leaves it to its reader to say
+// what counts as life: its bytes could be anything a proxy sends, and only
+// the reader can tell a packet of the session from junk.
+type lifeMarker interface {
+	MarkAlive()
+}
+
+// isKCPPacket reports whether p is shaped like a packet of KCP: one or more
+// whole segments, each with a command KCP knows. Everything a bridge sends
+// is (data, acknowledgments, window probes; smux's keep-alives ride in
+// data), so a transport that delivers nothing of the kind for the idle
+// timeout carries no session, whatever else it delivers. This checks shape
+// only: the conversation number is not ours to check here, and a proxy
+// that forges KCP can keep itself alive anyway.
+func isKCPPacket(p []byte) bool {
+	return len(p) > 0 && walkSegments(p, func(seg kcpSegment) bool {
+		switch seg.cmd {
+		case kcp.IKCP_CMD_PUSH, kcp.IKCP_CMD_ACK, kcp.IKCP_CMD_WASK, kcp.IKCP_CMD_WINS:
+			return true
+		}
+		return false
+	})
 }
 
 // inbound is a packet read from the transport. burstEnd says that nothing

@@ -2,6 +2,7 @@ package turbotunnel
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -554,5 +555,101 @@ func TestRedialTransportsFailingAtOnce(t *testing.T) {
 	// more as Close comes.
 	if n := calls.Load(); n > 4 {
 		t.Fatalf("%d dials in 1.5 s of transports failing at once, want back-off", n)
+	}
+}
+
+// lifeCounter is a transport that counts what its reader vouches for as
+// life, as a dataconn.Conn with ExplicitLife does.
+type lifeCounter struct {
+	net.Conn
+	marks atomic.Int32
+}
+
+func (c *lifeCounter) MarkAlive() { c.marks.Add(1) }
+
+// TestOnlyPacketsAreLife: the redial conn tells its transport of life for
+// each KCP packet it reads, and for nothing else the stream may hold:
+// padding, empty and runt data chunks, chunks too long for a packet, and
+// data that does not parse as KCP segments.
+func TestOnlyPacketsAreLife(t *testing.T) {
+	client, peer := net.Pipe()
+	tr := &lifeCounter{Conn: client}
+	var dialled atomic.Bool
+	pconn := NewRedialPacketConn(NewClientID(), func(ctx context.Context) (net.Conn, error) {
+		if dialled.Swap(true) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return tr, nil
+	}, nil)
+	defer pconn.Close()
+	go io.Copy(io.Discard, peer) // the preamble
+	chunk := func(p []byte) []byte {
+		b, _ := encapsulation.AppendData(nil, p)
+		return b
+	}
+	lying := segment(kcp.IKCP_CMD_PUSH, "abc")
+	lying[20]++ // announces a byte more than the chunk holds
+	junk := join(
+		append(encapsulation.AppendPrefix(nil, 50, false), make([]byte, 50)...),
+		chunk(nil),
+		chunk([]byte("runt")),
+		chunk(make([]byte, MaxPacketSize+1)),
+		chunk(lying),
+		chunk(segment(0, "no such command")),
+		chunk(join(segment(kcp.IKCP_CMD_ACK, ""), []byte{1, 2, 3})),
+	)
+	good := join(segment(kcp.IKCP_CMD_ACK, ""), segment(kcp.IKCP_CMD_PUSH, "payload"))
+	go func() {
+		peer.Write(junk)
+		peer.Write(chunk(good))
+	}()
+	// KCP sees junk that is framed as a packet too (and drops it); the
+	// good packet comes after all of it.
+	buf := make([]byte, MaxPacketSize)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pconn.SetReadDeadline(deadline)
+		n, _, err := pconn.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("the good packet did not arrive: %v", err)
+		}
+		if bytes.Equal(buf[:n], good) {
+			break
+		}
+	}
+	if n := tr.marks.Load(); n != 1 {
+		t.Fatalf("%d marks of life, want 1: only the KCP packet counts", n)
+	}
+}
+
+// TestSessionTrafficIsLife: the packets of a real session, both its data
+// and KCP's acknowledgments, count as life.
+func TestSessionTrafficIsLife(t *testing.T) {
+	srv := newEchoServer(t)
+	var tr atomic.Pointer[lifeCounter]
+	pconn := NewRedialPacketConn(NewClientID(), func(ctx context.Context) (net.Conn, error) {
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		lc := &lifeCounter{Conn: c}
+		tr.Store(lc)
+		return lc, nil
+	}, nil)
+	sess, err := DialSession(pconn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	echoTransfer(t, st, 256<<10, nil)
+	if n := tr.Load().marks.Load(); n == 0 {
+		t.Fatal("a session's packets did not count as life")
 	}
 }
