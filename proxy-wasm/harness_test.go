@@ -120,7 +120,15 @@ func startNetwork(t *testing.T, size int64) *network {
 	srv := testenv.Start(t, "server", nil, testenv.Binary(t, "./server"),
 		"-listen", fmt.Sprintf("127.0.0.1:%d", n.relayPort), "-orport", n.src.ln.Addr().String(), "-disable-tls")
 	srv.WaitFor(t, "listening", 60*time.Second)
+	n.startBroker()
+	return n
+}
 
+// startBroker starts our broker with one bridge, whose WebSocket address
+// is n.relay.
+func (n *network) startBroker() {
+	t := n.t
+	t.Helper()
 	bridges := filepath.Join(n.dir, "bridges.json")
 	line := fmt.Sprintf(`{"displayName":"loopback","webSocketAddress":%q,"fingerprint":%q}`+"\n",
 		n.relay, messages.DefaultBridgeFingerprint)
@@ -136,7 +144,6 @@ func startNetwork(t *testing.T, size int64) *network {
 		// the default 5 s to answer; the test is about bytes, not speed.
 		"-client-timeout", "15s")
 	b.WaitFor(t, "listening", 60*time.Second)
-	return n
 }
 
 // startClient starts a Snowflake client (ours or Debian's) as a managed
