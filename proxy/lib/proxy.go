@@ -380,7 +380,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 		case <-rctx.Done():
 		}
 	}()
-	err = relay(rctx, dc, rwc, pc, ws, p.cfg.IdleTimeout, &st, &p.stats)
+	err = relay(rctx, dc, rwc, pc, ws, dcMessageLimit(dc, offer.SDP), p.cfg.IdleTimeout, &st, &p.stats)
 	log.Info("client disconnected", "duration", time.Since(start).Round(time.Millisecond),
 		"up", st.up.Load(), "down", st.down.Load(), "cause", errString(err))
 	return nil

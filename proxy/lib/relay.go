@@ -55,6 +55,7 @@ type relayStats struct {
 
 // relay copies bytes between a detached data channel and a WebSocket until
 // either side ends, ctx is done, or nothing moves for idle (see idleWatch).
+// No message to the client is longer than maxSend (dcMessageLimit).
 // It closes both, and peer (the PeerConnection), and returns why it
 // stopped (nil for a normal end).
 //
@@ -72,7 +73,7 @@ type relayStats struct {
 // relay that drops its TCP connection without a close frame still has its
 // last bytes delivered.
 func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, peer io.Closer, ws *websocket.Conn,
-	idle time.Duration, st *relayStats, total *Stats) error {
+	maxSend int, idle time.Duration, st *relayStats, total *Stats) error {
 	ws.SetReadLimit(wsReadLimit)
 	up, down := newPipe(upPipeLimit), newPipe(downPipeLimit)
 
@@ -202,7 +203,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	}()
 	go func() {
 		defer wg.Done()
-		out := make([]byte, dcMessageLimit(dc))
+		out := make([]byte, maxSend)
 		for {
 			n := down.read(out)
 			if n == 0 {

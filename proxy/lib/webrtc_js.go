@@ -35,6 +35,12 @@ func (p *Proxy) peerConfiguration() webrtc.Configuration {
 // shapeSDP keeps the answer as it is: in a browser it is the browser's.
 func (p *Proxy) shapeSDP(sdp string) string { return sdp }
 
-// dcMessageLimit is maxDCMessage: pion's js DataChannel does not expose the
-// browser's SCTP transport, whose maxMessageSize the browser enforces.
-func dcMessageLimit(*webrtc.DataChannel) int { return maxDCMessage }
+// dcMessageLimit returns the longest message the proxy may send to the
+// client whose offer is offerSDP: maxDCMessage, or less if the offer
+// announced a smaller max-message-size. Chromium refuses to send a longer
+// message and closes the data channel instead. The limit is read from the
+// offer rather than from the browser's RTCSctpTransport.maxMessageSize:
+// the offer holds it in every browser before the channel opens, while the
+// transport's copy comes with the browser's own state events and is
+// missing from older browsers.
+func dcMessageLimit(_ *webrtc.DataChannel, offerSDP string) int { return offerMessageLimit(offerSDP) }

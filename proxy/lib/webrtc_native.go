@@ -129,8 +129,9 @@ func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
 // max-message-size. pion refuses a longer message outright, so without
 // this every coalesced message to such a client would fail and the relay's
 // data to it would be lost. The association fixed the limit before the
-// channel opened.
-func dcMessageLimit(dc *webrtc.DataChannel) int {
+// channel opened, from the offer and pion's own bounds, so the offer is
+// not read again.
+func dcMessageLimit(dc *webrtc.DataChannel, _ string) int {
 	if t := dc.Transport(); t != nil {
 		if m := int(t.GetCapabilities().MaxMessageSize); m > 0 && m < maxDCMessage {
 			return m
