@@ -128,7 +128,11 @@ var pageHeaders = map[string]bool{
 // PRIORITY frames, pseudo-header order), the frame sequence with flags, the
 // HEADERS priority (exclusive, dependency, weight), the DATA framing of the
 // body, and the regular headers' order and values.
-func compareH2(t *testing.T, chromium, ours *h2Record) {
+//
+// installed is the major version of the Chromium that made chromium;
+// versioned reports a difference in what changes between Chromium versions
+// (testenv.VersionedErrorf).
+func compareH2(t *testing.T, chromium, ours *h2Record, installed int, versioned func(string, ...any)) {
 	t.Helper()
 	if a, b := chromium.Akamai(), ours.Akamai(); a != b {
 		t.Errorf("Akamai fingerprint: Chromium %s, ours %s", a, b)
@@ -175,12 +179,19 @@ func compareH2(t *testing.T, chromium, ours *h2Record) {
 			continue
 		}
 		want := h.Value
-		if h.Name == "user-agent" {
+		errorf := t.Errorf
+		switch h.Name {
+		case "user-agent":
 			// Headless mode names itself; a browser people use does not.
 			want = strings.Replace(want, "HeadlessChrome/", "Chrome/", 1)
+			// Only the major version differs between versions.
+			want = strings.Replace(want, fmt.Sprintf("Chrome/%d.", installed), fmt.Sprintf("Chrome/%d.", testenv.ImitatedChromium), 1)
+		case "sec-ch-ua":
+			// Its GREASE brand changes with the version too.
+			errorf = versioned
 		}
 		if got := ours.header(h.Name); got != want {
-			t.Errorf("header %s: Chromium %q, ours %q", h.Name, want, got)
+			errorf("header %s: Chromium %q, ours %q", h.Name, want, got)
 		}
 	}
 	if !bytes.Equal(ours.Body, chromium.Body) {
@@ -206,13 +217,14 @@ func TestChromiumH2Fingerprint(t *testing.T) {
 	ours := rendezvousRecord(t, srv, "")
 	t.Logf("ours:     %s, HEADERS priority %s, frames %v", ours.Akamai(), ours.HeadersPrio, ours.Frames)
 	t.Logf("TLS records: Chromium %v\n             ours     %v", chromium.TLSRecords, ours.TLSRecords)
-	compareH2(t, chromium, ours)
+	installed, versioned := testenv.ChromiumMajor(t), testenv.VersionedErrorf(t)
+	compareH2(t, chromium, ours, installed, versioned)
 
 	// The AMP method's GET.
 	ourGet := ampGetRecord(t, srv)
 	t.Logf("GET: Chromium %s %s %v; ours %s %s %v", chromiumGet.Akamai(), chromiumGet.HeadersPrio, chromiumGet.Frames,
 		ourGet.Akamai(), ourGet.HeadersPrio, ourGet.Frames)
-	compareH2(t, chromiumGet, ourGet)
+	compareH2(t, chromiumGet, ourGet, installed, versioned)
 }
 
 // TestRendezvousH2Fingerprint checks every utls-imitate mode's HTTP/2

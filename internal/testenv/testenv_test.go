@@ -115,3 +115,24 @@ func TestProcessOutputAtExit(t *testing.T) {
 		}
 	}
 }
+
+func TestParseChromiumMajor(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int // 0: an error
+	}{
+		{"Chromium 156.0.8078.73 built on Debian GNU/Linux 12 (bookworm)\n", 156},
+		{"Chromium 148.0.7778.167 built on Debian GNU/Linux 12 (bookworm)", 148},
+		{"Chromium 99", 99},
+		{"Google Chrome 156.0.8078.73", 0},
+		{"Chromium .1.2", 0},
+		{"Chromium -5.0", 0},
+		{"Chromium", 0},
+		{"", 0},
+	} {
+		got, err := parseChromiumMajor(tc.in)
+		if got != tc.want || (err == nil) != (tc.want != 0) {
+			t.Errorf("parseChromiumMajor(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}
