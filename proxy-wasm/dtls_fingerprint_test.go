@@ -59,17 +59,8 @@ func TestDTLSLikeChromium(t *testing.T) {
 	defer capture.Close()
 
 	// Phase 1: Chromium (the page proxy) answers our client.
-	ws := startWebServer(t, n, filepath.Join(web, "page"))
-	ch := startChromium(t, ws.url+"index.html")
-	page := ch.attach(ws.url + "index.html")
-	page.waitTrue(`document.getElementById("toggle").disabled === false`, 30*time.Second)
-	// Record every RTCPeerConnection the page makes, for its stats.
-	if _, err := page.eval(recordPeerConnections); err != nil {
-		t.Fatalf("wrap RTCPeerConnection: %v", err)
-	}
-	page.click("toggle")
-	ws.waitStatus("state on", 20*time.Second, func(s status) bool { return s.State == "on" })
-	waitPolls(t, ws, 1)
+	// Every RTCPeerConnection the page makes is recorded, for its stats.
+	ws, page := startPageProxy(t, n, web, true)
 	start1 := time.Now()
 	_, socks := n.startClient("client-chromium", ourClient)
 	conn := dial(t, socks)

@@ -30,13 +30,7 @@ func TestBrowserProxy(t *testing.T) {
 
 	var pageRate float64
 	t.Run("page", func(t *testing.T) {
-		ws := startWebServer(t, n, filepath.Join(web, "page"))
-		ch := startChromium(t, ws.url+"index.html")
-		page := ch.attach(ws.url + "index.html")
-		page.waitTrue(`document.getElementById("toggle").disabled === false`, 30*time.Second)
-		page.click("toggle")
-		ws.waitStatus("state on", 20*time.Second, func(s status) bool { return s.State == "on" })
-		waitPolls(t, ws, 1)
+		ws, page := startPageProxy(t, n, web, false)
 
 		_, socks := n.startClient("our-client", ourClient)
 		pageRate = n.download(dial(t, socks))

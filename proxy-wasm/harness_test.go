@@ -640,3 +640,23 @@ func extensionID(dir string) string {
 	}
 	return string(b)
 }
+
+// startPageProxy serves the web page proxy from web, opens it in Chromium
+// and switches it on; it returns once the proxy has polled the broker. With
+// record, the page's RTCPeerConnections are recorded first
+// (recordPeerConnections), for their stats.
+func startPageProxy(t *testing.T, n *network, web string, record bool) (*webServer, *cdpSession) {
+	t.Helper()
+	ws := startWebServer(t, n, filepath.Join(web, "page"))
+	page := startChromium(t, ws.url+"index.html").attach(ws.url + "index.html")
+	page.waitTrue(`document.getElementById("toggle").disabled === false`, 30*time.Second)
+	if record {
+		if _, err := page.eval(recordPeerConnections); err != nil {
+			t.Fatalf("wrap RTCPeerConnection: %v", err)
+		}
+	}
+	page.click("toggle")
+	ws.waitStatus("state on", 20*time.Second, func(s status) bool { return s.State == "on" })
+	waitPolls(t, ws, 1)
+	return ws, page
+}

@@ -5,13 +5,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,16 +42,7 @@ func TestBrowserSmallMaxMessageSize(t *testing.T) {
 	n.relay, n.relayPort = startEchoRelay(t)
 	n.startBroker()
 
-	ws := startWebServer(t, n, filepath.Join(web, "page"))
-	ch := startChromium(t, ws.url+"index.html")
-	page := ch.attach(ws.url + "index.html")
-	page.waitTrue(`document.getElementById("toggle").disabled === false`, 30*time.Second)
-	if _, err := page.eval(recordPeerConnections); err != nil {
-		t.Fatalf("wrap RTCPeerConnection: %v", err)
-	}
-	page.click("toggle")
-	ws.waitStatus("state on", 20*time.Second, func(s status) bool { return s.State == "on" })
-	waitPolls(t, ws, 1)
+	ws, page := startPageProxy(t, n, web, true)
 
 	const announced = echoChunk / 2
 	c := dialBrokerClient(t, n, announced)
@@ -203,39 +191,11 @@ func dialBrokerClient(t *testing.T, n *network, maxMessage uint32) *brokerClient
 // client's KCP does, reads the echo and compares SHA-256 digests.
 func (c *brokerClient) exchange(t *testing.T, size int) {
 	t.Helper()
-	data := make([]byte, size)
-	rand.Read(data)
-	errc := make(chan error, 1)
-	go func() {
-		for off := 0; off < len(data); off += 1400 {
-			if _, err := c.rw.Write(data[off:min(off+1400, len(data))]); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- nil
-	}()
 	// A proxy that stops relaying leaves the read blocked until its idle
 	// timeout; closing the connection at a deadline fails the test sooner.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { c.pc.Close() })
 	defer stop()
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	got := 0
-	for got < size {
-		k, err := c.rw.Read(buf)
-		if err != nil {
-			t.Fatalf("read after %d of %d bytes: %v", got, size, err)
-		}
-		h.Write(buf[:k])
-		got += k
-	}
-	if err := <-errc; err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	if want := sha256.Sum256(data); !bytes.Equal(h.Sum(nil), want[:]) || got != size {
-		t.Fatalf("echo mismatch: %d bytes, digest differs", got)
-	}
+	testenv.EchoExchange(t, c.rw, size)
 }

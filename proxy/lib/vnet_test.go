@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
+	"github.com/snowflake-go/snowflake/internal/testenv"
 )
 
 // fakeBroker is the broker side of the proxy protocol, in memory: tests
@@ -289,36 +289,7 @@ func (c *testClient) Close() {
 // compares SHA-256 digests.
 func (c *testClient) exchange(t *testing.T, n int) {
 	t.Helper()
-	data := make([]byte, n)
-	rand.Read(data)
-	errc := make(chan error, 1)
-	go func() {
-		for off := 0; off < len(data); off += 1400 {
-			end := min(off+1400, len(data))
-			if _, err := c.rw.Write(data[off:end]); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- nil
-	}()
-	h := sha256.New()
-	buf := make([]byte, 65536)
-	got := 0
-	for got < n {
-		k, err := c.rw.Read(buf)
-		if err != nil {
-			t.Fatalf("read after %d bytes: %v", got, err)
-		}
-		h.Write(buf[:k])
-		got += k
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if want := sha256.Sum256(data); !bytes.Equal(h.Sum(nil), want[:]) || got != n {
-		t.Fatalf("echo mismatch: %d bytes, digest differs", got)
-	}
+	testenv.EchoExchange(t, c.rw, n)
 }
 
 func vnetConfig(n *vnet.Net, brokerURL, relayURL string) Config {
