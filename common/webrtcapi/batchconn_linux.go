@@ -2,6 +2,7 @@ package webrtcapi
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -56,12 +57,15 @@ type batchConn struct {
 	got   int                   // recvmmsg's results
 	errno syscall.Errno
 
-	out *sender
+	out  *sender
+	errq *errQueue // the reader's, when ICMP errors are reported
 }
 
 // newBatchConn wraps c; it returns c itself if its socket or address
-// family cannot be had.
-func newBatchConn(c *net.UDPConn) transport.UDPConn {
+// family cannot be had. A non-nil unreachable gets the socket's ICMP
+// errors (see ReportUnreachable); if the kernel refuses IP_RECVERR, the
+// socket works as one without.
+func newBatchConn(c *net.UDPConn, unreachable func(netip.AddrPort, string)) transport.UDPConn {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return c
@@ -72,6 +76,10 @@ func newBatchConn(c *net.UDPConn) transport.UDPConn {
 	}
 	bc := &batchConn{UDPConn: c, raw: raw, out: newSender(raw, family, c.LocalAddr())}
 	bc.recv = bc.recvmmsg
+	if unreachable != nil && setRecvErr(raw, family) == nil {
+		bc.errq = newErrQueue(raw, unreachable)
+		bc.out.errq = newErrQueue(raw, unreachable)
+	}
 	return bc
 }
 
@@ -129,6 +137,9 @@ func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, er
 		c.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(c.names[i]))
 	}
 	rerr := c.raw.Read(c.recv)
+	if c.errq != nil && (rerr != nil || c.errno != 0) {
+		rerr = c.readAfterError(rerr)
+	}
 	got, errno := c.got, c.errno
 	if rerr != nil {
 		// Deadline or close: report it as a plain read would.
@@ -142,6 +153,45 @@ func (c *batchConn) readBatch(b []byte) (n int, addr netip.AddrPort, ok bool, er
 	addr, ok = c.addrPort(&c.names[0], c.hdrs[0].Hdr.Namelen)
 	return min(int(c.hdrs[0].Len), len(b)), addr, ok, nil
 }
+
+// readAfterError handles a failed read on a socket with IP_RECVERR set,
+// and reads again. An ICMP error makes the next receive fail once (the
+// socket's pending error) however many datagrams wait; that error is
+// about some earlier send, not this read, and passed on it would end
+// pion's read loop for the candidate. So the queue is drained (the
+// reports made) and the read retried. The same errno again with nothing
+// queued is a real failure, and is returned as before.
+//
+// rerr, an error of the poller rather than of recvmmsg, is either close,
+// a deadline, or "not pollable": Go's poller reports the latter when an
+// event holds EPOLLERR alone (an error queued while the socket is neither
+// readable nor writable), until the next event without it. That ends as
+// soon as a datagram arrives or the send buffer drains, so the reader
+// waits a little and tries again.
+func (c *batchConn) readAfterError(rerr error) error {
+	retried := false
+	for {
+		if rerr != nil {
+			if errors.Is(rerr, net.ErrClosed) || errors.Is(rerr, os.ErrDeadlineExceeded) {
+				return rerr
+			}
+			c.errq.read()
+			time.Sleep(notPollableWait)
+		} else if c.errno != 0 {
+			if c.errq.read() == 0 && retried {
+				return nil
+			}
+			retried = true
+		} else {
+			return nil
+		}
+		rerr = c.raw.Read(c.recv)
+	}
+}
+
+// notPollableWait is how long a reader waits for the poller to take a
+// socket back after an EPOLLERR-only event (see readAfterError).
+const notPollableWait = time.Millisecond
 
 // setUpBatch allocates the slots and points the headers at them and at
 // the address buffers, once.

@@ -5,6 +5,7 @@ package webrtcapi
 import (
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -32,20 +33,44 @@ const ReceiveBuffer = 4 << 20
 // On the operating system's network, interfaces are listed afresh on
 // every call, as pion's default network does for each PeerConnection: a
 // proxy that runs for weeks must see its addresses change.
-func Net(inner transport.Net) (transport.Net, error) {
-	if inner != nil {
-		return bufferedNet{Net: inner}, nil
+func Net(inner transport.Net, opts ...Option) (transport.Net, error) {
+	n := bufferedNet{Net: inner}
+	if inner == nil {
+		s, err := stdnet.NewNet()
+		if err != nil {
+			return nil, fmt.Errorf("webrtcapi: %w", err)
+		}
+		n.Net, n.os = s, true
 	}
-	n, err := stdnet.NewNet()
-	if err != nil {
-		return nil, fmt.Errorf("webrtcapi: %w", err)
+	for _, o := range opts {
+		o(&n)
 	}
-	return bufferedNet{Net: n, os: true}, nil
+	return n, nil
+}
+
+// An Option changes the sockets that Net makes.
+type Option func(*bufferedNet)
+
+// ReportUnreachable has every operating-system socket report the ICMP
+// errors that say a destination it sent to is unreachable (network,
+// host or port; see decodeUnreachable), on Linux: report is called with
+// the destination and a short reason. A proxy that dies on a live host
+// is known this way at the next datagram sent to it, where ICE notices
+// only after seconds of silence; the host, or the NAT in front of it,
+// answers for the closed port.
+//
+// Such errors also surface as a failure of the socket's next read or
+// write, which these sockets retry instead of returning, so callers see
+// no difference but the reports. report is called from the socket's
+// reader or sender and must not block, nor close the socket.
+func ReportUnreachable(report func(to netip.AddrPort, reason string)) Option {
+	return func(n *bufferedNet) { n.unreachable = report }
 }
 
 type bufferedNet struct {
 	transport.Net
-	os bool // the inner network is the operating system's
+	os          bool // the inner network is the operating system's
+	unreachable func(netip.AddrPort, string)
 }
 
 func (n bufferedNet) current() (transport.Net, error) {
@@ -90,7 +115,7 @@ func (n bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UD
 		return nil, err
 	}
 	// Both the inner socket and its batchConn are transport.UDPConns.
-	return prepare(c).(transport.UDPConn), nil
+	return prepare(c, n.unreachable).(transport.UDPConn), nil
 }
 
 func (n bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
@@ -98,7 +123,7 @@ func (n bufferedNet) ListenPacket(network, address string) (net.PacketConn, erro
 	if err != nil {
 		return nil, err
 	}
-	return prepare(c), nil
+	return prepare(c, n.unreachable), nil
 }
 
 // prepare asks for the larger receive buffer where the socket has one,
@@ -106,13 +131,14 @@ func (n bufferedNet) ListenPacket(network, address string) (net.PacketConn, erro
 // reads and writes in batches and offers pion its allocation-free address
 // path; other sockets are returned as they are. A refused buffer leaves
 // the default, which works, only with more losses under load; there is
-// nothing better to do with the error.
-func prepare(c net.PacketConn) net.PacketConn {
+// nothing better to do with the error. unreachable, if not nil, is the
+// ReportUnreachable callback.
+func prepare(c net.PacketConn, unreachable func(netip.AddrPort, string)) net.PacketConn {
 	if s, ok := c.(interface{ SetReadBuffer(int) error }); ok {
 		_ = s.SetReadBuffer(ReceiveBuffer)
 	}
 	if u, ok := c.(*net.UDPConn); ok {
-		return newBatchConn(u)
+		return newBatchConn(u, unreachable)
 	}
 	return c
 }

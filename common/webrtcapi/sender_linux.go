@@ -57,7 +57,8 @@ type sender struct {
 	done    chan struct{} // the goroutine ended
 
 	// Used by the goroutine alone.
-	gso      bool // send runs of equal datagrams as one buffer (UDP_SEGMENT)
+	errq     *errQueue // the sender's, when ICMP errors are reported
+	gso      bool      // send runs of equal datagrams as one buffer (UDP_SEGMENT)
 	hdrs     [maxQueued]unix.Mmsghdr
 	iovs     [maxQueued]unix.Iovec
 	cmsgs    [maxQueued][cmsgSize]byte // a UDP_SEGMENT control message per message
@@ -176,6 +177,7 @@ func (s *sender) run() {
 // the kernel refuses is skipped; the first such error is returned.
 func (s *sender) flush(batch []datagram) error {
 	var first error
+	retries := 0
 	for from := 0; from < len(batch); {
 		s.build(batch, from)
 		for s.sent = 0; s.sent < s.total; {
@@ -185,6 +187,11 @@ func (s *sender) flush(batch []datagram) error {
 			if s.errno == 0 {
 				s.sent += s.n
 				s.messages += s.n
+				retries = 0
+				continue
+			}
+			if s.errq != nil && s.icmpRefused(retries) {
+				retries++
 				continue
 			}
 			// Message sent was refused (sendmmsg reports an error only
@@ -209,6 +216,24 @@ func (s *sender) flush(batch []datagram) error {
 		}
 	}
 	return first
+}
+
+// maxICMPRetries bounds how often one message is sent again after errors
+// that ICMP reports caused, so that a flood of them cannot hold the
+// sender.
+const maxICMPRetries = 4
+
+// icmpRefused reports whether the message that sendmmsg refused should be
+// sent again: on a socket with IP_RECVERR, an ICMP error makes the next
+// send fail once, whichever its destination, and a datagram to a live
+// peer would be lost for an error about another (an old ICE check to a
+// dead candidate, say). Draining the queue makes the reports. The first
+// refusal is always retried (the reader may have drained the queue
+// already); a repeated one only if new errors were queued, so that a
+// refusal of the message itself (no route) is not retried forever.
+func (s *sender) icmpRefused(retries int) bool {
+	queued := s.errq.read()
+	return retries == 0 || (queued > 0 && retries < maxICMPRetries)
 }
 
 // gsoRefused reports whether errno is how the kernel refuses to segment.
