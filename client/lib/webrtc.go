@@ -70,7 +70,9 @@ func (t *Transport) webrtcAPI() *webrtcapi.Factory {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	// A peer that goes quiet (proxy killed) is noticed after 5 s; the
 	// session then moves to the next proxy instead of waiting for the
-	// 20 s staleness timeout.
+	// 20 s staleness timeout. Most such deaths are noticed at once, from
+	// the ICMP error the proxy's host sends back (see unreachableWatch);
+	// these timeouts are left for the silent ones.
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	if t.cfg.KeepLocalAddresses {
 		se.SetIncludeLoopbackCandidate(true)
@@ -88,7 +90,8 @@ func (t *Transport) newPeer(ctx context.Context) (*dataconn.Conn, error) {
 	if sel := selectICEServers(t.cfg.ICEServers); len(sel) > 0 {
 		servers = []webrtc.ICEServer{{URLs: sel}}
 	}
-	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: servers, Certificates: t.certificates()})
+	watch := &unreachableWatch{logger: t.logger}
+	pc, err := t.newPeerConnection(webrtc.Configuration{ICEServers: servers, Certificates: t.certificates()}, watch)
 	if err != nil {
 		return nil, fmt.Errorf("client: new peer connection: %w", err)
 	}
@@ -204,6 +207,7 @@ func (t *Transport) newPeer(ctx context.Context) (*dataconn.Conn, error) {
 	if s := pc.ConnectionState(); s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
 		conn.CloseWithError(fmt.Errorf("client: peer connection %s", s))
 	}
+	watch.watch(pc, conn)
 	ok = true
 	t.logger.Info("connected to a proxy", "rendezvous_and_open", time.Since(start))
 	return conn, nil

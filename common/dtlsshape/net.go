@@ -63,9 +63,9 @@ func rewriteHelloRecords(b []byte) []byte {
 
 // WrapNet returns the network of a shaped peer: inner (nil: the
 // operating system's) as webrtcapi.Net makes it, with UDP sockets that
-// write ClientHello records as browsers do.
-func WrapNet(inner transport.Net) (transport.Net, error) {
-	n, err := webrtcapi.Net(inner)
+// write ClientHello records as browsers do; opts are webrtcapi.Net's.
+func WrapNet(inner transport.Net, opts ...webrtcapi.Option) (transport.Net, error) {
+	n, err := webrtcapi.Net(inner, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dtlsshape: %w", err)
 	}

@@ -38,23 +38,31 @@ import (
 // defaults and installs the sockets unwrapped. Per-connection ICE
 // credentials are set apart, through ICECredentials.
 func Apply(se *webrtc.SettingEngine, mode Mode, profile *Profile, inner transport.Net) error {
-	if mode == Disable {
-		n, err := webrtcapi.Net(inner)
-		if err != nil {
-			return fmt.Errorf("dtlsshape: %w", err)
-		}
-		se.SetNet(n)
-		return nil
-	}
-	n, err := WrapNet(inner)
+	n, err := Net(mode, inner)
 	if err != nil {
 		return err
 	}
-	if err := apply(se, mode, profile); err != nil {
-		return err
+	if mode != Disable {
+		if err := apply(se, mode, profile); err != nil {
+			return err
+		}
 	}
 	se.SetNet(n)
 	return nil
+}
+
+// Net returns the network Apply installs for mode, with opts for
+// webrtcapi.Net. A caller that needs sockets of its own for one
+// PeerConnection installs such a network on its copy of the settings.
+func Net(mode Mode, inner transport.Net, opts ...webrtcapi.Option) (transport.Net, error) {
+	if mode == Disable {
+		n, err := webrtcapi.Net(inner, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("dtlsshape: %w", err)
+		}
+		return n, nil
+	}
+	return WrapNet(inner, opts...)
 }
 
 func apply(se *webrtc.SettingEngine, mode Mode, profile *Profile) error {
