@@ -118,13 +118,25 @@ func FuzzDecodeUnreachable(f *testing.F) {
 // closed port learns of it within a second, while its traffic with a live
 // peer goes on without an error and its error queue is left empty.
 func TestReportUnreachable(t *testing.T) {
-	dead, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	t.Run("IPv4", func(t *testing.T) { testReportUnreachable(t, "udp4", net.IPv4(127, 0, 0, 1)) })
+	t.Run("IPv6", func(t *testing.T) {
+		if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+			t.Skip("no IPv6 loopback:", err)
+		} else {
+			c.Close()
+		}
+		testReportUnreachable(t, "udp6", net.IPv6loopback)
+	})
+}
+
+func testReportUnreachable(t *testing.T, network string, loopback net.IP) {
+	dead, err := net.ListenUDP(network, &net.UDPAddr{IP: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadAddr := dead.LocalAddr().(*net.UDPAddr).AddrPort()
 	dead.Close()
-	live, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	live, err := net.ListenUDP(network, &net.UDPAddr{IP: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +155,7 @@ func TestReportUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := n.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := n.ListenUDP(network, &net.UDPAddr{IP: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
