@@ -227,18 +227,25 @@ func mmsg(trap, fd uintptr, hdrs []unix.Mmsghdr) (n int, errno syscall.Errno, do
 // addrPort converts a kernel socket address the way package net does:
 // IPv4-mapped addresses stay mapped, and a scope becomes the zone.
 func (c *batchConn) addrPort(sa *unix.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {
+	ap, scope, ok := sockaddrAddrPort(sa, n)
+	if scope != 0 {
+		ap = netip.AddrPortFrom(ap.Addr().WithZone(c.zone.lookup(scope)), ap.Port())
+	}
+	return ap, ok
+}
+
+// sockaddrAddrPort converts a kernel socket address of n bytes, IPv4 or
+// IPv6 (IPv4-mapped addresses stay mapped), and returns an IPv6 address's
+// scope apart, for the caller to name or leave out.
+func sockaddrAddrPort(sa *unix.RawSockaddrInet6, n uint32) (ap netip.AddrPort, scope uint32, ok bool) {
 	switch {
 	case sa.Family == unix.AF_INET && n >= unix.SizeofSockaddrInet4:
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), networkPort(&sa4.Port)), true
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), networkPort(&sa4.Port)), 0, true
 	case sa.Family == unix.AF_INET6 && n >= unix.SizeofSockaddrInet6:
-		a := netip.AddrFrom16(sa.Addr)
-		if sa.Scope_id != 0 {
-			a = a.WithZone(c.zone.lookup(sa.Scope_id))
-		}
-		return netip.AddrPortFrom(a, networkPort(&sa.Port)), true
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), networkPort(&sa.Port)), sa.Scope_id, true
 	}
-	return netip.AddrPort{}, false
+	return netip.AddrPort{}, 0, false
 }
 
 // networkPort reads a port stored in network byte order.

@@ -1,7 +1,6 @@
 package webrtcapi
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"syscall"
 	"unsafe"
@@ -89,26 +88,15 @@ func unreachableReason(ee []byte) string {
 	return ""
 }
 
-// decodeSockaddr converts a kernel socket address as batchConn.addrPort
-// does, but without the zone: a link-local proxy's scope does not help
-// to recognize it, and looking it up costs an interface listing.
+// decodeSockaddr converts a kernel socket address held in b as
+// batchConn.addrPort does, but without the zone: a link-local proxy's
+// scope does not help to recognize it, and looking it up costs an
+// interface listing.
 func decodeSockaddr(b []byte) (netip.AddrPort, bool) {
-	if len(b) < 2 {
-		return netip.AddrPort{}, false
-	}
-	switch binary.NativeEndian.Uint16(b) {
-	case unix.AF_INET:
-		if len(b) < unix.SizeofSockaddrInet4 {
-			return netip.AddrPort{}, false
-		}
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), binary.BigEndian.Uint16(b[2:])), true
-	case unix.AF_INET6:
-		if len(b) < unix.SizeofSockaddrInet6 {
-			return netip.AddrPort{}, false
-		}
-		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[8:24])), binary.BigEndian.Uint16(b[2:])), true
-	}
-	return netip.AddrPort{}, false
+	var sa unix.RawSockaddrInet6
+	n := copy(unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unsafe.Sizeof(sa)), b)
+	ap, _, ok := sockaddrAddrPort(&sa, uint32(n))
+	return ap, ok
 }
 
 // errQueue reads the error queue of a socket with IP_RECVERR set. Linux
