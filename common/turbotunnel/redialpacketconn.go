@@ -176,6 +176,7 @@ func (c *RedialPacketConn) carry(conn net.Conn) error {
 func (c *RedialPacketConn) readLoop(conn net.Conn) error {
 	r := bufio.NewReaderSize(conn, 32*1024)
 	buf := make([]byte, MaxPacketSize)
+	life, _ := conn.(lifeMarker)
 	for {
 		n, err := encapsulation.ReadData(r, buf)
 		var tooLong *encapsulation.ErrTooLong
@@ -188,8 +189,8 @@ func (c *RedialPacketConn) readLoop(conn net.Conn) error {
 			}
 			return fmt.Errorf("turbotunnel: read: %w", err)
 		}
-		if lm, ok := conn.(lifeMarker); ok && isKCPPacket(buf[:n]) {
-			lm.MarkAlive()
+		if life != nil && isKCPPacket(buf[:n]) {
+			life.MarkAlive()
 		}
 		p := c.pool.get(n)
 		copy(p, buf[:n])
