@@ -31,13 +31,24 @@ func NewFactory(se webrtc.SettingEngine, fresh func(*webrtc.SettingEngine) error
 
 // NewPeerConnection makes a PeerConnection configured by conf.
 func (f *Factory) NewPeerConnection(conf webrtc.Configuration) (*webrtc.PeerConnection, error) {
-	api := f.api
-	if api == nil {
-		se := f.se
-		if err := f.fresh(&se); err != nil {
-			return nil, fmt.Errorf("webrtcapi: %w", err)
-		}
-		api = New(se)
+	if f.api != nil {
+		return f.api.NewPeerConnection(conf)
 	}
-	return api.NewPeerConnection(conf)
+	se, err := f.settings()
+	if err != nil {
+		return nil, err
+	}
+	return New(se).NewPeerConnection(conf)
+}
+
+// settings returns a copy of the settings for one PeerConnection, made
+// fresh if the Factory makes them so.
+func (f *Factory) settings() (webrtc.SettingEngine, error) {
+	se := f.se
+	if f.fresh != nil {
+		if err := f.fresh(&se); err != nil {
+			return se, fmt.Errorf("webrtcapi: %w", err)
+		}
+	}
+	return se, nil
 }
