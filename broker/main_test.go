@@ -280,16 +280,7 @@ func TestUpstreamProxy(t *testing.T) {
 	dc.OnOpen(func() { close(opened) })
 	dc.OnMessage(func(m webrtc.DataChannelMessage) { received <- m.Data })
 
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	envelope, err := messages.SessionDescription{Type: "offer", SDP: pc.LocalDescription().SDP}.Encode()
+	envelope, err := messages.SessionDescription{Type: "offer", SDP: testenv.GatheredOffer(t, pc).SDP}.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,16 +125,7 @@ func dialBrokerClient(t *testing.T, n *network, maxMessage uint32) *brokerClient
 	}
 	opened := make(chan struct{})
 	dc.OnOpen(func() { close(opened) })
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	sdp := pc.LocalDescription().SDP
+	sdp := testenv.GatheredOffer(t, pc).SDP
 	if want := fmt.Sprintf("a=max-message-size:%d", maxMessage); !strings.Contains(sdp, want) {
 		t.Fatalf("the client's offer does not announce %s", want)
 	}

@@ -13,24 +13,7 @@ import (
 // as sent, for tests that inspect its candidates.
 func ExchangeSDP(t testing.TB, offerer, answerer *webrtc.PeerConnection) string {
 	t.Helper()
-	complete := func(pc *webrtc.PeerConnection, desc webrtc.SessionDescription) webrtc.SessionDescription {
-		t.Helper()
-		gathered := webrtc.GatheringCompletePromise(pc)
-		if err := pc.SetLocalDescription(desc); err != nil {
-			t.Fatalf("testenv: set local description: %v", err)
-		}
-		select {
-		case <-gathered:
-		case <-time.After(30 * time.Second):
-			t.Fatal("testenv: ICE gathering did not complete within 30 s")
-		}
-		return *pc.LocalDescription()
-	}
-	offer, err := offerer.CreateOffer(nil)
-	if err != nil {
-		t.Fatalf("testenv: create offer: %v", err)
-	}
-	sentOffer := complete(offerer, offer)
+	sentOffer := GatheredOffer(t, offerer)
 	if err := answerer.SetRemoteDescription(sentOffer); err != nil {
 		t.Fatalf("testenv: set remote offer: %v", err)
 	}
@@ -38,10 +21,38 @@ func ExchangeSDP(t testing.TB, offerer, answerer *webrtc.PeerConnection) string 
 	if err != nil {
 		t.Fatalf("testenv: create answer: %v", err)
 	}
-	if err := offerer.SetRemoteDescription(complete(answerer, answer)); err != nil {
+	if err := offerer.SetRemoteDescription(setGathered(t, answerer, answer)); err != nil {
 		t.Fatalf("testenv: set remote answer: %v", err)
 	}
 	return sentOffer.SDP
+}
+
+// GatheredOffer creates pc's offer and sets it, and returns it once ICE
+// gathering is complete, with every candidate in it, as a Snowflake client
+// sends it through the broker.
+func GatheredOffer(t testing.TB, pc *webrtc.PeerConnection) webrtc.SessionDescription {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatalf("testenv: create offer: %v", err)
+	}
+	return setGathered(t, pc, offer)
+}
+
+// setGathered sets desc as pc's local description and returns it once ICE
+// gathering is complete (30 s at most).
+func setGathered(t testing.TB, pc *webrtc.PeerConnection, desc webrtc.SessionDescription) webrtc.SessionDescription {
+	t.Helper()
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(desc); err != nil {
+		t.Fatalf("testenv: set local description: %v", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("testenv: ICE gathering did not complete within 30 s")
+	}
+	return *pc.LocalDescription()
 }
 
 // SendHello opens a data channel from offerer to answerer, connects them
