@@ -142,10 +142,12 @@ func (c *UDPConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // ReadFromUDP is ReadFrom with a typed address.
 func (c *UDPConn) ReadFromUDP(p []byte) (int, *net.UDPAddr, error) {
-	// Reading straight into p saves a copy when it can hold a whole
-	// datagram and its header, as pion's buffers can.
+	// Reading straight into p saves a copy, but only a p that holds the
+	// largest datagram with its header is safe: the kernel would cut a
+	// datagram that does not fit at len(p), taking the header's length
+	// off the payload even when the payload alone fits p.
 	buf := p
-	if len(p) < 1500 {
+	if len(p) < maxDatagram {
 		bp := bufPool.Get().(*[]byte)
 		defer bufPool.Put(bp)
 		buf = *bp

@@ -57,7 +57,7 @@ func TestUDPAssociate(t *testing.T) {
 	if la := c.LocalAddr().(*net.UDPAddr); !la.IP.IsLoopback() || la.Port == 0 {
 		t.Errorf("local address %v, want the relay's loopback address", la)
 	}
-	// Small buffers (copied) and large ones (read in place) both work.
+	// Small buffers and large ones both work.
 	for i, size := range []int{1, 100, 1200, 1400, 9000} {
 		msg := bytes.Repeat([]byte{byte(i + 1)}, size)
 		if _, err := c.WriteTo(msg, echo); err != nil {
@@ -393,5 +393,49 @@ func TestAssociationSocketFailure(t *testing.T) {
 	}
 	if err := <-hungUp; !errors.Is(err, io.EOF) {
 		t.Errorf("control connection after the failed association: %v, want it closed (EOF)", err)
+	}
+}
+
+// TestReadFitsCallerBuffer: a datagram whose payload fits the caller's
+// buffer comes back whole, even when the payload and its SOCKS header
+// together do not fit; a larger payload is cut to the buffer's length, as
+// a plain UDP socket does.
+func TestReadFitsCallerBuffer(t *testing.T) {
+	srv := startServer(t, "", "")
+	echo := echoUDP(t)
+	n, err := New(Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := n.ListenUDPContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, tc := range []struct{ payload, buf int }{
+		{1500, 1500}, // fits exactly; with the 10-byte header it does not
+		{1495, 1500},
+		{9000, 9000},
+		{2000, 1500}, // too large: the first 1500 bytes
+	} {
+		msg := make([]byte, tc.payload)
+		for i := range msg {
+			msg[i] = byte(i)
+		}
+		if _, err := c.WriteTo(msg, echo); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, tc.buf)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, _, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("payload %d, buffer %d: %v", tc.payload, tc.buf, err)
+		}
+		want := msg[:min(tc.payload, tc.buf)]
+		if !bytes.Equal(buf[:k], want) {
+			t.Errorf("payload %d, buffer %d: read %d bytes, want the first %d of the payload", tc.payload, tc.buf, k, len(want))
+		}
 	}
 }
