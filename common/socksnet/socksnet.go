@@ -166,9 +166,18 @@ func withDeadline(ctx context.Context, conn net.Conn) (done func()) {
 		dl = d
 	}
 	conn.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	expired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		conn.SetDeadline(time.Unix(1, 0))
+		close(expired)
+	})
 	return func() {
-		stop()
+		// A context that ended just now has started the expiry in
+		// its own goroutine; it must finish before the deadlines are
+		// cleared, or it would expire the connection handed back.
+		if !stop() {
+			<-expired
+		}
 		conn.SetDeadline(time.Time{})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,5 +130,105 @@ func TestConnect(t *testing.T) {
 	}
 	if _, err := n.DialContext(ctx, "udp", target); !errors.Is(err, ErrNotSupported) {
 		t.Errorf("udp dial: %v", err)
+	}
+}
+
+// lateCancelConn cancels the dial's context as the last byte of the
+// SOCKS reply is read, and holds the cancellation's expired deadline back
+// until the handshake has cleared its deadlines (or 500 ms have passed).
+// That is an order the scheduler may choose when a context ends just as
+// the handshake completes.
+type lateCancelConn struct {
+	net.Conn
+	cancel    context.CancelFunc
+	replyLen  int // bytes the server sends before the tunnel starts
+	read      int
+	cleared   chan struct{} // closed when a zero deadline is set
+	clearOnce sync.Once
+	expired   chan struct{} // closed when the past deadline is applied
+}
+
+func (c *lateCancelConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	before := c.read
+	c.read += n
+	if before < c.replyLen && c.read >= c.replyLen {
+		c.cancel()
+	}
+	return n, err
+}
+
+func (c *lateCancelConn) SetDeadline(t time.Time) error {
+	switch {
+	case t.IsZero():
+		err := c.Conn.SetDeadline(t)
+		c.clearOnce.Do(func() { close(c.cleared) })
+		return err
+	case t.Before(time.Now()):
+		select {
+		case <-c.cleared:
+		case <-time.After(500 * time.Millisecond):
+		}
+		err := c.Conn.SetDeadline(t)
+		close(c.expired)
+		return err
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// TestDialCancelledAsHandshakeEnds: a context that ends just as the
+// CONNECT reply arrives must not leave the returned connection with an
+// expired deadline, which would fail its first read.
+func TestDialCancelledAsHandshakeEnds(t *testing.T) {
+	// A SOCKS5 server that grants one CONNECT and then echoes.
+	ln := testenv.ServeTCP(t, func(c net.Conn) {
+		buf := make([]byte, 10)
+		if _, err := io.ReadFull(c, buf[:3]); err != nil {
+			return
+		}
+		c.Write([]byte{5, 0})
+		if _, err := io.ReadFull(c, buf[:10]); err != nil {
+			return
+		}
+		c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 1})
+		io.Copy(c, c)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var hook *lateCancelConn
+	n, err := New(Config{Addr: ln.Addr().String(), Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		hook = &lateCancelConn{Conn: c, cancel: cancel, replyLen: 2 + 10,
+			cleared: make(chan struct{}), expired: make(chan struct{})}
+		return hook, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.DialContext(ctx, "tcp", "127.0.0.1:9")
+	if err != nil {
+		// Refusing the connection is also a correct answer to the
+		// cancellation.
+		t.Skipf("dial: %v", err)
+	}
+	defer c.Close()
+	select {
+	case <-hook.expired:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the cancellation never set its deadline")
+	}
+	// No deadline of our own here: it would replace the one under test.
+	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
+	defer timer.Stop()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatalf("write on the returned connection: %v", err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read on the returned connection: %v", err)
 	}
 }
