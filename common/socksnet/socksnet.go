@@ -151,6 +151,14 @@ func (c *Config) dialServer(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		dial = d.DialContext
 	}
+	// Callers such as pion's ListenUDP pass no deadline; without one a
+	// proxy that never answers the connect would hold them for the
+	// system's connect timeout (minutes).
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, handshakeTimeout)
+		defer cancel()
+	}
 	conn, err := dial(ctx, "tcp", c.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("socksnet: connect to proxy: %w", err)

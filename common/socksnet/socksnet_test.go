@@ -232,3 +232,30 @@ func TestDialCancelledAsHandshakeEnds(t *testing.T) {
 		t.Fatalf("read on the returned connection: %v", err)
 	}
 }
+
+// TestConnectToProxyHasDeadline checks that the connect to the SOCKS server
+// is bounded even when the caller gives no deadline, as pion's ListenUDP
+// does: a proxy that never answers must not hold candidate gathering for
+// the system's connect timeout.
+func TestConnectToProxyHasDeadline(t *testing.T) {
+	var deadline time.Time
+	var hasDeadline bool
+	refuse := errors.New("refused by the test")
+	n, err := New(Config{Addr: "127.0.0.1:9", Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		deadline, hasDeadline = ctx.Deadline()
+		return nil, refuse
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := n.ListenUDP("udp4", nil); !errors.Is(err, refuse) {
+		t.Fatalf("ListenUDP: %v, want the dial's error", err)
+	}
+	if !hasDeadline {
+		t.Fatal("the connect to the proxy had no deadline")
+	}
+	if d := deadline.Sub(start); d <= 0 || d > handshakeTimeout+time.Second {
+		t.Errorf("connect deadline %v after the call, want within %v", d, handshakeTimeout)
+	}
+}
