@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -572,4 +573,50 @@ func openEcho(t *testing.T, sess *turbotunnel.Session) net.Conn {
 	}
 	echo(t, st, 4096)
 	return st
+}
+
+// TestRequestBodyNotAwaited: a request that is not upgraded is answered and
+// its connection closed without waiting for a request body that never
+// comes. net/http would otherwise read up to 256 KiB of it after the
+// handler returns, with no deadline (the server has no ReadTimeout, which
+// would cut WebSockets), holding a goroutine and a socket for as long as
+// the client likes.
+func TestRequestBodyNotAwaited(t *testing.T) {
+	tests := []struct {
+		name, request string
+		maxConns      int
+		fill          int // WebSockets opened first
+		status        int
+	}{
+		{"POST with length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n", 0, 0, http.StatusUpgradeRequired},
+		{"chunked GET, no upgrade", "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0, http.StatusUpgradeRequired},
+		{"over the limit", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", 1, 1, http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, Config{MaxConns: tt.maxConns})
+			for range tt.fill {
+				rawConn(t, ts)
+			}
+			waitStat(t, ts, "websockets", func(s Stats) bool { return s.WebSocketsActive == int64(tt.fill) })
+			c, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(ts.url, "ws://"), "/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, tt.request); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no response while the body is outstanding: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %s, want %d", resp.Status, tt.status)
+			}
+			waitClosed(t, c, 5*time.Second)
+		})
+	}
 }

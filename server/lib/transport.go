@@ -66,11 +66,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.sem <- struct{}{}:
 	default:
 		s.stats.wsRejected.Add(1)
+		abandonBody(w, r)
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
 	defer func() { <-s.sem }()
 	if !s.group.Enter() {
+		abandonBody(w, r)
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -84,6 +86,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.stats.errors[errUpgrade].Add(1)
 		s.logger.Debug("websocket upgrade failed", "err", err)
+		abandonBody(w, r)
 		return // Accept has written the HTTP error
 	}
 	s.stats.wsTotal.Add(1)
@@ -98,6 +101,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.logger.Info("websocket closed", "reason", err)
 	}
+}
+
+// abandonBody makes a request that is not upgraded give up on its body, so
+// that the answer goes out and the connection closes at once. Otherwise
+// net/http, after the handler returns, reads up to 256 KiB of an unread body
+// before it answers, with no deadline (Serve sets no ReadTimeout, which would
+// cut WebSockets): a client that announces a body and sends none held a
+// goroutine and a socket for as long as it liked, outside MaxConns.
+func abandonBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 {
+		return // nothing to read; the connection may be kept alive
+	}
+	// A past deadline fails the read at once; net/http then closes the
+	// connection after the reply instead of reusing it.
+	http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
 }
 
 // idleConn sets a fresh read deadline before every read, so a connection
