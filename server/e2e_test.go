@@ -451,3 +451,14 @@ func TestExitOnStdinClose(t *testing.T) {
 		t.Fatalf("server did not exit after stdin closed:\n%s", p.Output())
 	}
 }
+
+// TestSmethodArgs: like upstream's, the server's SMETHOD line tells tor
+// whether it serves TLS (and for which host names), which tor publishes in
+// the bridge's extra-info descriptor.
+func TestSmethodArgs(t *testing.T) {
+	p, url := startManagedServer(t, startFakeTor(t), "")
+	want := "SMETHOD snowflake " + strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/") + " ARGS:tls=no\n"
+	if out := p.Output(); !strings.Contains(out, want) {
+		t.Fatalf("no %q in the server's output:\n%s", want, out)
+	}
+}

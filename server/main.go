@@ -216,6 +216,22 @@ func runStandalone(ctx context.Context, o options, logger *slog.Logger) error {
 	return serveAll(ctx, o, srv, []net.Listener{wrapped}, logger, errc)
 }
 
+// smethodArgs are the ARGS of the SMETHOD line: whether the server speaks
+// TLS, and for which host names. tor publishes them in the bridge's
+// extra-info descriptor; upstream's server reports the same keys.
+func smethodArgs(o options) pt.Args {
+	args := pt.Args{}
+	if o.disableTLS {
+		args.Add("tls", "no")
+		return args
+	}
+	args.Add("tls", "yes")
+	for _, h := range strings.Split(o.acmeHostnames, ",") {
+		args.Add("hostname", h)
+	}
+	return args
+}
+
 func runManaged(ctx context.Context, o options, logger *slog.Logger) (err error) {
 	info, err := pt.ServerSetup(nil)
 	if err != nil {
@@ -305,7 +321,7 @@ func runManaged(ctx context.Context, o options, logger *slog.Logger) (err error)
 			continue
 		}
 		lns = append(lns, wrapped)
-		pt.Smethod(b.MethodName, ln.Addr())
+		pt.SmethodArgs(b.MethodName, ln.Addr(), smethodArgs(o))
 	}
 	pt.SmethodsDone()
 	if len(lns) == 0 {
