@@ -51,7 +51,10 @@ func startFakeTor(t *testing.T) *fakeTor {
 	ft.ln = testenv.ServeTCP(t, func(c net.Conn) {
 		ft.accepted.Add(1)
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		md, err := extorport.Accept(c, ft.cookie)
+		ft.mu.Lock()
+		cookie := ft.cookie
+		ft.mu.Unlock()
+		md, err := extorport.Accept(c, cookie)
 		if err != nil {
 			t.Errorf("fake tor: ExtORPort handshake: %v", err)
 			return
@@ -79,6 +82,20 @@ func startFakeTor(t *testing.T) *fakeTor {
 		}
 	})
 	return ft
+}
+
+// newCookie makes the fake tor use a fresh cookie and write it to its
+// cookie file, as tor does when it restarts.
+func (ft *fakeTor) newCookie(t *testing.T) {
+	t.Helper()
+	cookie := make([]byte, 32)
+	rand.Read(cookie)
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if err := os.WriteFile(ft.cookiePath, extorport.FormatCookie(cookie), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ft.cookie = cookie
 }
 
 // startManagedServer runs the real snowflake-server binary as tor would,
@@ -461,4 +478,17 @@ func TestSmethodArgs(t *testing.T) {
 	if out := p.Output(); !strings.Contains(out, want) {
 		t.Fatalf("no %q in the server's output:\n%s", want, out)
 	}
+}
+
+// TestCookieRenewed: the server authenticates with the cookie tor has now,
+// not the one it found at start. tor writes a fresh cookie whenever it
+// starts, which a server run by systemd in front of tor outlives, and it
+// may write it after starting its transports (tor bug 15240), leaving a
+// stale file for them to read.
+func TestCookieRenewed(t *testing.T) {
+	ft := startFakeTor(t)
+	_, url := startManagedServer(t, ft, "")
+	transfer(t, openStream(t, wsDialer(url)), 10000, nil)
+	ft.newCookie(t)
+	transfer(t, openStream(t, wsDialer(url)), 10000, nil)
 }

@@ -256,9 +256,13 @@ func runManaged(ctx context.Context, o options, logger *slog.Logger) (err error)
 	}
 	if info.ExtendedOrAddr != nil {
 		dialer.ExtORAddr = info.ExtendedOrAddr.String()
-		if dialer.AuthCookie, err = extorport.ReadCookieFile(info.AuthCookiePath); err != nil {
+		// The dialer rereads the file for every connection, since tor may
+		// write a new cookie; reading it now reports a wrong path or
+		// content at once, to tor, rather than on every stream.
+		if _, err = extorport.ReadCookieFile(info.AuthCookiePath); err != nil {
 			return err
 		}
+		dialer.CookieFile = info.AuthCookiePath
 	}
 	stateDir, err := pt.MakeStateDir()
 	if err != nil {

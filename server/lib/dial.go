@@ -22,8 +22,15 @@ type ORDialer struct {
 	ORAddr string
 	// ExtORAddr is tor's Extended ORPort.
 	ExtORAddr string
-	// AuthCookie is the 32-byte cookie from tor's auth cookie file.
+	// AuthCookie is the 32-byte cookie from tor's auth cookie file, used
+	// when CookieFile is empty.
 	AuthCookie []byte
+	// CookieFile is tor's auth cookie file (TOR_PT_AUTH_COOKIE_FILE). If
+	// set, the cookie is read from it at every dial: tor writes a fresh
+	// one whenever it starts, which a server run apart from tor (by
+	// systemd) outlives, and may write it only after starting its
+	// transports (tor bug 15240), so a cookie read once can be stale.
+	CookieFile string
 	// Transport is the name reported to tor ("snowflake").
 	Transport string
 	// Source, if valid, is the prefix the local address of each connection
@@ -42,6 +49,13 @@ func (d *ORDialer) Dial(ctx context.Context, clientAddr string) (net.Conn, error
 	if addr == "" {
 		return nil, fmt.Errorf("server: dial tor: no ORPort address")
 	}
+	var cookie []byte
+	if d.ExtORAddr != "" {
+		var err error
+		if cookie, err = d.cookie(); err != nil {
+			return nil, fmt.Errorf("server: extended orport: %w", err)
+		}
+	}
 	var nd net.Dialer
 	if d.Source.IsValid() {
 		nd.LocalAddr = &net.TCPAddr{IP: randomAddr(d.Source).AsSlice()}
@@ -59,7 +73,7 @@ func (d *ORDialer) Dial(ctx context.Context, clientAddr string) (net.Conn, error
 		conn.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	err = extorport.Handshake(conn, d.AuthCookie, clientAddr, d.Transport)
+	err = extorport.Handshake(conn, cookie, clientAddr, d.Transport)
 	if !stop() && err == nil {
 		// ctx ended just as the handshake completed: the function above
 		// has started and may set its past deadline after the reset
@@ -73,6 +87,15 @@ func (d *ORDialer) Dial(ctx context.Context, clientAddr string) (net.Conn, error
 	}
 	conn.SetDeadline(time.Time{})
 	return conn, nil
+}
+
+// cookie returns the cookie to authenticate with: tor's current one when
+// CookieFile is set, else AuthCookie.
+func (d *ORDialer) cookie() ([]byte, error) {
+	if d.CookieFile == "" {
+		return d.AuthCookie, nil
+	}
+	return extorport.ReadCookieFile(d.CookieFile)
 }
 
 // ParseSourcePrefix parses an orport-srcaddr value: an IP address or a CIDR

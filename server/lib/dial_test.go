@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -185,5 +188,47 @@ func TestORDialerCanceledAtHandshakeEnd(t *testing.T) {
 		}
 		cancel()
 		<-torDone
+	}
+}
+
+// TestORDialerCookieFile: with CookieFile set, each dial authenticates with
+// the cookie the file holds at that moment.
+func TestORDialerCookieFile(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	path := filepath.Join(t.TempDir(), "cookie")
+	d := &ORDialer{ExtORAddr: ln.Addr().String(), CookieFile: path, Transport: "snowflake"}
+	if _, err := d.Dial(context.Background(), ""); err == nil {
+		t.Fatal("dial without a cookie file succeeded")
+	}
+	for i := range 2 {
+		cookie := bytes.Repeat([]byte{byte(i + 1)}, 32)
+		if err := os.WriteFile(path, extorport.FormatCookie(cookie), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		torErr := make(chan error, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				torErr <- err
+				return
+			}
+			defer c.Close()
+			_, err = extorport.Accept(c, cookie)
+			torErr <- err
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := d.Dial(ctx, "")
+		cancel()
+		if err != nil {
+			t.Fatalf("dial with cookie %d: %v", i, err)
+		}
+		c.Close()
+		if err := <-torErr; err != nil {
+			t.Fatalf("tor's side with cookie %d: %v", i, err)
+		}
 	}
 }
