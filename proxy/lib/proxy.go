@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,11 +182,22 @@ func (p *Proxy) poller(ctx context.Context) {
 		switch resp.Status {
 		case messages.StatusClientMatch:
 			p.stats.Matches.Add(1)
+			m, err := p.checkMatch(resp)
+			if err != nil {
+				// Refused before any work: like a poll that found no
+				// client, so it waits the interval. Polling again at
+				// once would, with a broker that keeps sending such
+				// clients, poll without pause and drop every one.
+				p.tokens.release()
+				p.stats.Failed.Add(1)
+				p.log.Warn("client not served", "sid", sid, "err", err)
+				break
+			}
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
 				defer p.tokens.release()
-				p.serve(ctx, sid, resp)
+				p.serve(ctx, sid, m)
 			}()
 			continue
 		case messages.StatusNoMatch:
@@ -226,10 +238,45 @@ func (p *Proxy) nextPoll(advice int64) time.Duration {
 
 func (p *Proxy) clientCount() int { return int(p.stats.Active.Load()) }
 
+// match is a matched client that passed checkMatch.
+type match struct {
+	relay *url.URL // the relay to dial
+	sdp   string   // the client's offer
+}
+
+// checkMatch refuses a matched client whose relay this proxy does not
+// accept or whose offer is not a session description of type offer (or,
+// natively, not SDP). It takes no time, so the poller can do it before
+// deciding when to poll next.
+func (p *Proxy) checkMatch(resp *messages.ProxyPollResponse) (match, error) {
+	relayURL := p.cfg.RelayURL
+	if resp.RelayURL != "" {
+		if _, err := p.cfg.Relay.Check(resp.RelayURL); err != nil {
+			return match{}, fmt.Errorf("offer refused: %w", err)
+		}
+		relayURL = resp.RelayURL
+	}
+	relayU, err := parseRelay(relayURL)
+	if err != nil {
+		return match{}, fmt.Errorf("relay URL: %w", err)
+	}
+	offer, err := messages.DecodeSessionDescription(resp.Offer)
+	if err != nil {
+		return match{}, fmt.Errorf("offer: %w", err)
+	}
+	if offer.Type != messages.SDPTypeOffer {
+		return match{}, fmt.Errorf("offer: SDP type is %q", offer.Type)
+	}
+	if err := checkOfferSDP(offer.SDP); err != nil {
+		return match{}, fmt.Errorf("offer: %w", err)
+	}
+	return match{relay: relayU, sdp: offer.SDP}, nil
+}
+
 // serve handles one matched offer: answer, wait for the data channel, relay.
-func (p *Proxy) serve(ctx context.Context, sid string, resp *messages.ProxyPollResponse) {
+func (p *Proxy) serve(ctx context.Context, sid string, m match) {
 	log := p.log.With("sid", sid)
-	if err := p.serveErr(ctx, log, sid, resp); err != nil {
+	if err := p.serveErr(ctx, log, sid, m); err != nil {
 		p.stats.Failed.Add(1)
 		if ctx.Err() == nil {
 			log.Warn("client not served", "err", err)
@@ -248,26 +295,9 @@ var (
 	errPeerFailed = errors.New("peer connection failed")
 )
 
-func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp *messages.ProxyPollResponse) error {
-	relayURL := p.cfg.RelayURL
-	if resp.RelayURL != "" {
-		if _, err := p.cfg.Relay.Check(resp.RelayURL); err != nil {
-			return fmt.Errorf("offer refused: %w", err)
-		}
-		relayURL = resp.RelayURL
-	}
-	relayU, err := parseRelay(relayURL)
-	if err != nil {
-		return fmt.Errorf("relay URL: %w", err)
-	}
-	offer, err := messages.DecodeSessionDescription(resp.Offer)
-	if err != nil {
-		return fmt.Errorf("offer: %w", err)
-	}
-	if offer.Type != messages.SDPTypeOffer {
-		return fmt.Errorf("offer: SDP type is %q", offer.Type)
-	}
-	if !strings.Contains(offer.SDP, "a=candidate") {
+func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, m match) error {
+	relayU, offerSDP := m.relay, m.sdp
+	if !strings.Contains(offerSDP, "a=candidate") {
 		// Peer-reflexive candidates can still connect, so go on.
 		log.Info("offer has no ICE candidates")
 	}
@@ -295,7 +325,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 			failOnce.Do(func() { close(failed) })
 		}
 	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		return fmt.Errorf("set offer: %w", err)
 	}
 	answer, err := pc.CreateAnswer(nil)
@@ -348,7 +378,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 	}
 	defer rwc.Close()
 
-	clientIP := candidate.ClientIP(offer.SDP)
+	clientIP := candidate.ClientIP(offerSDP)
 	ws, err := dialRelay(ctx, relayU, clientIP, p.relay)
 	if err != nil {
 		return err
@@ -380,7 +410,7 @@ func (p *Proxy) serveErr(ctx context.Context, log *slog.Logger, sid string, resp
 		case <-rctx.Done():
 		}
 	}()
-	err = relay(rctx, dc, rwc, pc, ws, dcMessageLimit(dc, offer.SDP), p.cfg.IdleTimeout, &st, &p.stats)
+	err = relay(rctx, dc, rwc, pc, ws, dcMessageLimit(dc, offerSDP), p.cfg.IdleTimeout, &st, &p.stats)
 	log.Info("client disconnected", "duration", time.Since(start).Round(time.Millisecond),
 		"up", st.up.Load(), "down", st.down.Load(), "cause", errString(err))
 	return nil

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v5"
 
 	"github.com/snowflake-go/snowflake/common/dtlsshape"
@@ -138,4 +139,15 @@ func dcMessageLimit(dc *webrtc.DataChannel, _ string) int {
 		}
 	}
 	return maxDCMessage
+}
+
+// checkOfferSDP refuses an offer that is not SDP, with the parser that
+// SetRemoteDescription would use on it, so that no offer it accepts is
+// refused.
+func checkOfferSDP(offer string) error {
+	var parsed sdp.SessionDescription
+	if err := parsed.UnmarshalString(offer); err != nil {
+		return fmt.Errorf("SDP: %w", err)
+	}
+	return nil
 }
