@@ -79,6 +79,11 @@ func run(args []string) error {
 		fmt.Printf("snowflake-proxy %s\n", version)
 		return nil
 	}
+	// Checked here, not left to proxy.Config, whose zero value means the
+	// default: like upstream, -poll-interval 0 is an error, not 5 s.
+	if *pollInterval < proxy.MinPollInterval {
+		return fmt.Errorf("-poll-interval %v is below the minimum %v", *pollInterval, proxy.MinPollInterval)
+	}
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -99,3 +99,26 @@ func TestLogTimes(t *testing.T) {
 		}
 	}
 }
+
+// Upstream's snowflake-proxy refuses a -poll-interval below its 2 s
+// minimum, 0 included, rather than starting with some other interval.
+func TestPollIntervalBelowMinimumRefused(t *testing.T) {
+	for _, interval := range []string{"0", "0s", "1s", "-5s"} {
+		logPath := t.TempDir() + "/log"
+		done := make(chan error, 1)
+		go func() {
+			done <- run([]string{"-poll-interval", interval,
+				// Should it start, it only reaches loopback.
+				"-broker", "http://127.0.0.1:1/", "-relay", "ws://127.0.0.1:1/",
+				"-nat-probe-server", "", "-summary-interval", "0", "-log", logPath})
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "poll") {
+				t.Errorf("-poll-interval %s: run() = %v, want an error about the poll interval", interval, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("-poll-interval %s: the proxy started", interval)
+		}
+	}
+}
