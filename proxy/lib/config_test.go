@@ -72,3 +72,44 @@ func TestPollHasDeadline(t *testing.T) {
 		t.Fatal("no poll sent")
 	}
 }
+
+// A STUN URL that pion refuses fails every PeerConnection: the proxy would
+// poll, take clients and drop each one, and its NAT probe would fail. It
+// must be refused at start. Every URL Validate accepts must make a
+// PeerConnection.
+func TestConfigValidateSTUNURL(t *testing.T) {
+	for _, tc := range []struct {
+		stun string
+		ok   bool
+	}{
+		{"stun:stun.l.google.com:19302", true},
+		{"stun:198.51.100.1", true},
+		{"stun:[2001:db8::1]:3478", true},
+		{"stuns:stun.example:5349", true},
+		{"stun.l.google.com:19302", false}, // no scheme
+		{"stun:", false},
+		{"stun:[::1", false},
+		{"http://stun.example/", false},
+		{"turn:turn.example:3478", false}, // needs credentials the flag cannot give
+		{"turns:turn.example:5349", false},
+	} {
+		cfg := Config{BrokerURL: "http://127.0.0.1:1/", STUNURLs: []string{"stun:stun.example", tc.stun}}
+		err := cfg.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("STUN URL %q: Validate() = %v, want ok %v", tc.stun, err, tc.ok)
+		}
+		if err != nil {
+			continue
+		}
+		p, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := p.api.NewPeerConnection(p.peerConfiguration())
+		if err != nil {
+			t.Errorf("STUN URL %q passed Validate, but NewPeerConnection: %v", tc.stun, err)
+			continue
+		}
+		pc.Close()
+	}
+}
