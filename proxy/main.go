@@ -140,11 +140,7 @@ func run(args []string) error {
 		CovertDTLSConfig:   *covertDTLS,
 		Logger:             logger,
 	}
-	for s := range strings.SplitSeq(*stun, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			cfg.STUNURLs = append(cfg.STUNURLs, s)
-		}
-	}
+	cfg.STUNURLs = stunURLs(*stun)
 	if *ephemeral != "" {
 		lo, hi, err := parsePortRange(*ephemeral)
 		if err != nil {
@@ -316,4 +312,21 @@ func (h utcHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h utcHandler) WithGroup(name string) slog.Handler {
 	return utcHandler{h.Handler.WithGroup(name)}
+}
+
+// stunURLs splits the -stun list. A list with no URL in it means the
+// default servers, as with upstream's proxy: a proxy without STUN cannot
+// learn its public address behind a NAT, and an empty value is more
+// likely an unset variable in a service file than a wish for none.
+func stunURLs(list string) []string {
+	var urls []string
+	for s := range strings.SplitSeq(list, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			urls = append(urls, s)
+		}
+	}
+	if len(urls) == 0 {
+		return stunURLs(proxy.DefaultSTUNURL)
+	}
+	return urls
 }

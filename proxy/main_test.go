@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,25 @@ func TestPollIntervalBelowMinimumRefused(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Errorf("-poll-interval %s: the proxy started", interval)
+		}
+	}
+}
+
+func TestSTUNURLs(t *testing.T) {
+	defaults := []string{"stun:stun.l.google.com:19302", "stun:stun.voip.blackberry.com:3478"}
+	for _, tc := range []struct {
+		flag string
+		want []string
+	}{
+		{"stun:127.0.0.1:3478", []string{"stun:127.0.0.1:3478"}},
+		{" stun:a:1 , stun:b:2 ", []string{"stun:a:1", "stun:b:2"}},
+		{"stun:a:1,,", []string{"stun:a:1"}},
+		// Upstream's proxy falls back to its defaults for an empty -stun.
+		{"", defaults},
+		{" , ", defaults},
+	} {
+		if got := stunURLs(tc.flag); !slices.Equal(got, tc.want) {
+			t.Errorf("stunURLs(%q) = %q, want %q", tc.flag, got, tc.want)
 		}
 	}
 }
