@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,9 @@ func (Addr) String() string { return "websocket" }
 //
 // Deadlines are enforced the way coder/websocket enforces contexts: a read
 // or write that is still blocked when its deadline passes closes the whole
-// connection, since a WebSocket cannot resume after a partial frame.
+// connection, since a WebSocket cannot resume after a partial frame. A Read
+// started after its deadline has passed returns a timeout without touching
+// the connection.
 type Conn struct {
 	ws            *websocket.Conn
 	local, remote net.Addr
@@ -47,11 +50,15 @@ type Conn struct {
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 
-	readMu     sync.Mutex // guards msg and msgDone; serialises reads
-	msg        io.Reader  // the message being read, nil between messages
-	msgDone    context.CancelFunc
+	readMu sync.Mutex // serialises reads; guards msg
+	msg    io.Reader  // the message being read, nil between messages
+	// readCtx is what every message is read under. The library keeps the
+	// context a message began with for all its frames, so a deadline cannot
+	// be part of it: readDL cancels it instead, when the deadline in force
+	// passes during a Read.
+	readCtx    context.Context
+	readDL     deadline
 	writeMu    sync.Mutex // serialises writes
-	readDL     atomic.Int64
 	writeDL    atomic.Int64
 	closeOnce  sync.Once
 	closeError error
@@ -66,13 +73,21 @@ func New(ws *websocket.Conn) net.Conn {
 func NewWithAddrs(ws *websocket.Conn, local, remote net.Addr) *Conn {
 	ws.SetReadLimit(ReadLimit)
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Conn{ws: ws, local: local, remote: remote, ctx: ctx, cancel: cancel}
+	readCtx, readCancel := context.WithCancelCause(ctx)
+	c := &Conn{ws: ws, local: local, remote: remote, ctx: ctx, cancel: cancel, readCtx: readCtx}
+	c.readDL.expire = func() { readCancel(os.ErrDeadlineExceeded) }
+	// The library closes the connection when the context of a blocked
+	// read ends; a Read ending at that same instant would leave it open
+	// but unreadable.
+	c.readDL.expired = func() { ws.CloseNow() }
+	return c
 }
 
-// opContext returns the context of one operation: canceled by Close, and
-// bounded by the deadline stored in dl (Unix nanoseconds, 0 = none).
-func (c *Conn) opContext(dl *atomic.Int64) (context.Context, context.CancelFunc) {
-	if d := dl.Load(); d != 0 {
+// writeContext returns the context of one Write: canceled by Close, and
+// bounded by the write deadline. A Write is one whole message, so the
+// deadline at its start is the one that governs it.
+func (c *Conn) writeContext() (context.Context, context.CancelFunc) {
+	if d := c.writeDL.Load(); d != 0 {
 		return context.WithDeadline(c.ctx, time.Unix(0, d))
 	}
 	return context.WithCancel(c.ctx)
@@ -84,35 +99,34 @@ func (c *Conn) opContext(dl *atomic.Int64) (context.Context, context.CancelFunc)
 func (c *Conn) Read(p []byte) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	if !c.readDL.begin() {
+		return 0, timeoutError{os.ErrDeadlineExceeded}
+	}
+	defer c.readDL.end()
 	for {
 		if c.msg == nil {
-			// The context must live as long as the message is read: the
-			// library reads later frames of the message under it.
-			ctx, cancel := c.opContext(&c.readDL)
-			_, r, err := c.ws.Reader(ctx)
+			_, r, err := c.ws.Reader(c.readCtx)
 			if err != nil {
-				cancel()
-				if errors.Is(err, io.EOF) && c.ctx.Err() == nil {
+				if errors.Is(err, io.EOF) && c.readCtx.Err() == nil {
 					// The TCP connection ended between messages without a
 					// close frame. Many peers close that way (gorilla's
 					// Close does), and no data is lost: a clean end.
 					return 0, io.EOF
 				}
-				return 0, c.mapError(err, ctx)
+				return 0, c.mapError(err, c.readCtx)
 			}
-			c.msg, c.msgDone = r, cancel
+			c.msg = r
 		}
 		n, err := c.msg.Read(p)
 		if err == io.EOF {
-			c.msgDone()
-			c.msg, c.msgDone = nil, nil
+			c.msg = nil
 			if n > 0 || len(p) == 0 {
 				return n, nil
 			}
 			continue
 		}
 		if err != nil {
-			err = c.mapError(err, nil)
+			err = c.mapError(err, c.readCtx)
 			if err == io.EOF {
 				// Ended inside a message: bytes were lost.
 				err = io.ErrUnexpectedEOF
@@ -131,7 +145,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	ctx, cancel := c.opContext(&c.writeDL)
+	ctx, cancel := c.writeContext()
 	defer cancel()
 	if err := c.ws.Write(ctx, websocket.MessageBinary, p); err != nil {
 		return 0, c.mapError(err, ctx)
@@ -148,13 +162,19 @@ func (c *Conn) mapError(err error, ctx context.Context) error {
 	}
 	// The deadline is checked first: when it closes the connection, a
 	// concurrent reader may call Close before this error is mapped.
-	if ctx != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if ctx != nil && isDeadline(context.Cause(ctx)) {
 		return timeoutError{err}
 	}
 	if c.ctx.Err() != nil {
 		return net.ErrClosed
 	}
 	return err
+}
+
+// isDeadline reports whether cause is the end of a write deadline
+// (context.DeadlineExceeded) or of a read deadline (os.ErrDeadlineExceeded).
+func isDeadline(cause error) bool {
+	return errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, os.ErrDeadlineExceeded)
 }
 
 // timeoutError is a net.Error reporting Timeout, for deadline expiry.
@@ -195,10 +215,10 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-// SetReadDeadline implements net.Conn. It applies to reads started after the
-// call (and to the rest of a message whose read starts after it).
+// SetReadDeadline implements net.Conn. It applies to later Reads and to a
+// Read blocked at the time of the call, whichever message they are in.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.readDL.Store(unixNano(t))
+	c.readDL.set(t)
 	return nil
 }
 
@@ -213,4 +233,89 @@ func unixNano(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// deadline is the read deadline of a Conn. It calls expire and then expired
+// when the deadline passes while a Read runs (between begin and end); a
+// deadline that passes between Reads only makes the next Read return at
+// once.
+type deadline struct {
+	expire  func() // called with mu held, so it must not block
+	expired func() // called after expire, without mu
+
+	mu      sync.Mutex
+	at      time.Time   // zero: no deadline
+	running bool        // a Read is between begin and end
+	timer   *time.Timer // created on first use, then reset for each Read
+}
+
+// set changes the deadline, re-arming the timer of a running Read.
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.at = t
+	if d.running {
+		d.arm()
+	}
+}
+
+// begin starts a Read; it reports false, starting nothing, if the deadline
+// has already passed.
+func (d *deadline) begin() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.passed() {
+		return false
+	}
+	d.running = true
+	d.arm()
+	return true
+}
+
+// end ends a Read.
+func (d *deadline) end() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.running = false
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+}
+
+func (d *deadline) passed() bool {
+	return !d.at.IsZero() && !time.Now().Before(d.at)
+}
+
+func (d *deadline) arm() {
+	switch {
+	case d.at.IsZero():
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+	case d.timer == nil:
+		d.timer = time.AfterFunc(time.Until(d.at), d.fire)
+	default:
+		d.timer.Reset(time.Until(d.at))
+	}
+}
+
+// fire runs when the timer goes off. The timer may have been armed for an
+// earlier deadline or an earlier Read, and stopped too late to keep this
+// from running, so it acts only if a Read runs now and the deadline now in
+// force has passed.
+func (d *deadline) fire() {
+	d.mu.Lock()
+	fire := d.running && d.passed()
+	switch {
+	case fire:
+		d.expire()
+	case d.running:
+		// Early by the wall clock (a deadline without a monotonic
+		// reading, and the clock stepped back): wait again.
+		d.arm()
+	}
+	d.mu.Unlock()
+	if fire {
+		d.expired()
+	}
 }
