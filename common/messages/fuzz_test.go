@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -131,6 +132,56 @@ func FuzzDecodeSessionDescription(f *testing.F) {
 		back, err := DecodeSessionDescription(enc)
 		if err != nil || back != d {
 			t.Fatalf("round trip %+v -> %+v, %v", d, back, err)
+		}
+	})
+}
+
+func FuzzDecodeAnswerResponse(f *testing.F) {
+	f.Add([]byte(`{"Status":"success"}`))
+	f.Add([]byte(`{"status":"client gone","Extra":1}`))
+	f.Add([]byte(`{"Status":""}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeAnswerResponse(b)
+		if err != nil {
+			return
+		}
+		enc, err := r.Encode()
+		if err != nil {
+			t.Fatalf("re-encode %+v: %v", r, err)
+		}
+		back, err := DecodeAnswerResponse(enc)
+		if err != nil || *back != *r {
+			t.Fatalf("round trip %+v -> %+v, %v", r, back, err)
+		}
+	})
+}
+
+// FuzzCanonicalFingerprint: a fingerprint a client names is accepted only
+// as 20 or 32 bytes of hex, and its canonical form names the same bytes and
+// is its own canonical form, so bridge lookups do not depend on hex case.
+func FuzzCanonicalFingerprint(f *testing.F) {
+	f.Add(DefaultBridgeFingerprint)
+	f.Add(strings.ToLower(DefaultBridgeFingerprint))
+	f.Add(strings.Repeat("aB", 32))
+	f.Add("zz")
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseFingerprint(s)
+		c, cerr := CanonicalFingerprint(s)
+		if (err == nil) != (cerr == nil) {
+			t.Fatalf("ParseFingerprint err %v, CanonicalFingerprint err %v", err, cerr)
+		}
+		if err != nil {
+			return
+		}
+		if len(b) != 20 && len(b) != 32 {
+			t.Fatalf("accepted %d bytes", len(b))
+		}
+		again, err := ParseFingerprint(c)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("canonical %q of %q parses to %x, %v; want %x", c, s, again, err, b)
+		}
+		if cc, _ := CanonicalFingerprint(c); cc != c || !strings.EqualFold(c, s) {
+			t.Fatalf("canonical form %q of %q is not stable (%q)", c, s, cc)
 		}
 	})
 }
