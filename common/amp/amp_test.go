@@ -231,3 +231,33 @@ func TestArmorWriteError(t *testing.T) {
 		t.Fatal("write error not reported")
 	}
 }
+
+// TestDecodeArmorTruncated: a document cut off inside a <pre> element is an
+// error, even where the cut leaves whole base64 quanta that would decode to
+// a shorter payload. Such a body (a connection dropped mid-response, say)
+// was returned as a silently shortened payload.
+func TestDecodeArmorTruncated(t *testing.T) {
+	payload := make([]byte, 300)
+	rand.Read(payload)
+	var buf bytes.Buffer
+	if err := Armor(&buf, payload); err != nil {
+		t.Fatal(err)
+	}
+	doc := buf.String()
+	start := strings.Index(doc, "<pre>\n") + len("<pre>\n")
+	// Cut after the version byte and 48 base64 characters (12 quanta),
+	// and right before the closing tag.
+	cut, seen := start, 0
+	for seen < 1+48 {
+		if !isASCIISpace(doc[cut]) {
+			seen++
+		}
+		cut++
+	}
+	for _, truncated := range []string{doc[:cut], doc[:strings.LastIndex(doc, "</pre>")]} {
+		got, err := DecodeArmor(strings.NewReader(truncated))
+		if err == nil {
+			t.Errorf("DecodeArmor of a document cut at byte %d of %d = %d bytes, no error", len(truncated), len(doc), len(got))
+		}
+	}
+}

@@ -157,6 +157,10 @@ func isASCIISpace(c byte) bool {
 // the format byte '0' (including when there is no <pre> text at all).
 var ErrArmorVersion = errors.New("amp: armored data has an unknown format")
 
+// ErrArmorTruncated is returned when the document ends inside a <pre>
+// element.
+var ErrArmorTruncated = errors.New("amp: armored document ends inside a <pre> element")
+
 // DecodeArmor reads an armored HTML document from r and returns its payload.
 // Callers should bound r (e.g. with io.LimitReader) when it is untrusted.
 func DecodeArmor(r io.Reader) ([]byte, error) {
@@ -168,6 +172,12 @@ func DecodeArmor(r io.Reader) ([]byte, error) {
 		case html.ErrorToken:
 			if err := z.Err(); err != io.EOF {
 				return nil, fmt.Errorf("amp: dearmor: %w", err)
+			}
+			if depth > 0 {
+				// The encoder always closes its elements: the document
+				// was cut short, and whole base64 quanta before the cut
+				// would decode to a shorter payload without complaint.
+				return nil, ErrArmorTruncated
 			}
 			return decodeArmorText(text)
 		case html.StartTagToken:
