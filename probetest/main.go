@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/snowflake-go/snowflake/common/acme"
+	"github.com/snowflake-go/snowflake/common/httplog"
 	"github.com/snowflake-go/snowflake/common/scrub"
 	probetest "github.com/snowflake-go/snowflake/probetest/lib"
 )
@@ -74,7 +75,7 @@ func run() error {
 		MaxHeaderBytes:    16 << 10,
 		// The server's own errors (TLS handshakes, bad requests) name the
 		// remote address; they go through the scrubbing logger.
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ErrorLog: httplog.ErrorLog(logger.Handler()),
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

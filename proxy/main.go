@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/snowflake-go/snowflake/common/geoip"
+	"github.com/snowflake-go/snowflake/common/httplog"
 	"github.com/snowflake-go/snowflake/common/procs"
 	"github.com/snowflake-go/snowflake/common/scrub"
 	proxy "github.com/snowflake-go/snowflake/proxy/lib"
@@ -270,7 +271,7 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (func(), str
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ErrorLog:          httplog.ErrorLog(logger.Handler()),
 	}
 	done := make(chan struct{})
 	go func() {

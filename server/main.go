@@ -36,6 +36,7 @@ import (
 	pt "gitlab.torproject.org/tpo/anti-censorship/pluggable-transports/goptlib"
 
 	"github.com/snowflake-go/snowflake/common/acme"
+	"github.com/snowflake-go/snowflake/common/httplog"
 	"github.com/snowflake-go/snowflake/common/procs"
 	"github.com/snowflake-go/snowflake/common/rawsock"
 	"github.com/snowflake-go/snowflake/common/scrub"
@@ -142,7 +143,7 @@ func tlsWrap(ctx context.Context, o options, ln net.Listener, host, stateDir str
 		cacheDir = filepath.Join(stateDir, "snowflake-certificate-cache")
 	}
 	m := acme.Manager(strings.Split(o.acmeHostnames, ","), o.acmeEmail, cacheDir)
-	if _, err := acme.ServeHTTP01(ctx, m, host, slog.NewLogLogger(logger.Handler(), slog.LevelDebug), errc); err != nil {
+	if _, err := acme.ServeHTTP01(ctx, m, host, httplog.ErrorLog(logger.Handler()), errc); err != nil {
 		return nil, err
 	}
 	logger.Info("ACME enabled", "hostnames", o.acmeHostnames)
@@ -170,7 +171,7 @@ func serveAll(ctx context.Context, o options, srv *server.Server, lns []net.List
 		}
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
-			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+			ErrorLog: httplog.ErrorLog(logger.Handler())}
 		go hs.Serve(mln)
 		defer hs.Close()
 		logger.Info("metrics listening", "addr", mln.Addr().String())

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/snowflake-go/snowflake/common/httplog"
 )
 
 // HTTP server limits. Proxies hold a request open for the poll hold and
@@ -44,7 +46,7 @@ func (b *Broker) newServer(h http.Handler) *http.Server {
 		WriteTimeout:      b.writeTimeout(),
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+		ErrorLog:          httplog.ErrorLog(b.log.Handler()),
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/snowflake-go/snowflake/common/closegroup"
+	"github.com/snowflake-go/snowflake/common/httplog"
 	"github.com/snowflake-go/snowflake/common/turbotunnel"
 )
 
@@ -219,7 +220,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+		ErrorLog:          httplog.ErrorLog(s.logger.Handler()),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
