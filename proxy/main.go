@@ -250,8 +250,12 @@ func serveMetrics(addr string, p *proxy.Proxy, logger *slog.Logger) (func(), str
 	counter("polls_total", "broker polls sent", st.Polls.Load)
 	counter("poll_errors_total", "failed broker polls", st.PollErrors.Load)
 	counter("matches_total", "polls that returned a client", st.Matches.Load)
-	counter("traffic_inbound_bytes_total", "bytes from clients to the relay", st.BytesUp.Load)
-	counter("traffic_outbound_bytes_total", "bytes from the relay to clients", st.BytesDown.Load)
+	// Upstream names the directions as its summary's arrows do, from the
+	// Tor user's side: inbound is what the relay sends the clients (↓),
+	// outbound what the clients send (↑). Dashboards built on upstream's
+	// proxy rely on that.
+	counter("traffic_inbound_bytes_total", "bytes from the relay to clients", st.BytesDown.Load)
+	counter("traffic_outbound_bytes_total", "bytes from clients to the relay", st.BytesUp.Load)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "tor", Subsystem: "snowflake_proxy", Name: "active_connections", Help: "clients being relayed",
 	}, func() float64 { return float64(st.Active.Load()) }))

@@ -43,6 +43,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Stats().BytesUp.Add(1234)
+	p.Stats().BytesDown.Add(5678)
 	stop, addr, err := serveMetrics("127.0.0.1:0", p, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,9 @@ func TestMetrics(t *testing.T) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
-		"tor_snowflake_proxy_traffic_inbound_bytes_total 1234",
+		// Upstream's directions: inbound is relay to client.
+		"tor_snowflake_proxy_traffic_inbound_bytes_total 5678",
+		"tor_snowflake_proxy_traffic_outbound_bytes_total 1234",
 		"tor_snowflake_proxy_connections_total 0",
 		"tor_snowflake_proxy_active_connections 0",
 	} {
