@@ -227,11 +227,23 @@ func summaries(ctx context.Context, p *proxy.Proxy, every time.Duration, logger 
 			cc = append(cc, fmt.Sprintf("%s=%d", c, n))
 		}
 		sort.Strings(cc)
-		logger.Info("summary", "interval", every, "connections", conns-lastConns,
+		logger.Info(summaryText(every, conns-lastConns, down-lastDown, up-lastUp),
+			"interval", every, "connections", conns-lastConns,
 			"bytes_up", up-lastUp, "bytes_down", down-lastDown, "active", st.Active.Load(),
 			"nat", p.NAT(), "countries", strings.Join(cc, ","))
 		lastConns, lastUp, lastDown = conns, up, down
 	}
+}
+
+// summaryText is the summary's message in the words of upstream's proxy,
+// which volunteers' dashboards and scripts (Umbrel's, for one) read from
+// the log: connections, then the traffic to clients (↓) and from them (↑)
+// in KB and KB/s.
+func summaryText(every time.Duration, conns, down, up int64) string {
+	kb := func(n int64) int64 { return n / 1024 }
+	rate := func(n int64) float64 { return float64(n) / 1024 / every.Seconds() }
+	return fmt.Sprintf("In the last %v, there were %d completed successful connections. Traffic Relayed ↓ %d KB (%.2f KB/s), ↑ %d KB (%.2f KB/s).",
+		every, conns, kb(down), rate(down), kb(up), rate(up))
 }
 
 // serveMetrics serves Prometheus metrics at /internal/metrics with

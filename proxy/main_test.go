@@ -145,3 +145,20 @@ func TestSTUNURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestSummaryText(t *testing.T) {
+	for _, tc := range []struct {
+		every           time.Duration
+		conns, down, up int64
+		want            string
+	}{
+		{time.Hour, 44, 483331072, 37006336,
+			"In the last 1h0m0s, there were 44 completed successful connections. Traffic Relayed ↓ 472003 KB (131.11 KB/s), ↑ 36139 KB (10.04 KB/s)."},
+		{time.Minute, 0, 0, 0,
+			"In the last 1m0s, there were 0 completed successful connections. Traffic Relayed ↓ 0 KB (0.00 KB/s), ↑ 0 KB (0.00 KB/s)."},
+	} {
+		if got := summaryText(tc.every, tc.conns, tc.down, tc.up); got != tc.want {
+			t.Errorf("summaryText(%v, %d, %d, %d) =\n%s\nwant\n%s", tc.every, tc.conns, tc.down, tc.up, got, tc.want)
+		}
+	}
+}
