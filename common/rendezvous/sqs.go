@@ -122,12 +122,44 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// sqsCallTimeout bounds each SQS API call beyond its long-poll wait, as
+// ResponseHeaderTimeout bounds an HTTP or AMP exchange. The caller's context
+// (a client session's) has no deadline, and neither a response body nor the
+// HTTP/2 transport has a timeout of its own: an endpoint or middlebox that
+// stalls mid-response would otherwise hold the rendezvous for good.
+const sqsCallTimeout = ResponseHeaderTimeout
+
+// callContext returns the context for one SQS call that may long-poll for
+// wait.
+func callContext(ctx context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, wait+sqsCallTimeout)
+}
+
 // Exchange implements [Method].
 func (s *SQS) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) {
+	id, err := s.send(ctx, pollRequest)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.pause(ctx, sqsFirstWait); err != nil {
+		return nil, fmt.Errorf("rendezvous: sqs: %w", err)
+	}
+	respQueue, err := s.responseQueue(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.receive(ctx, respQueue)
+}
+
+// send puts the poll request on the broker's queue under a new ClientID,
+// which it returns.
+func (s *SQS) send(ctx context.Context, pollRequest []byte) (string, error) {
 	var idb [8]byte
 	rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
-	_, err := s.client.SendMessage(ctx, &sqs.SendMessageInput{
+	cctx, cancel := callContext(ctx, 0)
+	defer cancel()
+	_, err := s.client.SendMessage(cctx, &sqs.SendMessageInput{
 		QueueUrl:    aws.String(s.queueURL),
 		MessageBody: aws.String(string(pollRequest)),
 		MessageAttributes: map[string]types.MessageAttributeValue{
@@ -135,17 +167,20 @@ func (s *SQS) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) 
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("rendezvous: sqs: send: %w", err)
+		return "", fmt.Errorf("rendezvous: sqs: send: %w", err)
 	}
-	if err := s.pause(ctx, sqsFirstWait); err != nil {
-		return nil, fmt.Errorf("rendezvous: sqs: %w", err)
-	}
-	var respQueue *string
+	return id, nil
+}
+
+// responseQueue waits for the broker to create the response queue of
+// ClientID id and returns its URL.
+func (s *SQS) responseQueue(ctx context.Context, id string) (*string, error) {
 	for i := 0; ; i++ {
-		out, err := s.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(SQSResponseQueuePrefix + id)})
+		cctx, cancel := callContext(ctx, 0)
+		out, err := s.client.GetQueueUrl(cctx, &sqs.GetQueueUrlInput{QueueName: aws.String(SQSResponseQueuePrefix + id)})
+		cancel()
 		if err == nil {
-			respQueue = out.QueueUrl
-			break
+			return out.QueueUrl, nil
 		}
 		if i+1 >= sqsQueueURLTries || ctx.Err() != nil {
 			return nil, fmt.Errorf("rendezvous: sqs: response queue: %w", err)
@@ -154,12 +189,18 @@ func (s *SQS) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) 
 			return nil, fmt.Errorf("rendezvous: sqs: %w", err)
 		}
 	}
+}
+
+// receive waits for the broker's response on respQueue.
+func (s *SQS) receive(ctx context.Context, respQueue *string) ([]byte, error) {
 	for i := 0; i < sqsReceiveTries; i++ {
-		out, err := s.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		cctx, cancel := callContext(ctx, sqsReceiveWaitSec*time.Second)
+		out, err := s.client.ReceiveMessage(cctx, &sqs.ReceiveMessageInput{
 			QueueUrl:            respQueue,
 			MaxNumberOfMessages: 1,
 			WaitTimeSeconds:     sqsReceiveWaitSec,
 		})
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("rendezvous: sqs: receive: %w", err)
 		}

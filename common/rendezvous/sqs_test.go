@@ -2,6 +2,9 @@ package rendezvous
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -104,5 +107,50 @@ func TestSQSNoBroker(t *testing.T) {
 	m.pause = func(ctx context.Context, d time.Duration) error { return sleepCtx(ctx, d/20) }
 	if _, err := m.Exchange(ctx, []byte(pollBody)); err == nil {
 		t.Fatal("exchange without a broker succeeded")
+	}
+}
+
+// TestSQSStalledEndpoint: an SQS endpoint (or a middlebox on the path) that
+// sends response headers and then nothing more must not hold a rendezvous
+// for good. The client's session context has no deadline, so every SQS call
+// needs a bound of its own, as the HTTP and AMP exchanges have.
+func TestSQSStalledEndpoint(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, `{"MessageId":`)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	rt, err := NewRoundTripper(TransportConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewSQS(srv.URL+"/"+sqstest.AccountID+"/snowflake-broker",
+		SQSCredentials{AccessKeyID: "AKIDTEST", SecretKey: "secret"}, &http.Client{Transport: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Exchange(context.Background(), []byte(pollBody))
+		done <- err
+	}()
+	// Each call may take ResponseHeaderTimeout, as an HTTP exchange may.
+	limit := ResponseHeaderTimeout + 5*time.Second
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("exchange with a stalled endpoint succeeded")
+		}
+		t.Logf("exchange failed as it should: %v", err)
+	case <-time.After(limit):
+		t.Fatalf("Exchange still blocked after %v on an endpoint that stalled mid-response", limit)
 	}
 }
