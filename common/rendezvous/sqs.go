@@ -182,13 +182,26 @@ func (s *SQS) responseQueue(ctx context.Context, id string) (*string, error) {
 		if err == nil {
 			return out.QueueUrl, nil
 		}
-		if i+1 >= sqsQueueURLTries || ctx.Err() != nil {
+		if !queueMissing(err) {
 			return nil, fmt.Errorf("rendezvous: sqs: response queue: %w", err)
+		}
+		if i+1 >= sqsQueueURLTries || ctx.Err() != nil {
+			return nil, fmt.Errorf("rendezvous: sqs: the broker did not answer (its response queue never appeared): %w", err)
 		}
 		if err := s.pause(ctx, sqsQueueURLPause); err != nil {
 			return nil, fmt.Errorf("rendezvous: sqs: %w", err)
 		}
 	}
+}
+
+// queueMissing reports whether err says the queue does not exist (yet),
+// the one GetQueueUrl failure that waiting for the broker can cure. Other
+// failures (a call past its deadline, refused credentials) would only
+// repeat, each costing up to a call deadline; the SDK has already retried
+// the transient ones (throttling, 5xx).
+func queueMissing(err error) bool {
+	var missing *types.QueueDoesNotExist
+	return errors.As(err, &missing)
 }
 
 // receive waits for the broker's response on respQueue.

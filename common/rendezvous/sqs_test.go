@@ -5,6 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,9 +108,18 @@ func TestSQSNoBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, _ := NewSQS(aws.ToString(q.QueueUrl), creds, nil)
-	m.pause = func(ctx context.Context, d time.Duration) error { return sleepCtx(ctx, d/20) }
+	var pauses int
+	m.pause = func(ctx context.Context, d time.Duration) error {
+		pauses++
+		return sleepCtx(ctx, d/20)
+	}
 	if _, err := m.Exchange(ctx, []byte(pollBody)); err == nil {
 		t.Fatal("exchange without a broker succeeded")
+	}
+	// A queue the broker has not created yet is waited for: the first
+	// wait, then one pause between each two GetQueueUrl calls.
+	if want := 1 + sqsQueueURLTries - 1; pauses != want {
+		t.Errorf("%d pauses, want %d: GetQueueUrl was not retried while the queue was missing", pauses, want)
 	}
 }
 
@@ -152,5 +165,80 @@ func TestSQSStalledEndpoint(t *testing.T) {
 		t.Logf("exchange failed as it should: %v", err)
 	case <-time.After(limit):
 		t.Fatalf("Exchange still blocked after %v on an endpoint that stalled mid-response", limit)
+	}
+}
+
+// TestSQSResponseQueueStalled: waiting for the response queue retries
+// GetQueueUrl while the broker has not created the queue yet, but a call
+// that failed otherwise (here, one that stalled until its deadline) is not
+// a queue still to come: retrying it would hold the rendezvous for
+// sqsQueueURLTries call deadlines, minutes, instead of one.
+func TestSQSResponseQueueStalled(t *testing.T) {
+	endpoint := sqstest.Start(t)
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var getQueueURLs atomic.Int32
+	release := make(chan struct{})
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Amz-Target") != "AmazonSQS.GetQueueUrl" {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		getQueueURLs.Add(1)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, `{"QueueUrl":`)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	creds := SQSCredentials{AccessKeyID: "AKIDTEST", SecretKey: "secret"}
+	admin := sqs.New(sqs.Options{Region: sqstest.Region, BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretKey, "")})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	q, err := admin.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("snowflake-broker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queueURL, err := url.Parse(aws.ToString(q.QueueUrl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queueURL.Host = strings.TrimPrefix(srv.URL, "http://")
+	rt, err := NewRoundTripper(TransportConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewSQS(queueURL.String(), creds, &http.Client{Transport: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.pause = func(ctx context.Context, d time.Duration) error { return sleepCtx(ctx, d/20) }
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Exchange(ctx, []byte(pollBody))
+		done <- err
+	}()
+	limit := 2*ResponseHeaderTimeout + 5*time.Second
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("exchange with a stalled GetQueueUrl succeeded")
+		}
+		t.Logf("exchange failed as it should: %v", err)
+	case <-time.After(limit):
+		t.Fatalf("Exchange still blocked after %v, %d GetQueueUrl calls", limit, getQueueURLs.Load())
+	}
+	if n := getQueueURLs.Load(); n != 1 {
+		t.Errorf("%d GetQueueUrl calls, want 1", n)
 	}
 }
