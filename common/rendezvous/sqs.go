@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 )
 
 // SQS timing. The broker creates the response queue when it picks the
@@ -199,9 +200,24 @@ func (s *SQS) responseQueue(ctx context.Context, id string) (*string, error) {
 // failures (a call past its deadline, refused credentials) would only
 // repeat, each costing up to a call deadline; the SDK has already retried
 // the transient ones (throttling, 5xx).
+//
+// The SDK names the error by the response's type; an SQS-compatible service
+// that only gives the code of the older query protocol is recognised by
+// that code, so such a service does not end every rendezvous at its first
+// GetQueueUrl.
 func queueMissing(err error) bool {
 	var missing *types.QueueDoesNotExist
-	return errors.As(err, &missing)
+	if errors.As(err, &missing) {
+		return true
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue":
+			return true
+		}
+	}
+	return false
 }
 
 // receive waits for the broker's response on respQueue.

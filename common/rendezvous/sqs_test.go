@@ -2,6 +2,8 @@ package rendezvous
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/snowflake-go/snowflake/internal/sqstest"
 )
@@ -240,5 +244,24 @@ func TestSQSResponseQueueStalled(t *testing.T) {
 	}
 	if n := getQueueURLs.Load(); n != 1 {
 		t.Errorf("%d GetQueueUrl calls, want 1", n)
+	}
+}
+
+func TestQueueMissing(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&types.QueueDoesNotExist{}, true},
+		{fmt.Errorf("operation error: %w", &types.QueueDoesNotExist{}), true},
+		{&smithy.GenericAPIError{Code: "AWS.SimpleQueueService.NonExistentQueue"}, true},
+		{&smithy.GenericAPIError{Code: "QueueDoesNotExist"}, true},
+		{&smithy.GenericAPIError{Code: "InvalidClientTokenId"}, false},
+		{context.DeadlineExceeded, false},
+		{errors.New("connection refused"), false},
+	} {
+		if got := queueMissing(tc.err); got != tc.want {
+			t.Errorf("queueMissing(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
