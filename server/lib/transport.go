@@ -166,7 +166,7 @@ func (s *Server) carry(conn net.Conn, addr string) error {
 	go func() {
 		err := s.writeLoop(conn, watch, sh, queue, done)
 		if err != nil {
-			conn.Close() // unblocks the read loop
+			closeAfterRead(conn, done)
 		}
 		writeErr <- err
 	}()
@@ -177,11 +177,37 @@ func (s *Server) carry(conn net.Conn, addr string) error {
 	switch {
 	case s.ctx.Err() != nil:
 		return nil // server shutting down
-	case werr != nil && errors.Is(err, net.ErrClosed):
-		return werr // the writer failed first and closed the conn
+	case werr != nil:
+		return werr // the writer failed first; the reader ended after it
 	default:
 		return err
 	}
+}
+
+// readAfterWriteError bounds how long the reader may go on once a write
+// has failed.
+//
+// A write fails when the peer has reset the connection, which a client or
+// proxy does when it closes its socket with data from the server unread.
+// It closes right after writing its last packets, the FIN of its last
+// stream among them, and they wait in the socket for the reader; closing
+// the connection at the write error discarded them whenever the writer got
+// there first (a loaded machine), and the session, not knowing its client
+// had gone, lived on until its keep-alive timeout. A reset connection
+// yields what it received and then fails, so the reader ends by itself;
+// the bound is for a write that failed on a connection still readable.
+const readAfterWriteError = 5 * time.Second
+
+// closeAfterRead closes conn, after a failed write, once the reader has
+// ended (done is closed) or readAfterWriteError has passed.
+func closeAfterRead(conn io.Closer, done <-chan struct{}) {
+	t := time.NewTimer(readAfterWriteError)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	conn.Close()
 }
 
 // readLoop feeds the client's packets to its shard.
