@@ -156,17 +156,9 @@ func TestCompose(t *testing.T) {
 
 	run(t, root, composeEnv, compose, "-f", "docker-compose.yml", "config", "-q")
 	rendered := run(t, root, composeEnv, compose, "-f", "docker-compose.yml", "config")
-	// docker-compose only prints YAML; Debian's python3-yaml (a dependency
-	// of docker-compose) turns it into JSON for us.
-	py := "/usr/bin/python3"
-	cmd := cleanEnvCommand(py, "-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)")
-	cmd.Stdin = strings.NewReader(rendered)
-	js, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("yaml to json: %v", err)
-	}
+	// docker-compose only prints YAML.
 	var cf composeFile
-	if err := json.Unmarshal(js, &cf); err != nil {
+	if err := json.Unmarshal(yamlToJSON(t, rendered), &cf); err != nil {
 		t.Fatal(err)
 	}
 	stages := parseDockerfile(t, repoFile(t, "Dockerfile"))

@@ -54,6 +54,10 @@ func TestMetrics(t *testing.T) {
 		"-listen", fmt.Sprintf("127.0.0.1:%d", serverPort), "-orport", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		"-disable-tls", "-metrics-addr", fmt.Sprintf("127.0.0.1:%d", serverMetrics))
 	srv.WaitFor(t, "listening", time.Minute)
+	// Before any proxy or client: the state idle alerts describe.
+	idle := map[string]string{
+		"snowflake-server": get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", serverMetrics)),
+	}
 
 	bridges := filepath.Join(dir, "bridges.json")
 	line := fmt.Sprintf(`{"displayName":"loopback","webSocketAddress":"ws://127.0.0.1:%d/","fingerprint":"2B280B23E1107BB62ABFC40DDCC8824814F80A72"}`+"\n", serverPort)
@@ -64,6 +68,7 @@ func TestMetrics(t *testing.T) {
 		"-addr", fmt.Sprintf("127.0.0.1:%d", brokerPort), "-disable-tls", "-disable-geoip",
 		"-bridge-list-path", bridges, "-allowed-relay-pattern", "127.0.0.1$", "-default-relay-pattern", "127.0.0.1$")
 	brk.WaitFor(t, "listening", time.Minute)
+	idle["snowflake-broker"] = get(t, fmt.Sprintf("http://127.0.0.1:%d/prometheus", brokerPort))
 
 	stun, err := stunserver.Listen("127.0.0.1", "127.0.0.2")
 	if err != nil {
@@ -177,6 +182,29 @@ func TestMetrics(t *testing.T) {
 				t.Errorf("prometheus.yml does not scrape %s", path)
 			}
 		}
+	})
+
+	// The alert rules must fire on the binaries' real metrics of the state
+	// they describe, and name the target concerned.
+	t.Run("alert rules", func(t *testing.T) {
+		checkAlertScenario(t, promtool, alertScenario{
+			name:   "no proxy waiting, no client",
+			bodies: idle,
+			firing: map[string]string{
+				"SnowflakeBrokerNoProxies":  "snowflake-broker",
+				"SnowflakeServerNoSessions": "snowflake-server",
+			},
+			silent: []string{"SnowflakeBrokerClientsDenied", "SnowflakeServerAtConnectionLimit", "SnowflakeTargetDown"},
+		})
+		if !strings.Contains(bodies["snowflake-broker"], "snowflake_available_proxies{") {
+			t.Logf("no proxy was waiting at the last scrape; the scenario with one is not checked:\n%s", bodies["snowflake-broker"])
+			return
+		}
+		checkAlertScenario(t, promtool, alertScenario{
+			name:   "a proxy waiting",
+			bodies: map[string]string{"snowflake-broker": bodies["snowflake-broker"]},
+			silent: []string{"SnowflakeBrokerNoProxies"},
+		})
 	})
 
 	t.Run("status page", func(t *testing.T) {
