@@ -106,6 +106,31 @@ func checkCommand(t *testing.T, where, name string, args []string) {
 	for _, err := range CheckArgs(flags, args) {
 		t.Errorf("%s: %s: %v", where, name, err)
 	}
+	if name == "snowflake-server" && !serverTLSChosen(args) {
+		t.Errorf("%s: snowflake-server %q has neither -acme-hostnames nor -disable-tls, so it refuses to start", where, args)
+	}
+}
+
+// serverTLSChosen reports whether a snowflake-server command line says how
+// to serve TLS, which the server requires before it listens; a line that
+// only asks for -version or -help needs not.
+func serverTLSChosen(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case !strings.HasPrefix(a, "-"):
+		case name == "version" || name == "help" || name == "h":
+			return true
+		case name == "acme-hostnames":
+			return true
+		case name == "disable-tls" && (!hasValue || value == "true" || value == "1"):
+			return true
+		}
+	}
+	return false
 }
 
 // binaryName returns the role name of a program path such as

@@ -196,3 +196,24 @@ func TestMarkdownTables(t *testing.T) {
 		t.Error("CodeSpan without backquotes: ok")
 	}
 }
+
+func TestServerTLSChosen(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"-acme-hostnames", "bridge.example.net"}, true},
+		{[]string{"-acme-hostnames=bridge.example.net", "-metrics-addr", "127.0.0.1:9100"}, true},
+		{[]string{"-listen", ":8080", "-orport", "127.0.0.1:9001", "-disable-tls"}, true},
+		{[]string{"--disable-tls=true"}, true},
+		{[]string{"-version"}, true},
+		{[]string{"-disable-tls=false"}, false},
+		{[]string{"-acme-cert-cache", "/var/lib/tor/pt_state/snowflake-certificate-cache", "-metrics-addr", "127.0.0.1:9100"}, false},
+		{[]string{"--", "-disable-tls"}, false},
+		{nil, false},
+	} {
+		if got := serverTLSChosen(tc.args); got != tc.want {
+			t.Errorf("serverTLSChosen(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}
