@@ -77,7 +77,8 @@ ENTRYPOINT ["/usr/local/bin/snowflake-client"]
 FROM runtime AS probetest
 COPY --from=build /out/probetest /usr/local/bin/probetest
 VOLUME ["/var/lib/snowflake"]
-EXPOSE 8443
+# 80 answers the ACME HTTP-01 challenge when -acme-hostnames is given.
+EXPOSE 8443 80
 ENTRYPOINT ["/usr/local/bin/probetest"]
 CMD ["-acme-cert-cache", "/var/lib/snowflake/acme-cert-cache"]
 
