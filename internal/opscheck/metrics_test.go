@@ -54,7 +54,9 @@ func TestMetrics(t *testing.T) {
 		"-listen", fmt.Sprintf("127.0.0.1:%d", serverPort), "-orport", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		"-disable-tls", "-metrics-addr", fmt.Sprintf("127.0.0.1:%d", serverMetrics))
 	srv.WaitFor(t, "listening", time.Minute)
-	// Before any proxy or client: the state idle alerts describe.
+	// Before any proxy or client: the state idle alerts describe. The
+	// server says "listening" before its metrics listener is up.
+	srv.WaitFor(t, "metrics listening", time.Minute)
 	idle := map[string]string{
 		"snowflake-server": get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", serverMetrics)),
 	}
