@@ -190,4 +190,17 @@ func TestMiscEndpoints(t *testing.T) {
 	}
 	<-p1
 	<-p2
+	// Once the polls have ended, the pairs seen stay exported at 0, as
+	// upstream's gauges do: "no proxy waiting" is a value that alerts and
+	// dashboards can see, not a missing series.
+	waitWaiting(t, b, 0)
+	r = do(t, http.MethodGet, srv.URL+"/prometheus", nil, nil)
+	for _, want := range []string{
+		`snowflake_available_proxies{nat="unrestricted",type="standalone"} 0`,
+		`snowflake_available_proxies{nat="restricted",type="standalone"} 0`,
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("/prometheus lacks %q once no proxy waits:\n%s", want, r.body)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"container/heap"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -335,17 +336,15 @@ func (p *pools) answer(sid, answer string) (string, bool) {
 	return m.proxyType, true
 }
 
-// snapshot returns the number of waiting proxies per (type, NAT) pair.
+// snapshot returns the number of waiting proxies per (type, NAT) pair,
+// for every pair a proxy has polled with, 0 when none waits now: like
+// upstream's gauges, a pair's series stays once it has appeared, so that
+// "no proxy waiting" is a value alerts and dashboards see, not a gap. The
+// pairs are few: types outside the known ones are counted as unknown.
 func (p *pools) snapshot() map[countKey]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[countKey]int, len(p.counts))
-	for k, v := range p.counts {
-		if v != 0 {
-			out[k] = v
-		}
-	}
-	return out
+	return maps.Clone(p.counts)
 }
 
 // waitingClients returns the number of clients waiting for a proxy.
