@@ -12,9 +12,10 @@ import (
 
 // maxQueued bounds the bytes received from the client and not yet taken by
 // the relay. Browsers cannot pause a data channel's message events, so the
-// queue is the only place incoming data can wait; in practice the relay
-// side (a WebSocket whose send never blocks) drains it at once, and a queue
-// this long means something is stuck.
+// queue is the only place incoming data can wait while the relay is slower
+// than the client (relayPacer holds the relay's WebSocket to wsHighWater).
+// A Snowflake client has far less in flight (its smux window); a queue this
+// long means a client that ignores it, or something stuck.
 const maxQueued = 16 << 20
 
 // errQueueOverflow ends a connection whose receive queue overflowed.

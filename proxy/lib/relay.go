@@ -111,6 +111,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	watch := startIdleWatch(idle, dc.BufferedAmount, func() { teardown(errIdle) })
 
 	gate := newSendGate(dc, total.Active.Load)
+	pacer := newRelayPacer(ws)
 
 	var wg sync.WaitGroup
 	wg.Add(4)
@@ -160,6 +161,9 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 				sideEnded(fmt.Errorf("write to relay: %w", err))
 				up.abort()
 				ws.CloseNow()
+				return
+			}
+			if !pacer.wait(done) {
 				return
 			}
 		}
