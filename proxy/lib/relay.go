@@ -102,7 +102,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 			close(done)
 			up.abort()
 			down.abort()
-			ws.CloseNow()
+			closeRelay(ws)
 			rwc.Close()
 			peer.Close()
 		})
@@ -114,7 +114,8 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	pacer := newRelayPacer(ws)
 
 	var wg sync.WaitGroup
-	wg.Add(4)
+	relayReaderEnded := make(chan struct{})
+	wg.Add(3)
 	// Client → relay.
 	go func() {
 		defer wg.Done()
@@ -160,7 +161,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 				// pipe then drains.
 				sideEnded(fmt.Errorf("write to relay: %w", err))
 				up.abort()
-				ws.CloseNow()
+				closeRelay(ws)
 				return
 			}
 			if !pacer.wait(done) {
@@ -168,9 +169,9 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 			}
 		}
 	}()
-	// Relay → client.
+	// Relay → client. The reader is awaited apart (awaitRelayReader).
 	go func() {
-		defer wg.Done()
+		defer close(relayReaderEnded)
 		defer down.closeWrite()
 		buf := make([]byte, readBuf)
 		for {
@@ -234,5 +235,6 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	// When both writers failed, neither tore down: do it now, which also
 	// records why the first side ended.
 	teardown(nil)
+	awaitRelayReader(relayReaderEnded)
 	return cause
 }

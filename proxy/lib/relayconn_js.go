@@ -78,3 +78,18 @@ func browserWebSocket(c *websocket.Conn) js.Value {
 	// The field is unexported: read it through its address.
 	return *(*js.Value)(unsafe.Pointer(v.UnsafeAddr()))
 }
+
+// closeRelay starts closing the connection to the relay and returns. A
+// browser cannot drop a WebSocket without the closing handshake, and the
+// library's CloseNow waits for it to end: for the relay's answer, or, from
+// a relay that hangs, for the browser's own timeout (more than a minute in
+// Chromium). Waited for in a relay's teardown, that kept the client's data
+// channel open and its slot taken for as long. The goroutine ends with the
+// handshake.
+func closeRelay(ws *websocket.Conn) { go ws.CloseNow() }
+
+// awaitRelayReader returns at once. The relay reader is blocked in the
+// library, which lets it go only when the closing handshake that
+// closeRelay started has ended (a canceled read waits for it too). It
+// reads into a pipe already aborted, so it ends on its own then.
+func awaitRelayReader(<-chan struct{}) {}

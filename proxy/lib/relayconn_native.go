@@ -11,3 +11,9 @@ type relayPacer struct{}
 func newRelayPacer(*websocket.Conn) relayPacer { return relayPacer{} }
 
 func (relayPacer) wait(<-chan struct{}) bool { return true }
+
+// closeRelay drops the connection to the relay at once.
+func closeRelay(ws *websocket.Conn) { ws.CloseNow() }
+
+// awaitRelayReader waits for the relay reader, which closeRelay ended.
+func awaitRelayReader(ended <-chan struct{}) { <-ended }

@@ -1,0 +1,88 @@
+//go:build !js
+
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/snowflake-go/snowflake/internal/testenv"
+)
+
+// TestBrowserStalledRelayRelease has a client leave the page proxy while
+// the relay has stopped reading and never answers a close. The client's
+// slot must be released at once, as the native proxy does by closing its
+// TCP connection: a browser cannot drop a WebSocket without the closing
+// handshake, which here waits for the browser's own timeout.
+func TestBrowserStalledRelayRelease(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	web := webDir(t)
+	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
+	n.relay, n.relayPort = startStalledRelay(t)
+	n.startBroker()
+
+	ws, _ := startPageProxy(t, n, web, false)
+	c := dialBrokerClient(t, n, 256<<10)
+	if _, err := c.rw.Write(make([]byte, 1400)); err != nil {
+		t.Fatal(err)
+	}
+	ws.waitStatus("the client counted as active", 20*time.Second, func(s status) bool { return s.Active == 1 })
+
+	left := time.Now()
+	c.pc.Close()
+	ws.waitStatus("the client's slot released", 90*time.Second, func(s status) bool { return s.Active == 0 })
+	took := time.Since(left)
+	t.Logf("the slot was released %v after the client left", took)
+	if took > 10*time.Second {
+		t.Errorf("the slot was released %v after the client left, want within 10s", took.Round(time.Second))
+	}
+}
+
+// startStalledRelay starts a WebSocket server on loopback, in place of the
+// bridge server, that accepts connections and then neither reads nor
+// writes until the test ends, as a relay whose process hangs would. The
+// first connection, the proxy's reachability check, it serves normally.
+func startStalledRelay(t *testing.T) (string, int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := make(chan struct{})
+	var wg sync.WaitGroup
+	var checked atomic.Bool
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		if checked.CompareAndSwap(false, true) {
+			// The proxy's reachability check, before it polls: a
+			// relay that works until it hangs.
+			c.Read(r.Context())
+			c.CloseNow()
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		<-end
+		c.CloseNow()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		close(end)
+		wg.Wait()
+		srv.Close()
+	})
+	port := ln.Addr().(*net.TCPAddr).Port
+	return fmt.Sprintf("ws://127.0.0.1:%d/", port), port
+}
