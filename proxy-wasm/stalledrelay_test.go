@@ -27,7 +27,7 @@ func TestBrowserStalledRelayRelease(t *testing.T) {
 	}
 	web := webDir(t)
 	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
-	n.relay, n.relayPort = startStalledRelay(t)
+	n.relay, n.relayPort = startStalledRelay(t, true)
 	n.startBroker()
 
 	ws, _ := startPageProxy(t, n, web, false)
@@ -47,11 +47,28 @@ func TestBrowserStalledRelayRelease(t *testing.T) {
 	}
 }
 
+// TestBrowserStalledRelayCheck starts the page proxy with a relay that
+// accepts WebSockets and then hangs. The reachability check only needs
+// the WebSocket to open; the proxy must not wait for the relay to answer
+// its close (the browser's timeout, more than a minute) before it polls.
+func TestBrowserStalledRelayCheck(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	web := webDir(t)
+	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
+	n.relay, n.relayPort = startStalledRelay(t, false)
+	n.startBroker()
+	// It fails unless the proxy polls within 20 s.
+	startPageProxy(t, n, web, false)
+}
+
 // startStalledRelay starts a WebSocket server on loopback, in place of the
 // bridge server, that accepts connections and then neither reads nor
 // writes until the test ends, as a relay whose process hangs would. The
-// first connection, the proxy's reachability check, it serves normally.
-func startStalledRelay(t *testing.T) (string, int) {
+// first connection, the proxy's reachability check, it serves normally if
+// serveCheck is set.
+func startStalledRelay(t *testing.T, serveCheck bool) (string, int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,7 +82,7 @@ func startStalledRelay(t *testing.T) (string, int) {
 		if err != nil {
 			return
 		}
-		if checked.CompareAndSwap(false, true) {
+		if serveCheck && checked.CompareAndSwap(false, true) {
 			// The proxy's reachability check, before it polls: a
 			// relay that works until it hangs.
 			c.Read(r.Context())

@@ -67,7 +67,7 @@ func (p *Proxy) checkRelay(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("relay check: %w", err)
 	}
-	ws.Close(websocket.StatusNormalClosure, "")
+	endRelayCheck(ws)
 	return nil
 }
 

@@ -93,3 +93,11 @@ func closeRelay(ws *websocket.Conn) { go ws.CloseNow() }
 // closeRelay started has ended (a canceled read waits for it too). It
 // reads into a pipe already aborted, so it ends on its own then.
 func awaitRelayReader(<-chan struct{}) {}
+
+// endRelayCheck starts closing the reachability check's connection normally
+// and returns: the check is done once the WebSocket opened, and waiting for
+// the relay's answer (closeRelay) would hold back polling, from a relay
+// that hangs, until the browser gives up.
+func endRelayCheck(ws *websocket.Conn) {
+	go ws.Close(websocket.StatusNormalClosure, "")
+}

@@ -17,3 +17,6 @@ func closeRelay(ws *websocket.Conn) { ws.CloseNow() }
 
 // awaitRelayReader waits for the relay reader, which closeRelay ended.
 func awaitRelayReader(ended <-chan struct{}) { <-ended }
+
+// endRelayCheck closes the reachability check's connection normally.
+func endRelayCheck(ws *websocket.Conn) { ws.Close(websocket.StatusNormalClosure, "") }
