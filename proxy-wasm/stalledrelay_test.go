@@ -75,7 +75,13 @@ func startStalledRelay(t *testing.T, serveCheck bool) (string, int) {
 		t.Fatal(err)
 	}
 	end := make(chan struct{})
-	var wg sync.WaitGroup
+	// ended and wg are guarded by mu, so that no handler joins wg once the
+	// cleanup waits on it (a connection may arrive during the cleanup).
+	var (
+		mu    sync.Mutex
+		ended bool
+		wg    sync.WaitGroup
+	)
 	var checked atomic.Bool
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
@@ -89,14 +95,24 @@ func startStalledRelay(t *testing.T, serveCheck bool) (string, int) {
 			c.CloseNow()
 			return
 		}
+		mu.Lock()
+		if ended {
+			mu.Unlock()
+			c.CloseNow()
+			return
+		}
 		wg.Add(1)
+		mu.Unlock()
 		defer wg.Done()
 		<-end
 		c.CloseNow()
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() {
+		mu.Lock()
+		ended = true
 		close(end)
+		mu.Unlock()
 		wg.Wait()
 		srv.Close()
 	})
