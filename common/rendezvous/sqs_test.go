@@ -134,14 +134,7 @@ func TestSQSNoBroker(t *testing.T) {
 func TestSQSStalledEndpoint(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		w.WriteHeader(http.StatusOK)
-		io.WriteString(w, `{"MessageId":`)
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
+		stallMidResponse(w, r, `{"MessageId":`, release)
 	}))
 	defer srv.Close()
 	defer close(release)
@@ -192,14 +185,7 @@ func TestSQSResponseQueueStalled(t *testing.T) {
 			return
 		}
 		getQueueURLs.Add(1)
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		w.WriteHeader(http.StatusOK)
-		io.WriteString(w, `{"QueueUrl":`)
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
+		stallMidResponse(w, r, `{"QueueUrl":`, release)
 	}))
 	defer srv.Close()
 	defer close(release)
@@ -263,5 +249,19 @@ func TestQueueMissing(t *testing.T) {
 		if got := queueMissing(tc.err); got != tc.want {
 			t.Errorf("queueMissing(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// stallMidResponse answers an SQS call with its headers and the start of a
+// body, then sends nothing more until release is closed or the client
+// leaves, as an endpoint or middlebox that hangs would.
+func stallMidResponse(w http.ResponseWriter, r *http.Request, start string, release <-chan struct{}) {
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, start)
+	w.(http.Flusher).Flush()
+	select {
+	case <-release:
+	case <-r.Context().Done():
 	}
 }

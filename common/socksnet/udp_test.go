@@ -40,7 +40,11 @@ func echoUDP(t *testing.T) *net.UDPAddr {
 	return c.LocalAddr().(*net.UDPAddr)
 }
 
-func TestUDPAssociate(t *testing.T) {
+// associate starts a SOCKS server and a UDP echo server on loopback and
+// returns the server, a UDP association through it (closed when the test
+// ends) and the echo's address.
+func associate(t *testing.T) (*testenv.SOCKS5Server, *UDPConn, *net.UDPAddr) {
+	t.Helper()
 	srv := startServer(t, "", "")
 	echo := echoUDP(t)
 	n, err := New(Config{Addr: srv.Addr()})
@@ -53,7 +57,12 @@ func TestUDPAssociate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return srv, c, echo
+}
+
+func TestUDPAssociate(t *testing.T) {
+	srv, c, echo := associate(t)
 	if la := c.LocalAddr().(*net.UDPAddr); !la.IP.IsLoopback() || la.Port == 0 {
 		t.Errorf("local address %v, want the relay's loopback address", la)
 	}
@@ -401,19 +410,7 @@ func TestAssociationSocketFailure(t *testing.T) {
 // together do not fit; a larger payload is cut to the buffer's length, as
 // a plain UDP socket does.
 func TestReadFitsCallerBuffer(t *testing.T) {
-	srv := startServer(t, "", "")
-	echo := echoUDP(t)
-	n, err := New(Config{Addr: srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := n.ListenUDPContext(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c, echo := associate(t)
 	for _, tc := range []struct{ payload, buf int }{
 		{1500, 1500}, // fits exactly; with the 10-byte header it does not
 		{1495, 1500},
