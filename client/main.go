@@ -40,8 +40,11 @@ func main() {
 	var (
 		logFile       = fs.String("log", "", "name of log file (appended; default: no log)")
 		logToStateDir = fs.Bool("log-to-state-dir", false, "resolve the log file relative to tor's PT state dir")
-		unsafeLogging = fs.Bool("unsafe-logging", false, "keep IP addresses in logs")
-		showVersion   = fs.Bool("version", false, "display version info and quit")
+		// Upstream still accepts the old spelling; torrc lines written
+		// for it must not stop ours from starting.
+		oldLogToStateDir = fs.Bool("logToStateDir", false, "deprecated spelling of -log-to-state-dir")
+		unsafeLogging    = fs.Bool("unsafe-logging", false, "keep IP addresses in logs")
+		showVersion      = fs.Bool("version", false, "display version info and quit")
 	)
 	// Every other setting comes from the client library's option table, so
 	// flags and bridge-line arguments are parsed by the same code.
@@ -71,7 +74,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	logger, closeLog, err := setupLogging(*logFile, *logToStateDir, *unsafeLogging)
+	logger, closeLog, err := setupLogging(*logFile, *logToStateDir || *oldLogToStateDir, *unsafeLogging)
 	if err != nil {
 		pt.Log(pt.LogSeverityError, err.Error())
 		fmt.Fprintln(os.Stderr, err)
