@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pion/stun/v4"
+
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
 	"github.com/snowflake-go/snowflake/common/rendezvous"
@@ -187,15 +189,29 @@ func setICE(c *Config, v string) error {
 		if s == "" {
 			continue
 		}
-		// Only STUN is used: TURN would need credentials, and
-		// deployed clients skip other schemes too.
-		if _, err := nat.ParseSTUNURL(s); err != nil {
+		if !usableSTUNURL(s) {
 			c.skippedICE = append(c.skippedICE, s)
 			continue
 		}
 		c.ICEServers = append(c.ICEServers, s)
 	}
 	return nil
+}
+
+// usableSTUNURL reports whether s can serve both NAT discovery and WebRTC.
+// Only STUN is used: TURN would need credentials, and deployed clients skip
+// other schemes too. Both parsers must accept it: pion refuses a whole
+// PeerConnection for one ICE URL it cannot parse (an unbracketed IPv6
+// address, a port followed by a path), so such an entry would fail every
+// rendezvous that picked it instead of being skipped.
+func usableSTUNURL(s string) bool {
+	if _, err := nat.ParseSTUNURL(s); err != nil {
+		return false
+	}
+	// pion drops the query of a stun: URL before parsing it.
+	withoutQuery, _, _ := strings.Cut(s, "?")
+	_, err := stun.ParseURI(withoutQuery)
+	return err == nil
 }
 
 // parseBool accepts the spellings deployed bridge lines use ("true",

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pion/webrtc/v5"
+
 	"github.com/snowflake-go/snowflake/common/rendezvous"
 )
 
@@ -217,5 +219,32 @@ func TestMaxBounded(t *testing.T) {
 	}
 	if _, err := New(c, nil); err == nil {
 		t.Fatal("New accepted max 2^40")
+	}
+}
+
+// TestICEKeepsOnlyWhatPionAccepts: every ice entry the configuration keeps
+// goes into each PeerConnection's ICE servers, and pion refuses a whole
+// PeerConnection for one URL it cannot parse. An entry that passes our
+// STUN parser but not pion's would fail every rendezvous that picks it;
+// it must be skipped (and reported) like any other unusable entry.
+func TestICEKeepsOnlyWhatPionAccepts(t *testing.T) {
+	var c Config
+	ice := "stun:2001:db8::1,stun:a.example:3478/path,stun:[2001:db8::2]:3478,stun:b.example,stun:c.example:19302?transport=udp"
+	if err := c.Set("ice", ice); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.ICEServers {
+		pc, err := webrtc.NewPeerConnection(webrtc.Configuration{ICEServers: []webrtc.ICEServer{{URLs: []string{s}}}})
+		if err != nil {
+			t.Errorf("kept %q, which pion refuses: %v", s, err)
+			continue
+		}
+		pc.Close()
+	}
+	if got, want := strings.Join(c.ICEServers, ","), "stun:[2001:db8::2]:3478,stun:b.example,stun:c.example:19302?transport=udp"; got != want {
+		t.Errorf("kept %s, want %s", got, want)
+	}
+	if got, want := strings.Join(c.skippedICE, ","), "stun:2001:db8::1,stun:a.example:3478/path"; got != want {
+		t.Errorf("skipped %s, want %s", got, want)
 	}
 }
