@@ -104,7 +104,7 @@ func discoverOne(ctx context.Context, n transport.Net, stunURL string) (Type, er
 	if err != nil {
 		return Unknown, err
 	}
-	server, err := n.ResolveUDPAddr("udp4", hostport)
+	server, err := resolveUDP(ctx, n, hostport)
 	if err != nil {
 		return Unknown, fmt.Errorf("nat: resolve %s: %w", stunURL, err)
 	}
@@ -146,6 +146,29 @@ func discoverOne(ctx context.Context, n transport.Net, stunURL string) (Type, er
 // bindingRequest sends a binding request to addr and waits for the matching
 // success response, retransmitting with RFC 5389's doubling timer (500 ms
 // start) until [RoundTripTimeout].
+// resolveUDP looks hostport up with n, giving up when ctx ends. A
+// transport.Net's lookup takes no context, and where a censor drops DNS it
+// lasts the resolver's timeouts (seconds per name server): a client's
+// shutdown, which waits for discovery, would wait them out. The lookup
+// itself runs on until the resolver gives up; its result is dropped.
+func resolveUDP(ctx context.Context, n transport.Net, hostport string) (*net.UDPAddr, error) {
+	type result struct {
+		addr *net.UDPAddr
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		a, err := n.ResolveUDPAddr("udp4", hostport)
+		done <- result{a, err}
+	}()
+	select {
+	case r := <-done:
+		return r.addr, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 func bindingRequest(ctx context.Context, conn transport.UDPConn, addr *net.UDPAddr) (*stun.Message, error) {
 	req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 	if err != nil {

@@ -236,3 +236,37 @@ func TestDiscoverCancelBetweenReads(t *testing.T) {
 		t.Fatalf("Discover returned %v after its context was cancelled", d)
 	}
 }
+
+// slowDNSNet is the operating system's network whose name lookups hang
+// until released, as they do where a censor drops DNS.
+type slowDNSNet struct {
+	transport.Net
+	release chan struct{}
+}
+
+func (n *slowDNSNet) ResolveUDPAddr(network, address string) (*net.UDPAddr, error) {
+	<-n.release
+	return nil, errors.New("lookup timed out")
+}
+
+// TestDiscoverCancelDuringLookup: transport.Net's lookups take no context,
+// and a blocked one must not hold Discover (and so a client's shutdown)
+// past its context.
+func TestDiscoverCancelDuringLookup(t *testing.T) {
+	std, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &slowDNSNet{Net: std, release: make(chan struct{})}
+	defer close(n.release)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	got, err := Discover(ctx, n, []string{"stun:stun.example.net:3478"}, nil)
+	if got != Unknown || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Discover = %v, %v; want unknown and context.DeadlineExceeded", got, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Discover waited %v for a lookup after its context ended", d)
+	}
+}
