@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sort"
 	"time"
@@ -116,11 +117,15 @@ func echoRounds(ctx context.Context, d Dialer, more func(time.Duration) bool) er
 	}
 }
 
-// Percentile returns the p-th percentile (0..100) of sorted durations.
+// Percentile returns the p-th percentile (0..100) of sorted durations by
+// nearest rank: the smallest sample that at least p% of them do not exceed.
+// Rounding the rank up matters with few samples, where rounding down would
+// report a middle round trip (of 3 samples, the median) as the p99.
 func Percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(p / 100 * float64(len(sorted)-1))
-	return sorted[i]
+	// p*n/100 rather than p/100*n: 99*300/100 is exactly 297.
+	rank := int(math.Ceil(p * float64(len(sorted)) / 100))
+	return sorted[min(max(rank, 1), len(sorted))-1]
 }
