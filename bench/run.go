@@ -456,20 +456,30 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	}
 	udp0, udpErr := readUDPCounters()
 	cpu0, cpuErr := readCPUTimes()
-	use0 := usage()
-	b0 := total.Load()
-	t0 := time.Now()
-	cr.series = sampleRates(ctx, o.window, total.Load)
-	moved := total.Load() - b0
-	window := time.Since(t0)
+	// The machine's and the namespace's counters are read right after
+	// the window closes, and the server's metrics (an HTTP scrape) last.
+	var (
+		errs1            Metrics
+		cpu1             cpuTimes
+		udp1             udpCounters
+		cpu1Err, udp1Err error
+	)
+	open, shut, series := measureWindow(ctx, o.window, total.Load, usage, func() {
+		cpu1, cpu1Err = readCPUTimes()
+		udp1, udp1Err = readUDPCounters()
+		errs1 = errs()
+	})
+	cr.series = series
+	moved := shut.bytes - open.bytes
+	window := shut.at.Sub(open.at)
+	use0 := open.use
 	cr.aggMBps = float64(moved) / 1e6 / window.Seconds()
 	cr.machineIdlePct = -1
-	if cpu1, err := readCPUTimes(); err == nil && cpuErr == nil {
+	if cpu1Err == nil && cpuErr == nil {
 		cr.machineIdlePct = idlePct(cpu0, cpu1)
 	}
-	errs1 := errs()
 	cr.udpDropPct = -1
-	if udp1, err := readUDPCounters(); err == nil && udpErr == nil {
+	if udp1Err == nil && udpErr == nil {
 		drops := udp1.rcvbufDrops - udp0.rcvbufDrops
 		if all := udp1.received - udp0.received + drops; all > 0 {
 			cr.udpDropPct = float64(drops) / float64(all) * 100
@@ -493,7 +503,7 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		cr.cpuPer100 = map[string]float64{}
 		cr.switchesPerMB = map[string]float64{}
 		cr.runQueuePct = map[string]float64{}
-		for name, u := range usage() {
+		for name, u := range shut.use {
 			cr.cpuPer100[name] = (u.CPU - use0[name].CPU).Seconds() * 100e6 / float64(moved)
 			cr.switchesPerMB[name] = float64(u.Switches-use0[name].Switches) / (float64(moved) / 1e6)
 			cr.runQueuePct[name] = (u.RunQueueWait - use0[name].RunQueueWait).Seconds() / window.Seconds() * 100

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snowflake-go/snowflake/bench/chain"
+)
+
+// steadyChain is a fake chain moving bytes and burning CPU at constant
+// rates: reading it at any instant gives the bytes and CPU up to then.
+type steadyChain struct {
+	start       time.Time
+	bytesPerSec float64
+	cpuPerSec   float64 // CPU seconds per second, for the one component
+
+	mu     sync.Mutex
+	delays time.Duration // how long a usage reading takes
+}
+
+func (c *steadyChain) total() uint64 {
+	return uint64(time.Since(c.start).Seconds() * c.bytesPerSec)
+}
+
+// usage takes c.delays, like reading /proc for many processes, and reads
+// the CPU halfway through.
+func (c *steadyChain) usage() map[string]chain.Usage {
+	c.mu.Lock()
+	d := c.delays
+	c.mu.Unlock()
+	time.Sleep(d / 2)
+	cpu := time.Duration(time.Since(c.start).Seconds() * c.cpuPerSec * float64(time.Second))
+	time.Sleep(d / 2)
+	return map[string]chain.Usage{"server": {CPU: cpu}}
+}
+
+// TestMeasureWindowCPUOverSameSpanAsBytes checks that the CPU divided by
+// the bytes moved in the aggregate window was spent over the span of those
+// bytes: not also while the server's metrics were scraped after the window,
+// nor while /proc was being read.
+func TestMeasureWindowCPUOverSameSpanAsBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		usageTakes   time.Duration
+		closingTakes time.Duration
+	}{
+		{"instant readings", 0, 0},
+		{"slow metrics scrape after the window", 0, 300 * time.Millisecond},
+		{"slow /proc readings", 120 * time.Millisecond, 0},
+	} {
+		c := &steadyChain{start: time.Now(), bytesPerSec: 50e6, cpuPerSec: 1.5, delays: tc.usageTakes}
+		open, shut, _ := measureWindow(context.Background(), 400*time.Millisecond, c.total, c.usage,
+			func() { time.Sleep(tc.closingTakes) })
+		cpu := (shut.use["server"].CPU - open.use["server"].CPU).Seconds()
+		moved := float64(shut.bytes - open.bytes)
+		got := cpu * 100e6 / moved
+		want := c.cpuPerSec * 100e6 / c.bytesPerSec // 3 s per 100 MB
+		if math.Abs(got-want)/want > 0.1 {
+			t.Errorf("%s: %.2f CPU s per 100 MB, want %.2f (CPU over %.0f ms, bytes over %.0f ms)",
+				tc.name, got, want, cpu/c.cpuPerSec*1000, moved/c.bytesPerSec*1000)
+		}
+		took := shut.at.Sub(open.at).Seconds()
+		if rate := moved / took; math.Abs(rate-c.bytesPerSec)/c.bytesPerSec > 0.1 {
+			t.Errorf("%s: %.1f MB/s over the window, want %.1f", tc.name, rate/1e6, c.bytesPerSec/1e6)
+		}
+	}
+}
