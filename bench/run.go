@@ -241,13 +241,16 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		return fmt.Errorf("bulk: SHA-256 mismatch")
 	}
 	r.bulkMBps = float64(size) / 1e6 / el.Seconds()
+	// Every component or none: the report sums them.
+	cpu := map[string]float64{}
 	for n, p := range comps {
 		after, err := p.Usage()
 		if err != nil {
-			return err
+			return fmt.Errorf("bulk: CPU of the %s: %w", n, err)
 		}
-		r.cpuPer100[n] = (after.CPU - before[n].CPU).Seconds() * 100e6 / float64(size)
+		cpu[n] = (after.CPU - before[n].CPU).Seconds() * 100e6 / float64(size)
 	}
+	r.cpuPer100 = cpu
 	fmt.Fprintf(os.Stderr, "bench: %s: bulk %.1f MB/s\n", s.name, r.bulkMBps)
 	cl.Stop(5 * time.Second)
 
