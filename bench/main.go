@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/snowflake-go/snowflake/internal/childproc"
 )
 
 // netnsMarker tells the re-executed harness that it runs isolated.
@@ -139,13 +141,42 @@ func isolate() error {
 	cmd.Dir = wd
 	cmd.Env = append(os.Environ(), netnsMarker+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
+	if err := runIsolated(cmd); err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			os.Exit(ee.ExitCode())
 		}
 		return err
 	}
 	return nil
+}
+
+// runIsolated runs the re-executed harness and waits for it. An interrupt
+// or termination of this process is passed on, and this process waits for
+// the harness to clean up its chain before it ends, so that whoever waits
+// for it does not return while the chain is still up. If this process is
+// killed, the harness gets SIGTERM from the kernel (which cleans up the
+// same way); before, it ran its whole benchmark on in the background.
+func runIsolated(cmd *exec.Cmd) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	if err := childproc.Start(cmd); err != nil {
+		return fmt.Errorf("start the isolated harness: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case s := <-sigs:
+			cmd.Process.Signal(s)
+		}
+	}
 }
 
 func abs(dir, name string) (string, error) {
