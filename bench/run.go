@@ -224,33 +224,32 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 	if err != nil {
 		return fail(err, cl.Proc)
 	}
-	comps := map[string]*chain.Proc{"client": cl.Proc, "proxy": proxy, "server": c.Server}
-	before := map[string]chain.Usage{}
-	for n, p := range comps {
-		before[n], _ = p.Usage()
-	}
+	defer conn.Close() // also when reading a component's CPU fails
+	comps := map[string]usageReader{"client": cl.Proc, "proxy": proxy, "server": c.Server}
 	h := sha256.New()
-	start := time.Now()
-	_, err = chain.Download(bctx, conn, 42, 0, size, h, nil)
-	el := time.Since(start)
-	conn.Close()
+	cpu, el, err := meterTransfer(comps, func() error {
+		_, err := chain.Download(bctx, conn, 42, 0, size, h, nil)
+		if err != nil {
+			conn.Close()
+			return fail(err, cl.Proc, proxy, c.Server)
+		}
+		return nil
+	}, func() error {
+		conn.Close()
+		if want := (chain.Pattern{Seed: 42}).SHA256(size); string(h.Sum(nil)) != string(want[:]) {
+			return errors.New("SHA-256 mismatch")
+		}
+		return nil
+	})
 	if err != nil {
-		return fail(fmt.Errorf("bulk: %w", err), cl.Proc, proxy, c.Server)
-	}
-	if want := (chain.Pattern{Seed: 42}).SHA256(size); string(h.Sum(nil)) != string(want[:]) {
-		return fmt.Errorf("bulk: SHA-256 mismatch")
+		return fmt.Errorf("bulk: %w", err)
 	}
 	r.bulkMBps = float64(size) / 1e6 / el.Seconds()
 	// Every component or none: the report sums them.
-	cpu := map[string]float64{}
-	for n, p := range comps {
-		after, err := p.Usage()
-		if err != nil {
-			return fmt.Errorf("bulk: CPU of the %s: %w", n, err)
-		}
-		cpu[n] = (after.CPU - before[n].CPU).Seconds() * 100e6 / float64(size)
+	r.cpuPer100 = map[string]float64{}
+	for n, d := range cpu {
+		r.cpuPer100[n] = d.Seconds() * 100e6 / float64(size)
 	}
-	r.cpuPer100 = cpu
 	fmt.Fprintf(os.Stderr, "bench: %s: bulk %.1f MB/s\n", s.name, r.bulkMBps)
 	cl.Stop(5 * time.Second)
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/snowflake-go/snowflake/bench/chain"
@@ -36,4 +37,52 @@ func measureWindow(ctx context.Context, window time.Duration, total func() uint6
 	shut = readWindowEnd(total, usage)
 	closed()
 	return open, shut, series
+}
+
+// usageReader is a process whose resource use can be read (a chain.Proc).
+type usageReader interface {
+	Usage() (chain.Usage, error)
+}
+
+// meterTransfer runs transfer and returns the CPU each component used
+// meanwhile and how long it took. verify (checking what arrived, closing
+// the stream) runs after the components have been read: hashing 100 MB in
+// the harness takes a while, which is not the chain's.
+func meterTransfer(comps map[string]usageReader, transfer, verify func() error) (map[string]time.Duration, time.Duration, error) {
+	// A reading that failed would leave a zero to subtract, and the
+	// process's whole life counted as the transfer's.
+	before, err := readAll(comps)
+	if err != nil {
+		return nil, 0, err
+	}
+	start := time.Now()
+	if err := transfer(); err != nil {
+		return nil, 0, err
+	}
+	took := time.Since(start)
+	after, err := readAll(comps)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := verify(); err != nil {
+		return nil, 0, err
+	}
+	cpu := map[string]time.Duration{}
+	for n := range comps {
+		cpu[n] = after[n].CPU - before[n].CPU
+	}
+	return cpu, took, nil
+}
+
+// readAll reads the use of every component, or fails.
+func readAll(comps map[string]usageReader) (map[string]chain.Usage, error) {
+	m := map[string]chain.Usage{}
+	for n, p := range comps {
+		u, err := p.Usage()
+		if err != nil {
+			return nil, fmt.Errorf("CPU of the %s: %w", n, err)
+		}
+		m[n] = u
+	}
+	return m, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
 	"testing"
@@ -66,5 +67,48 @@ func TestMeasureWindowCPUOverSameSpanAsBytes(t *testing.T) {
 		if rate := moved / took; math.Abs(rate-c.bytesPerSec)/c.bytesPerSec > 0.1 {
 			t.Errorf("%s: %.1f MB/s over the window, want %.1f", tc.name, rate/1e6, c.bytesPerSec/1e6)
 		}
+	}
+}
+
+// busyProc is a fake component that uses cpuPerSec CPU seconds per second
+// since start; its first failReads readings fail.
+type busyProc struct {
+	start     time.Time
+	cpuPerSec float64
+	failReads int
+}
+
+func (p *busyProc) Usage() (chain.Usage, error) {
+	if p.failReads > 0 {
+		p.failReads--
+		return chain.Usage{}, errors.New("open /proc/1/stat: no such file or directory")
+	}
+	return chain.Usage{CPU: time.Duration(time.Since(p.start).Seconds() * p.cpuPerSec * float64(time.Second))}, nil
+}
+
+// TestMeterTransferCPUOverTheTransfer checks that the bulk download's CPU
+// is the CPU used while the bytes moved: not also while the harness checks
+// the SHA-256 of 100 MB afterwards, and not the process's whole life when
+// the first reading failed.
+func TestMeterTransferCPUOverTheTransfer(t *testing.T) {
+	const transferTakes, verifyTakes = 300 * time.Millisecond, 300 * time.Millisecond
+	// The process has run (and used CPU) for 10 s before the transfer.
+	p := &busyProc{start: time.Now().Add(-10 * time.Second), cpuPerSec: 1}
+	cpu, took, err := meterTransfer(map[string]usageReader{"server": p},
+		func() error { time.Sleep(transferTakes); return nil },
+		func() error { time.Sleep(verifyTakes); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cpu["server"] - took; d > 50*time.Millisecond || d < -50*time.Millisecond {
+		t.Errorf("CPU %v over a transfer of %v at one core: the CPU was read over another span", cpu["server"], took)
+	}
+
+	failing := &busyProc{start: time.Now().Add(-10 * time.Second), cpuPerSec: 1, failReads: 1}
+	cpu, _, err = meterTransfer(map[string]usageReader{"proxy": failing},
+		func() error { time.Sleep(10 * time.Millisecond); return nil },
+		func() error { return nil })
+	if err == nil {
+		t.Errorf("first reading failed, yet no error; CPU %v (the process's life, not the transfer's)", cpu["proxy"])
 	}
 }
