@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -375,6 +376,8 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// is left of the CPU for the transfers. The downloads below open
 	// sessions of their own (each stream is a session of its own, through
 	// a proxy of its own), so the held ones are closed first.
+	// usage reads every process; useBetween turns two readings into
+	// figures per component.
 	usage := func() map[string]chain.Usage {
 		m := map[string]chain.Usage{}
 		for name, p := range map[string]*chain.Proc{"proxy": proxy, "server": c.Server} {
@@ -382,13 +385,9 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 				m[name] = u
 			}
 		}
-		for _, cl := range clients {
+		for i, cl := range clients {
 			if u, err := cl.Proc.Usage(); err == nil {
-				sum := m["clients"]
-				sum.CPU += u.CPU
-				sum.Switches += u.Switches
-				sum.RunQueueWait += u.RunQueueWait
-				m["clients"] = sum
+				m[clientPrefix+strconv.Itoa(i)] = u
 			}
 		}
 		return m
@@ -404,12 +403,8 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	}
 	idle1, idleTook := usage(), time.Since(idleT0)
 	cr.idleCPUPct = map[string]float64{}
-	for comp, u := range idle1 {
-		u0, ok := idle0[comp]
-		if !ok {
-			continue
-		}
-		pct := (u.CPU - u0.CPU).Seconds() / idleTook.Seconds() * 100
+	for comp, u := range useBetween(idle0, idle1) {
+		pct := u.CPU.Seconds() / idleTook.Seconds() * 100
 		if comp == "clients" {
 			pct /= float64(n)
 		}
@@ -474,7 +469,6 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	cr.series = series
 	moved := shut.bytes - open.bytes
 	window := shut.at.Sub(open.at)
-	use0 := open.use
 	cr.aggMBps = float64(moved) / 1e6 / window.Seconds()
 	cr.machineIdlePct = -1
 	if cpu1Err == nil && cpuErr == nil {
@@ -505,10 +499,10 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 		cr.cpuPer100 = map[string]float64{}
 		cr.switchesPerMB = map[string]float64{}
 		cr.runQueuePct = map[string]float64{}
-		for name, u := range shut.use {
-			cr.cpuPer100[name] = (u.CPU - use0[name].CPU).Seconds() * 100e6 / float64(moved)
-			cr.switchesPerMB[name] = float64(u.Switches-use0[name].Switches) / (float64(moved) / 1e6)
-			cr.runQueuePct[name] = (u.RunQueueWait - use0[name].RunQueueWait).Seconds() / window.Seconds() * 100
+		for name, u := range useBetween(open.use, shut.use) {
+			cr.cpuPer100[name] = u.CPU.Seconds() * 100e6 / float64(moved)
+			cr.switchesPerMB[name] = float64(u.Switches) / (float64(moved) / 1e6)
+			cr.runQueuePct[name] = u.RunQueueWait.Seconds() / window.Seconds() * 100
 		}
 	}
 	cancel()

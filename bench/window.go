@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/snowflake-go/snowflake/bench/chain"
@@ -85,4 +86,33 @@ func readAll(comps map[string]usageReader) (map[string]chain.Usage, error) {
 		m[n] = u
 	}
 	return m, nil
+}
+
+// clientPrefix starts the reading names of client processes, which
+// useBetween sums as the component "clients".
+const clientPrefix = "client:"
+
+// useBetween returns what each component used between readings a and b,
+// which map process names ("proxy", "server", clientPrefix+"3") to their
+// use at that moment.
+func useBetween(a, b map[string]chain.Usage) map[string]chain.Usage {
+	out := map[string]chain.Usage{}
+	for name, u1 := range b {
+		u0, ok := a[name]
+		if !ok {
+			continue // a zero to subtract would count its whole life
+		}
+		comp := name
+		if strings.HasPrefix(name, clientPrefix) {
+			comp = "clients"
+		}
+		// Components are summed from each process's difference, so a
+		// client read at one end only is left out of both ends.
+		sum := out[comp]
+		sum.CPU += u1.CPU - u0.CPU
+		sum.Switches += u1.Switches - u0.Switches
+		sum.RunQueueWait += u1.RunQueueWait - u0.RunQueueWait
+		out[comp] = sum
+	}
+	return out
 }

@@ -112,3 +112,32 @@ func TestMeterTransferCPUOverTheTransfer(t *testing.T) {
 		t.Errorf("first reading failed, yet no error; CPU %v (the process's life, not the transfer's)", cpu["proxy"])
 	}
 }
+
+// TestUseBetweenOnlyProcessesReadTwice checks that a process whose use
+// could not be read at one end of a window adds nothing to its
+// component's figure, rather than its whole life (missing at the start)
+// or minus what it had used before (missing at the end).
+func TestUseBetweenOnlyProcessesReadTwice(t *testing.T) {
+	s := func(x float64) time.Duration { return time.Duration(x * float64(time.Second)) }
+	start := map[string]chain.Usage{
+		"server":           {CPU: s(40), Switches: 9000},
+		clientPrefix + "1": {CPU: s(5), Switches: 1000},
+		clientPrefix + "2": {CPU: s(6), Switches: 1000},
+	}
+	end := map[string]chain.Usage{
+		"proxy":            {CPU: s(30), Switches: 7000}, // not read at the start
+		"server":           {CPU: s(41), Switches: 9100},
+		clientPrefix + "1": {CPU: s(5.5), Switches: 1050},
+		// client 2 could not be read at the end
+	}
+	got := useBetween(start, end)
+	if _, ok := got["proxy"]; ok {
+		t.Errorf("proxy, read only at the end: got %+v, want no figure", got["proxy"])
+	}
+	if want := (chain.Usage{CPU: s(1), Switches: 100}); got["server"] != want {
+		t.Errorf("server: got %+v, want %+v", got["server"], want)
+	}
+	if want := (chain.Usage{CPU: s(0.5), Switches: 50}); got["clients"] != want {
+		t.Errorf("clients (client 2 read only at the start): got %+v, want %+v", got["clients"], want)
+	}
+}
