@@ -61,6 +61,9 @@ type concResult struct {
 	// the whole process (much of which is not per client: the server's
 	// background work after the bulk phase, for one).
 	idleCPUPct map[string]float64
+	// downloads is how many downloads had started when the aggregate
+	// window opened.
+	downloads int
 	// staleSessions is how many sessions the server held, as the window
 	// opened, beyond one per downloading client: sessions of clients that
 	// have closed theirs or gone (-1: unknown). Such a session resends its
@@ -259,7 +262,7 @@ func measureInto(ctx context.Context, o options, server, broker string, s flavor
 		if err != nil {
 			return fail(fmt.Errorf("%d clients: %w", n, err), proxy)
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; run-queue wait: clients %.0f%% proxy %.0f%% server %.0f%%, machine idle %.1f%%; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU: per client %.3f%%, proxy %.3f%%, server %.3f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.runQueuePct["clients"], cr.runQueuePct["proxy"], cr.runQueuePct["server"], cr.machineIdlePct, cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct["clients"], cr.idleCPUPct["proxy"], cr.idleCPUPct["server"], seriesStep, formatRates(cr.series))
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: %d connected in %v (half in %v), %.1f MB/s aggregate over %d downloads, CPU s/100 MB: clients %.2f proxy %.2f server %.2f; context switches per MB: clients %.0f proxy %.0f server %.0f; run-queue wait: clients %.0f%% proxy %.0f%% server %.0f%%, machine idle %.1f%%; server retransmissions %.1f%%; stale server sessions %.0f; UDP datagrams per MB %.0f, receive-buffer drops %.2f%%; idle CPU: per client %.3f%%, proxy %.3f%%, server %.3f%%; MB/s per %v: %s\n", s.name, n, cr.connected, cr.ramp.Round(time.Millisecond), cr.rampP50.Round(time.Millisecond), cr.aggMBps, cr.downloads, cr.cpuPer100["clients"], cr.cpuPer100["proxy"], cr.cpuPer100["server"], cr.switchesPerMB["clients"], cr.switchesPerMB["proxy"], cr.switchesPerMB["server"], cr.runQueuePct["clients"], cr.runQueuePct["proxy"], cr.runQueuePct["server"], cr.machineIdlePct, cr.retransPct, cr.staleSessions, cr.udpPerMB, cr.udpDropPct, cr.idleCPUPct["clients"], cr.idleCPUPct["proxy"], cr.idleCPUPct["server"], seriesStep, formatRates(cr.series))
 		for k, v := range cr.serverErrors {
 			fmt.Fprintf(os.Stderr, "bench: %s: %d clients: server %s grew by %.0f\n", s.name, n, k, v)
 		}
@@ -416,11 +419,13 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// streams, each over a new session.
 	var total atomic.Uint64
 	var downloading atomic.Int64
+	asked := 0
 	for i, cl := range clients {
 		if took[i] == 0 {
 			continue
 		}
 		for range o.streams {
+			asked++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -438,9 +443,9 @@ func concurrent(ctx context.Context, o options, c *chain.Chain, proxy *chain.Pro
 	// started at once spend their first seconds growing 50 fresh heaps
 	// (page faults) and retransmitting their first windows, at about half
 	// of the rate that follows (see the series with a long -window).
-	select {
-	case <-time.After(o.aggWarmup):
-	case <-ctx.Done():
+	cr.downloads = int(awaitDownloads(ctx, downloading.Load, int64(asked), o.rampTimeout, o.aggWarmup))
+	if cr.downloads < asked {
+		fmt.Fprintf(os.Stderr, "bench: %s: %d clients: only %d of %d downloads started within %v; the window measures those\n", s.name, n, cr.downloads, asked, o.rampTimeout)
 	}
 	errs := func() Metrics {
 		m, _ := chain.ScrapeMetrics(ctx, c.ServerMetricsURL())

@@ -116,3 +116,30 @@ func useBetween(a, b map[string]chain.Usage) map[string]chain.Usage {
 	}
 	return out
 }
+
+// awaitDownloads returns when the aggregate window may open: warmup after
+// the last of want downloads started, or after timeout if some never do
+// (or when ctx ends). It returns how many had started by then. Each
+// download opens a session of its own, so they start over the time a
+// rendezvous of that many takes: with Debian's proxy, which admits one
+// client per 5 s poll, 10 downloads start over 50 s.
+func awaitDownloads(ctx context.Context, started func() int64, want int64, timeout, warmup time.Duration) int64 {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for started() < want {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			break wait
+		case <-ctx.Done():
+			return started()
+		}
+	}
+	select {
+	case <-time.After(warmup):
+	case <-ctx.Done():
+	}
+	return started()
+}

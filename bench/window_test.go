@@ -141,3 +141,30 @@ func TestUseBetweenOnlyProcessesReadTwice(t *testing.T) {
 		t.Errorf("clients (client 2 read only at the start): got %+v, want %+v", got["clients"], want)
 	}
 }
+
+// TestAwaitDownloadsWarmsUpAfterTheLastStart checks that the aggregate
+// window opens the warm-up after the last download started, not after the
+// downloads were asked for: each needs a session of its own, and Debian's
+// proxy admits one per 5 s poll, so 10 of them start over 50 s.
+func TestAwaitDownloadsWarmsUpAfterTheLastStart(t *testing.T) {
+	const lastStarts, warmup = 400 * time.Millisecond, 200 * time.Millisecond
+	begin := time.Now()
+	// Four downloads, one every 100 ms.
+	started := func() int64 { return min(4, int64(time.Since(begin)/(lastStarts/4))) }
+	n := awaitDownloads(context.Background(), started, 4, 5*time.Second, warmup)
+	took := time.Since(begin)
+	if n != 4 {
+		t.Errorf("window opened with %d of 4 downloads started", n)
+	}
+	if took < lastStarts+warmup {
+		t.Errorf("window opened %v after the downloads were asked for; the last started at %v, so not before %v", took.Round(time.Millisecond), lastStarts, lastStarts+warmup)
+	}
+
+	// A download that never starts (its session failed) holds the window
+	// back only until the timeout.
+	begin = time.Now()
+	n = awaitDownloads(context.Background(), func() int64 { return 3 }, 4, 300*time.Millisecond, warmup)
+	if took := time.Since(begin); n != 3 || took > 300*time.Millisecond+warmup+200*time.Millisecond {
+		t.Errorf("with a download that never started: %d started, window after %v", n, took.Round(time.Millisecond))
+	}
+}
