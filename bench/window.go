@@ -29,9 +29,9 @@ func readWindowEnd(total func() uint64, usage func() map[string]chain.Usage) win
 
 // measureWindow reads both ends of the aggregate window, window apart (or
 // until ctx ends), and the rate in each seriesStep between them. closed
-// runs after the window has closed: it reads what is not divided by the
-// bytes moved (such as the server's metrics, over HTTP), so its time and
-// the transfers' progress meanwhile stay out of the figures per byte.
+// runs after the window has closed: it reads the other counters (the
+// server's metrics take an HTTP scrape), so their time and the transfers'
+// progress meanwhile stay out of the components' figures per byte.
 func measureWindow(ctx context.Context, window time.Duration, total func() uint64, usage func() map[string]chain.Usage, closed func()) (open, shut windowEnd, series []float64) {
 	open = readWindowEnd(total, usage)
 	series = sampleRates(ctx, window, total)
