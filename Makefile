@@ -43,10 +43,13 @@ test: test-deps npm-deps vet
 demo: build
 	@BIN=$(BIN) GO=$(GO) ./scripts/demo.sh
 
+# The harness is built, not run with `go run`, which does not pass SIGTERM
+# on: a harness left running keeps its whole chain up.
 bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./common/...
 	$(GO) test -run '^$$' -bench BenchmarkServer -benchtime 3x ./server/
-	$(GO) run ./bench -bin $(BIN)
+	$(GO) build -o $(BIN)/bench ./bench
+	$(BIN)/bench -bin $(BIN)
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
