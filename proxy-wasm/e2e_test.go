@@ -57,7 +57,17 @@ func TestBrowserProxy(t *testing.T) {
 			if c := n.relayConnections(); c == 0 {
 				t.Fatal("no relay connection while a client is active")
 			}
+			// Switching off must abort the poll the page keeps waiting
+			// at the broker, not leave it there until the broker's 10 s
+			// hold ends: a poll that came less than 5 s before the
+			// switch is still held when the browser gives up on it.
+			ws.freshPoll(5 * time.Second)
+			aborted := ws.pollsAborted.Load()
 			page.click("toggle")
+			clicked := time.Now()
+			waitFor(t, "the page to abort its poll", 4*time.Second, func() bool { return ws.pollsAborted.Load() > aborted },
+				func() string { return fmt.Sprintf("%d polls still held", ws.pollsHeld.Load()) })
+			t.Logf("the page aborted its poll %v after switching off", time.Since(clicked).Round(time.Millisecond))
 			ws.waitStatus("state off", 15*time.Second, func(s status) bool {
 				return s.State == "off" && s.Active == 0
 			})

@@ -305,6 +305,10 @@ type webServer struct {
 	types map[string]int // proxy type of each poll
 	last  status
 	seen  chan struct{} // signalled on each report
+
+	// Polls in flight, when the latest came (UnixNano), and how many
+	// the browser gave up on before the broker answered.
+	pollsHeld, lastPoll, pollsAborted atomic.Int64
 }
 
 func startWebServer(t *testing.T, n *network, pageDir string) *webServer {
@@ -328,6 +332,16 @@ func startWebServer(t *testing.T, n *network, pageDir string) *webServer {
 			}
 			if req, err := messages.DecodeProxyPollRequest(body); err == nil {
 				w.polls.Add(1)
+				w.lastPoll.Store(time.Now().UnixNano())
+				w.pollsHeld.Add(1)
+				defer w.pollsHeld.Add(-1)
+				// net/http ends the request's context when the
+				// browser closes the connection: an aborted fetch.
+				defer func() {
+					if r.Context().Err() != nil {
+						w.pollsAborted.Add(1)
+					}
+				}()
 				w.mu.Lock()
 				w.types[req.Type]++
 				w.mu.Unlock()
@@ -366,6 +380,15 @@ func startWebServer(t *testing.T, n *network, pageDir string) *webServer {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return w
+}
+
+// freshPoll returns once a poll that came less than maxAge ago is held at
+// the broker, waiting for the next poll if need be.
+func (w *webServer) freshPoll(maxAge time.Duration) {
+	w.t.Helper()
+	waitFor(w.t, fmt.Sprintf("a poll less than %v old held at the broker", maxAge), 30*time.Second, func() bool {
+		return w.pollsHeld.Load() > 0 && time.Since(time.Unix(0, w.lastPoll.Load())) < maxAge
+	})
 }
 
 // settings returns the browser proxy's settings for the loopback network.
