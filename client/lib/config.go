@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pion/stun/v4"
-
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
 	"github.com/snowflake-go/snowflake/common/rendezvous"
@@ -205,13 +203,8 @@ func setICE(c *Config, v string) error {
 // address, a port followed by a path), so such an entry would fail every
 // rendezvous that picked it instead of being skipped.
 func usableSTUNURL(s string) bool {
-	if _, err := nat.ParseSTUNURL(s); err != nil {
-		return false
-	}
-	// pion drops the query of a stun: URL before parsing it.
-	withoutQuery, _, _ := strings.Cut(s, "?")
-	_, err := stun.ParseURI(withoutQuery)
-	return err == nil
+	_, err := nat.ParseSTUNURL(s)
+	return err == nil && nat.CheckICEURL(s) == nil
 }
 
 // parseBool accepts the spellings deployed bridge lines use ("true",

@@ -270,3 +270,28 @@ func TestDiscoverCancelDuringLookup(t *testing.T) {
 		t.Fatalf("Discover waited %v for a lookup after its context ended", d)
 	}
 }
+
+func TestCheckICEURL(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"stun:stun.l.google.com:19302", true},
+		{"stun:198.51.100.1", true},
+		{"stun:[2001:db8::1]:3478", true},
+		{"stuns:stun.example:5349", true},
+		{"stun:stun.example:3478?transport=udp", true},
+		{"stun:2001:db8::1", false},
+		{"stun:a.example:3478/path", false},
+		{"stun.l.google.com:19302", false},
+		{"stun:", false},
+		{"stun:[::1", false},
+		{"http://stun.example/", false},
+		{"turn:turn.example:3478", false},
+		{"turns:turn.example:5349", false},
+	} {
+		if err := CheckICEURL(tc.url); (err == nil) != tc.ok {
+			t.Errorf("CheckICEURL(%q) = %v, want ok %v", tc.url, err, tc.ok)
+		}
+	}
+}

@@ -9,9 +9,9 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v5"
 	"github.com/snowflake-go/snowflake/common/messages"
+	"github.com/snowflake-go/snowflake/common/nat"
 	"github.com/snowflake-go/snowflake/common/relaypattern"
 )
 
@@ -153,7 +153,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("proxy: bad ephemeral port range %d:%d", c.EphemeralPortMin, c.EphemeralPortMax)
 	}
 	for _, s := range d.STUNURLs {
-		if err := checkSTUNURL(s); err != nil {
+		if err := nat.CheckICEURL(s); err != nil {
 			return fmt.Errorf("proxy: STUN URL: %w", err)
 		}
 	}
@@ -193,21 +193,6 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
-}
-
-// checkSTUNURL refuses a STUN server URL that pion, like a browser,
-// refuses when it makes a PeerConnection: with one, every client would be
-// taken from the broker only to fail. TURN URLs are refused too, since the
-// configuration has no credentials to go with them and pion requires some.
-func checkSTUNURL(s string) error {
-	u, err := stun.ParseURI(s)
-	if err != nil {
-		return fmt.Errorf("%q: %w", s, err)
-	}
-	if u.Scheme != stun.SchemeTypeSTUN && u.Scheme != stun.SchemeTypeSTUNS {
-		return fmt.Errorf("%q: not a stun: or stuns: URL", s)
-	}
-	return nil
 }
 
 // parseBase parses an http(s) URL.

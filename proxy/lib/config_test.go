@@ -86,6 +86,9 @@ func TestConfigValidateSTUNURL(t *testing.T) {
 		{"stun:198.51.100.1", true},
 		{"stun:[2001:db8::1]:3478", true},
 		{"stuns:stun.example:5349", true},
+		// pion's PeerConnection ignores a STUN URL's query, as it was
+		// accepted before the pion check.
+		{"stun:stun.example:3478?transport=udp", true},
 		{"stun.l.google.com:19302", false}, // no scheme
 		{"stun:", false},
 		{"stun:[::1", false},
