@@ -32,7 +32,26 @@ const (
 	sqsMaxInFlight = 1000
 	// sqsRetryDelay is the pause after a failed receive.
 	sqsRetryDelay = time.Second
+	// sqsStaleLogEvery bounds how long dropped stale polls go unreported
+	// while a backlog of them lasts.
+	sqsStaleLogEvery = time.Minute
 )
+
+// SQSRequestMaxAge is the age past which a client poll found in the request
+// queue is deleted unanswered. The broker creates a client's reply queue
+// when it picks the poll up, and a client stops looking for that queue
+// about 20 s after sending: common/rendezvous waits 1 s, then tries
+// GetQueueUrl 20 times 1 s apart (upstream clients give up sooner, after
+// 1 s and 5 tries). An older poll has nobody waiting for its answer, yet
+// matching it would hold a volunteer proxy's slot for the whole client
+// timeout; after broker downtime the queue (retention 300 s) holds minutes
+// of such polls. The 10 s above those 20 s cover the client's API round
+// trips and the difference between the SQS service's clock, which stamps
+// SentTimestamp, and the broker's.
+const SQSRequestMaxAge = 30 * time.Second
+
+// sqsRequestMaxAge is SQSRequestMaxAge; tests shorten it.
+var sqsRequestMaxAge = SQSRequestMaxAge
 
 // sqsCallTimeout bounds every SQS call other than the wait of a long poll:
 // the SDK's HTTP client has no deadline of its own, so a stalled endpoint
@@ -156,6 +175,8 @@ func (l *sqsListener) run(ctx context.Context) error {
 		l.cleanupLoop(ctx)
 	}()
 	sem := make(chan struct{}, sqsMaxInFlight)
+	var stale staleTally
+	defer func() { l.reportStale(&stale, 0, time.Now()) }()
 	for {
 		res, err := sqsCall(ctx, l.cfg.ReceiveWait, func(ctx context.Context) (*sqs.ReceiveMessageOutput, error) {
 			return l.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
@@ -163,6 +184,11 @@ func (l *sqsListener) run(ctx context.Context) error {
 				MaxNumberOfMessages:   sqsReceiveMax,
 				WaitTimeSeconds:       int32(l.cfg.ReceiveWait / time.Second),
 				MessageAttributeNames: []string{"All"},
+				// SentTimestamp tells stale polls apart. SQS-compatible
+				// servers that predate MessageSystemAttributeNames read
+				// only the deprecated AttributeNames; SQS takes both.
+				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameSentTimestamp},
+				AttributeNames:              []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameSentTimestamp)},
 			})
 		})
 		if ctx.Err() != nil {
@@ -177,22 +203,91 @@ func (l *sqsListener) run(ctx context.Context) error {
 			}
 			continue
 		}
+		now := time.Now()
+		dropped := 0
 		for _, m := range res.Messages {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				return nil
 			}
+			work := l.handle
+			if staleRequest(m, now, sqsRequestMaxAge) {
+				dropped++
+				work = l.drop
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if err := l.handle(ctx, m); err != nil {
+				if err := work(ctx, m); err != nil {
 					l.b.log.Warn("sqs message", "err", err)
 				}
 			}()
 		}
+		l.reportStale(&stale, dropped, now)
 	}
+}
+
+// staleRequest reports whether poll m was sent more than maxAge before now,
+// by its SentTimestamp attribute (milliseconds since the epoch, stamped by
+// the SQS service). A poll without a usable stamp counts as fresh: a match
+// that may be wasted is better than a client left unanswered.
+func staleRequest(m types.Message, now time.Time, maxAge time.Duration) bool {
+	v, ok := m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)]
+	if !ok {
+		return false
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return false
+	}
+	return now.Sub(time.UnixMilli(ms)) > maxAge
+}
+
+// drop deletes stale poll m unanswered.
+func (l *sqsListener) drop(ctx context.Context, m types.Message) error {
+	return l.deleteRequest(ctx, m)
+}
+
+// deleteRequest removes poll m from the request queue. It uses a context
+// that outlives ctx, so that a poll being handled at shutdown is not
+// handled again by the next broker.
+func (l *sqsListener) deleteRequest(ctx context.Context, m types.Message) error {
+	_, err := sqsCall(context.WithoutCancel(ctx), 0, func(ctx context.Context) (*sqs.DeleteMessageOutput, error) {
+		return l.api.DeleteMessage(ctx, &sqs.DeleteMessageInput{
+			QueueUrl: aws.String(l.queueURL), ReceiptHandle: m.ReceiptHandle,
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("broker: sqs: delete message: %w", err)
+	}
+	return nil
+}
+
+// staleTally counts stale polls dropped and not yet reported.
+type staleTally struct {
+	n     int
+	since time.Time
+}
+
+// reportStale adds the dropped polls of one receive to t and logs the
+// count once a run of them ends (a receive with none), or every
+// sqsStaleLogEvery while a backlog lasts: one line per backlog rather than
+// one per receive of ten.
+func (l *sqsListener) reportStale(t *staleTally, dropped int, now time.Time) {
+	if dropped > 0 {
+		if t.n == 0 {
+			t.since = now
+		}
+		t.n += dropped
+	}
+	if t.n == 0 || dropped > 0 && now.Sub(t.since) < sqsStaleLogEvery {
+		return
+	}
+	l.b.log.Info("sqs: dropped stale client polls, older than any client waits for",
+		"count", t.n, "max_age", sqsRequestMaxAge)
+	t.n = 0
 }
 
 // handle answers one client poll message.
@@ -201,12 +296,7 @@ func (l *sqsListener) handle(ctx context.Context, m types.Message) error {
 	// useful once, and a malformed one would come back after the
 	// visibility timeout.
 	defer func() {
-		// Use a fresh context so deletion still happens at shutdown.
-		if _, err := sqsCall(context.WithoutCancel(ctx), 0, func(ctx context.Context) (*sqs.DeleteMessageOutput, error) {
-			return l.api.DeleteMessage(ctx, &sqs.DeleteMessageInput{
-				QueueUrl: aws.String(l.queueURL), ReceiptHandle: m.ReceiptHandle,
-			})
-		}); err != nil {
+		if err := l.deleteRequest(ctx, m); err != nil {
 			l.b.log.Warn("sqs delete message", "err", err)
 		}
 	}()

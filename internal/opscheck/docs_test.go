@@ -57,6 +57,7 @@ var codeConstants = map[string]any{
 	"broker.ClientQueuePrefix":         broker.ClientQueuePrefix,
 	"broker.DefaultSQSCleanupInterval": broker.DefaultSQSCleanupInterval,
 	"broker.DefaultSQSQueueMaxAge":     broker.DefaultSQSQueueMaxAge,
+	"broker.SQSRequestMaxAge":          broker.SQSRequestMaxAge,
 
 	"proxy.DefaultBrokerURL":      proxy.DefaultBrokerURL,
 	"proxy.DefaultRelayURL":       proxy.DefaultRelayURL,
