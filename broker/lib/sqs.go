@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/snowflake-go/snowflake/common/messages"
 )
@@ -128,10 +129,25 @@ func validClientID(id string) bool {
 
 // sqsListener serves client polls arriving through one SQS client.
 type sqsListener struct {
-	b        *Broker
-	api      SQSAPI
-	cfg      *SQSConfig
+	b   *Broker
+	api SQSAPI
+	cfg *SQSConfig
+	// mu guards queueURL: the receive loop replaces it when it creates a
+	// deleted request queue again, while handlers read it.
+	mu       sync.Mutex
 	queueURL string
+}
+
+func (l *sqsListener) requestQueue() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queueURL
+}
+
+func (l *sqsListener) setRequestQueue(url string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.queueURL = url
 }
 
 // runSQS serves the SQS rendezvous through every configured client until
@@ -152,7 +168,9 @@ func (b *Broker) runSQS(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (l *sqsListener) run(ctx context.Context) error {
+// createRequestQueue creates the broker's request queue, or opens it if it
+// exists, and makes it the one the listener receives from.
+func (l *sqsListener) createRequestQueue(ctx context.Context) error {
 	out, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.CreateQueueOutput, error) {
 		return l.api.CreateQueue(ctx, &sqs.CreateQueueInput{
 			QueueName: aws.String(l.cfg.QueueName),
@@ -164,7 +182,31 @@ func (l *sqsListener) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: sqs: create queue %s: %w", l.cfg.QueueName, err)
 	}
-	l.queueURL = aws.ToString(out.QueueUrl)
+	l.setRequestQueue(aws.ToString(out.QueueUrl))
+	return nil
+}
+
+// sqsQueueMissing reports whether err says that the queue does not exist.
+// The SDK gives the JSON protocol's error type; SQS-compatible services
+// that answer in the older query protocol's terms are recognised by its
+// error code.
+func sqsQueueMissing(err error) bool {
+	var missing *types.QueueDoesNotExist
+	if errors.As(err, &missing) {
+		return true
+	}
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	code := api.ErrorCode()
+	return code == "QueueDoesNotExist" || code == "AWS.SimpleQueueService.NonExistentQueue"
+}
+
+func (l *sqsListener) run(ctx context.Context) error {
+	if err := l.createRequestQueue(ctx); err != nil {
+		return err
+	}
 	l.b.log.Info("listening on SQS queue", "queue", l.cfg.QueueName)
 
 	var wg sync.WaitGroup
@@ -180,7 +222,7 @@ func (l *sqsListener) run(ctx context.Context) error {
 	for {
 		res, err := sqsCall(ctx, l.cfg.ReceiveWait, func(ctx context.Context) (*sqs.ReceiveMessageOutput, error) {
 			return l.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-				QueueUrl:              aws.String(l.queueURL),
+				QueueUrl:              aws.String(l.requestQueue()),
 				MaxNumberOfMessages:   sqsReceiveMax,
 				WaitTimeSeconds:       int32(l.cfg.ReceiveWait / time.Second),
 				MessageAttributeNames: []string{"All"},
@@ -193,6 +235,16 @@ func (l *sqsListener) run(ctx context.Context) error {
 		})
 		if ctx.Err() != nil {
 			return nil
+		}
+		if err != nil && sqsQueueMissing(err) {
+			// Deleted under us (by an operator, or by SQS): receiving
+			// would fail for ever. SQS refuses the name for 60 s after a
+			// deletion; until then the loop keeps retrying.
+			l.b.log.Warn("sqs: request queue missing; creating it again", "queue", l.cfg.QueueName, "err", err)
+			if err = l.createRequestQueue(ctx); err == nil {
+				l.b.log.Warn("sqs: request queue created again; polls sent meanwhile are lost", "queue", l.cfg.QueueName)
+				continue
+			}
 		}
 		if err != nil {
 			l.b.log.Warn("sqs receive", "err", err)
@@ -256,7 +308,7 @@ func (l *sqsListener) drop(ctx context.Context, m types.Message) error {
 func (l *sqsListener) deleteRequest(ctx context.Context, m types.Message) error {
 	_, err := sqsCall(context.WithoutCancel(ctx), 0, func(ctx context.Context) (*sqs.DeleteMessageOutput, error) {
 		return l.api.DeleteMessage(ctx, &sqs.DeleteMessageInput{
-			QueueUrl: aws.String(l.queueURL), ReceiptHandle: m.ReceiptHandle,
+			QueueUrl: aws.String(l.requestQueue()), ReceiptHandle: m.ReceiptHandle,
 		})
 	})
 	if err != nil {

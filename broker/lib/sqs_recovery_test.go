@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
@@ -230,6 +233,74 @@ func TestSQSRequestAge(t *testing.T) {
 		m := types.Message{Attributes: tc.attrs}
 		if got := staleRequest(m, now, 30*time.Second); got != tc.stale {
 			t.Errorf("%s: staleRequest = %v, want %v", tc.name, got, tc.stale)
+		}
+	}
+}
+
+// TestSQSRequestQueueRecreated: when the request queue is deleted under a
+// running broker (by an operator, or by the SQS service), the broker
+// creates it again, as at start, and goes on answering polls.
+func TestSQSRequestQueueRecreated(t *testing.T) {
+	endpoint := sqstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const name = "snowflake-broker-deleted"
+	f := startSQSBroker(ctx, t, endpoint, name, nil)
+	if _, err := f.client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(f.queueURL)}); err != nil {
+		t.Fatal(err)
+	}
+
+	var attrs map[string]string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := f.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+		if err == nil {
+			a, err := f.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl,
+				AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameMessageRetentionPeriod}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.queueURL, attrs = aws.ToString(out.QueueUrl), a.Attributes
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted request queue was not created again in 10 s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := attrs[string(types.QueueAttributeNameMessageRetentionPeriod)]; got != sqsRetention {
+		t.Errorf("recreated queue keeps messages %s s, want %s s", got, sqsRetention)
+	}
+	if _, ok := f.logs.waitLine("level=WARN", name); !ok {
+		t.Errorf("no warning names the recreated queue")
+	}
+
+	poll, _ := (&messages.ClientPollRequest{Offer: testOffer, NAT: nat.Unknown}).Encode()
+	sendPoll(ctx, t, f.client, f.queueURL, "3333333333333333", string(poll))
+	if body := receiveResponse(ctx, t, f.client, "3333333333333333"); body != `{"error":"no snowflake proxies currently available"}` {
+		t.Fatalf("poll after the queue came back: %s", body)
+	}
+}
+
+// TestSQSQueueMissing: a deleted queue is recognised by the JSON
+// protocol's error type and by the query protocol's error codes, also
+// wrapped; other failures are not taken for it.
+func TestSQSQueueMissing(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&types.QueueDoesNotExist{Message: aws.String("gone")}, true},
+		{fmt.Errorf("receive: %w", &types.QueueDoesNotExist{}), true},
+		{&smithy.GenericAPIError{Code: "AWS.SimpleQueueService.NonExistentQueue"}, true},
+		{fmt.Errorf("receive: %w", &smithy.GenericAPIError{Code: "QueueDoesNotExist"}), true},
+		{&smithy.GenericAPIError{Code: "AccessDenied"}, false},
+		{&types.QueueDeletedRecently{}, false},
+		{context.DeadlineExceeded, false},
+		{errors.New("AWS.SimpleQueueService.NonExistentQueue"), false},
+	} {
+		if got := sqsQueueMissing(tc.err); got != tc.want {
+			t.Errorf("sqsQueueMissing(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }
