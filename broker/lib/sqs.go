@@ -151,9 +151,13 @@ func (l *sqsListener) setRequestQueue(url string) {
 }
 
 // runSQS serves the SQS rendezvous through every configured client until
-// ctx ends.
+// ctx ends. A listener fails only when it cannot open the queue at start;
+// that stops the others too, so that a broken profile among several is as
+// fatal as a broken only one, rather than reported at shutdown.
 func (b *Broker) runSQS(ctx context.Context) error {
 	cfg := b.cfg.SQS
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, len(cfg.Clients))
 	for i, api := range cfg.Clients {
@@ -161,7 +165,9 @@ func (b *Broker) runSQS(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			l := &sqsListener{b: b, api: api, cfg: cfg}
-			errs[i] = l.run(ctx)
+			if errs[i] = l.run(ctx); errs[i] != nil {
+				cancel()
+			}
 		}()
 	}
 	wg.Wait()

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -131,5 +133,43 @@ func TestSQSStalledEndpoint(t *testing.T) {
 				t.Fatalf("message never deleted: its handler is stuck in a stalled call")
 			}
 		})
+	}
+}
+
+// refusingSQS refuses to create any queue, as SQS does for a profile whose
+// credentials are wrong.
+type refusingSQS struct{ SQSAPI }
+
+func (refusingSQS) CreateQueue(context.Context, *sqs.CreateQueueInput, ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error) {
+	return nil, errors.New("InvalidClientTokenId: the security token included in the request is invalid")
+}
+
+// TestSQSProfileFailsAtStart: with several credential profiles, one that
+// cannot open the queue at start stops the SQS rendezvous at once, as the
+// only profile would: its error is not held back until shutdown while the
+// broker runs without it.
+func TestSQSProfileFailsAtStart(t *testing.T) {
+	good := &stallSQS{stall: func(string, int64) bool { return false }, sent: make(chan string, 10), deleted: make(chan struct{}, 10)}
+	b, err := New(Config{
+		Logger:              slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AllowedRelayPattern: "snowflake.torproject.net$",
+		SQS: &SQSConfig{QueueName: "q", Clients: []SQSAPI{good, refusingSQS{}},
+			CleanupInterval: time.Hour, QueueMaxAge: time.Hour, ReceiveWait: time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.runSQS(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "InvalidClientTokenId") {
+			t.Fatalf("runSQS = %v, want the refused profile's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		cancel()
+		t.Fatalf("a profile failed at start, and 5 s later the SQS rendezvous still runs without reporting it (on stop: %v)", <-done)
 	}
 }
