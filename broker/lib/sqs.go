@@ -54,6 +54,22 @@ const SQSRequestMaxAge = 30 * time.Second
 // sqsRequestMaxAge is SQSRequestMaxAge; tests shorten it.
 var sqsRequestMaxAge = SQSRequestMaxAge
 
+// sqsAgeAttributes are the message attributes staleRequest reads.
+var sqsAgeAttributes = []types.MessageSystemAttributeName{
+	types.MessageSystemAttributeNameSentTimestamp,
+	types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp,
+	types.MessageSystemAttributeNameApproximateReceiveCount,
+}
+
+// sqsAgeQueueAttributes are sqsAgeAttributes in the older parameter's type.
+var sqsAgeQueueAttributes = func() []types.QueueAttributeName {
+	names := make([]types.QueueAttributeName, len(sqsAgeAttributes))
+	for i, n := range sqsAgeAttributes {
+		names[i] = types.QueueAttributeName(n)
+	}
+	return names
+}()
+
 // sqsCallTimeout bounds every SQS call other than the wait of a long poll:
 // the SDK's HTTP client has no deadline of its own, so a stalled endpoint
 // would otherwise hold the receive loop or a message handler forever.
@@ -232,11 +248,12 @@ func (l *sqsListener) run(ctx context.Context) error {
 				MaxNumberOfMessages:   sqsReceiveMax,
 				WaitTimeSeconds:       int32(l.cfg.ReceiveWait / time.Second),
 				MessageAttributeNames: []string{"All"},
-				// SentTimestamp tells stale polls apart. SQS-compatible
-				// servers that predate MessageSystemAttributeNames read
-				// only the deprecated AttributeNames; SQS takes both.
-				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameSentTimestamp},
-				AttributeNames:              []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameSentTimestamp)},
+				// These tell stale polls apart (staleRequest).
+				// SQS-compatible servers that predate
+				// MessageSystemAttributeNames read only the deprecated
+				// AttributeNames; SQS takes both.
+				MessageSystemAttributeNames: sqsAgeAttributes,
+				AttributeNames:              sqsAgeQueueAttributes,
 			})
 		})
 		if ctx.Err() != nil {
@@ -288,19 +305,39 @@ func (l *sqsListener) run(ctx context.Context) error {
 }
 
 // staleRequest reports whether poll m was sent more than maxAge before now,
-// by its SentTimestamp attribute (milliseconds since the epoch, stamped by
-// the SQS service). A poll without a usable stamp counts as fresh: a match
-// that may be wasted is better than a client left unanswered.
+// by its SentTimestamp attribute (stamped by the SQS service). A poll
+// without a usable stamp counts as fresh: a match that may be wasted is
+// better than a client left unanswered.
+//
+// On a poll's first delivery ApproximateFirstReceiveTimestamp is this very
+// receive, stamped by the same clock as SentTimestamp, so the age is taken
+// from the two: a broker clock that is off by maxAge would otherwise drop
+// every poll, or keep every stale one. A poll delivered before (a broker
+// held it past the visibility timeout) is measured against now.
 func staleRequest(m types.Message, now time.Time, maxAge time.Duration) bool {
-	v, ok := m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)]
+	sent, ok := sqsTimestamp(m, types.MessageSystemAttributeNameSentTimestamp)
 	if !ok {
 		return false
 	}
+	if first, ok := sqsTimestamp(m, types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp); ok &&
+		m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)] == "1" {
+		now = first
+	}
+	return now.Sub(sent) > maxAge
+}
+
+// sqsTimestamp reads message attribute name, in milliseconds since the
+// epoch; ok is false if it is missing or not a positive integer.
+func sqsTimestamp(m types.Message, name types.MessageSystemAttributeName) (t time.Time, ok bool) {
+	v, ok := m.Attributes[string(name)]
+	if !ok {
+		return time.Time{}, false
+	}
 	ms, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || ms <= 0 {
-		return false
+		return time.Time{}, false
 	}
-	return now.Sub(time.UnixMilli(ms)) > maxAge
+	return time.UnixMilli(ms), true
 }
 
 // drop deletes stale poll m unanswered.

@@ -207,7 +207,7 @@ func TestSQSStaleRequestDropped(t *testing.T) {
 }
 
 // TestSQSRequestAge: SentTimestamp is the SQS service's, in milliseconds
-// since the epoch. A poll without a usable one is taken as fresh: better
+// since the epoch; now is the broker's. A poll without a usable one is taken as fresh: better
 // a possibly wasted match than a client never answered.
 func TestSQSRequestAge(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
@@ -229,6 +229,21 @@ func TestSQSRequestAge(t *testing.T) {
 		{"negative", map[string]string{"SentTimestamp": "-1"}, false},
 		{"overflow", map[string]string{"SentTimestamp": "99999999999999999999999"}, false},
 		{"max int64", map[string]string{"SentTimestamp": "9223372036854775807"}, false},
+		// On a first delivery the age is read off the SQS service's clock
+		// alone (ApproximateFirstReceiveTimestamp is this receive), so a
+		// broker clock that is off does not drop every poll, nor keep
+		// stale ones.
+		{"first delivery, broker clock 1 h fast", map[string]string{"SentTimestamp": "1699996400000",
+			"ApproximateFirstReceiveTimestamp": "1699996401000", "ApproximateReceiveCount": "1"}, false},
+		{"first delivery, broker clock 1 h slow", map[string]string{"SentTimestamp": "1700003000000",
+			"ApproximateFirstReceiveTimestamp": "1700003600000", "ApproximateReceiveCount": "1"}, true},
+		// A poll delivered before (its visibility timeout ran out while a
+		// broker held it) is judged by the broker's clock: its first
+		// delivery says nothing of now.
+		{"redelivery", map[string]string{"SentTimestamp": "1699999900000",
+			"ApproximateFirstReceiveTimestamp": "1699999901000", "ApproximateReceiveCount": "2"}, true},
+		{"malformed first receive", map[string]string{"SentTimestamp": "1699999999000",
+			"ApproximateFirstReceiveTimestamp": "soon", "ApproximateReceiveCount": "1"}, false},
 	} {
 		m := types.Message{Attributes: tc.attrs}
 		if got := staleRequest(m, now, 30*time.Second); got != tc.stale {
