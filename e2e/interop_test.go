@@ -15,7 +15,11 @@ import (
 // snowflake-proxy 2.5.1}, always through our broker and server, and a few
 // MB in each of our other covertdtls-config modes. The Debian
 // binaries fall back to public hosts, so the test runs in a network
-// namespace that has only loopback.
+// namespace that has only loopback. A subtest that passes a mode to our
+// client or proxy also records the pairing's handshake on that loopback
+// and requires the hellos (and certificates sent in the clear) of the
+// real processes to show the mode (checkProxyMode, checkClientMode): a
+// binary that ignored the flag would fail them.
 func TestInteropMatrix(t *testing.T) {
 	// These tests mostly wait (votes, polls, retries): let them overlap.
 	t.Parallel()
@@ -26,6 +30,8 @@ func TestInteropMatrix(t *testing.T) {
 	}
 	upClient := testenv.LookPath(t, "snowflake-client")
 	upProxy := testenv.LookPath(t, "snowflake-proxy")
+	dumpcap := testenv.LookPath(t, "dumpcap")
+	tshark := testenv.LookPath(t, "tshark")
 	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	defer cancel()
 	// One server and broker for the whole matrix, started before any
@@ -80,6 +86,10 @@ func TestInteropMatrix(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 					defer cancel()
+					var capture *handshakeCapture
+					if clientArgs != nil || proxyArgs != nil {
+						capture = startHandshakeCapture(t, ctx, dumpcap, tshark)
+					}
 					p, err := c.StartProxy(ctx, chain.ProxyConfig{Path: ps.path, Flavor: ps.flavor, Capacity: 1, Args: proxyArgs})
 					if err != nil {
 						t.Fatal(err)
@@ -99,7 +109,25 @@ func TestInteropMatrix(t *testing.T) {
 						t.Fatalf("first round trip: %v\nclient:\n%s\nproxy:\n%s", err, cl.Tail(40), p.Tail(40))
 					}
 					t.Logf("rendezvous and first round trip: %v", rv.Round(time.Millisecond))
+					if capture == nil {
+						download(t, ctx, cl, seed, n)
+						return
+					}
+					// The handshake is over: its hellos are decoded while
+					// the download runs.
+					hellos := capture.stopAsync(ctx)
 					download(t, ctx, cl, seed, n)
+					r := <-hellos
+					if r.err != nil {
+						t.Fatal(r.err)
+					}
+					t.Log(r.w)
+					if proxyArgs != nil {
+						checkProxyMode(t, mode, r.w)
+					}
+					if clientArgs != nil {
+						checkClientMode(t, mode, r.w)
+					}
 				})
 			}
 		}
