@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,7 @@ import (
 // maxQueued bounds the bytes received from the client and not yet taken by
 // the relay. Browsers cannot pause a data channel's message events, so the
 // queue is the only place incoming data can wait while the relay is slower
-// than the client (relayPacer holds the relay's WebSocket to wsHighWater).
+// than the client (the relay's WebSocket is held to wsHighWater).
 // A Snowflake client has far less in flight (its smux window); a queue this
 // long means a client that ignores it, or something stuck.
 const maxQueued = 16 << 20
@@ -33,18 +34,13 @@ type jsChannel struct {
 
 	onMessage, onClose, onError js.Func
 
-	mu      sync.Mutex // guards the fields below
-	queue   [][]byte   // messages not yet read, oldest first
-	queued  int        // bytes in queue
-	end     error      // io.EOF after the close event, or the error; nil while open
-	closed  bool       // Close was called
-	wake    chan struct{}
+	in      *jsQueue
 	release sync.Once
 }
 
 // detachChannel returns the data channel as a byte stream.
 func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
-	c := &jsChannel{dc: dc, v: dc.JSValue(), wake: make(chan struct{}, 1)}
+	c := &jsChannel{dc: dc, v: dc.JSValue(), in: newJSQueue(maxQueued, errQueueOverflow)}
 	// Chromium delivers ArrayBuffers by default, but Blob is the historical
 	// default elsewhere, and reading a Blob is asynchronous.
 	c.v.Set("binaryType", "arraybuffer")
@@ -53,7 +49,7 @@ func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
 		return nil
 	})
 	c.onClose = js.FuncOf(func(js.Value, []js.Value) any {
-		c.finish(io.EOF)
+		c.in.finish(io.EOF)
 		return nil
 	})
 	c.onError = js.FuncOf(func(_ js.Value, args []js.Value) any {
@@ -61,14 +57,14 @@ func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
 		if e := arg0(args).Get("error"); e.Type() == js.TypeObject {
 			err = fmt.Errorf("data channel error: %w", jsError(e))
 		}
-		c.finish(err)
+		c.in.finish(err)
 		return nil
 	})
 	c.v.Set("onmessage", c.onMessage)
 	c.v.Set("onclose", c.onClose)
 	c.v.Set("onerror", c.onError)
 	if s := c.v.Get("readyState").String(); s == "closing" || s == "closed" {
-		c.finish(io.EOF)
+		c.in.finish(io.EOF)
 	}
 	return c, nil
 }
@@ -76,89 +72,25 @@ func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
 // push queues one message. It runs inside a JavaScript event handler and
 // must not block.
 func (c *jsChannel) push(data js.Value) {
-	var b []byte
-	switch {
-	case data.Type() == js.TypeString:
-		b = []byte(data.String())
-	case data.InstanceOf(js.Global().Get("ArrayBuffer")):
-		u8 := js.Global().Get("Uint8Array").New(data)
-		b = make([]byte, u8.Get("byteLength").Int())
-		js.CopyBytesToGo(b, u8)
-	default:
-		c.finish(errors.New("data channel: unexpected message type"))
+	b, err := messageBytes(data)
+	if err != nil {
+		c.in.finish(fmt.Errorf("data channel: %w", err))
 		return
 	}
-	if len(b) == 0 {
-		return
-	}
-	c.mu.Lock()
-	if c.end == nil && !c.closed {
-		if c.queued+len(b) > maxQueued {
-			c.end = errQueueOverflow
-			c.queue, c.queued = nil, 0
-		} else {
-			c.queue = append(c.queue, b)
-			c.queued += len(b)
-		}
-	}
-	c.mu.Unlock()
-	c.signal()
-}
-
-func (c *jsChannel) finish(err error) {
-	c.mu.Lock()
-	if c.end == nil {
-		c.end = err
-	}
-	c.mu.Unlock()
-	c.signal()
-}
-
-func (c *jsChannel) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.in.push(b)
 }
 
 // Read returns queued bytes; message boundaries are not kept. After the
 // channel closed it returns what is left, then io.EOF.
 func (c *jsChannel) Read(p []byte) (int, error) {
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return 0, io.ErrClosedPipe
-		}
-		if len(c.queue) > 0 && c.end != errQueueOverflow {
-			n := copy(p, c.queue[0])
-			if n == len(c.queue[0]) {
-				c.queue[0] = nil
-				c.queue = c.queue[1:]
-			} else {
-				c.queue[0] = c.queue[0][n:]
-			}
-			c.queued -= n
-			c.mu.Unlock()
-			return n, nil
-		}
-		if c.end != nil {
-			err := c.end
-			c.mu.Unlock()
-			return 0, err
-		}
-		c.mu.Unlock()
-		<-c.wake
-	}
+	return c.in.read(context.Background(), p)
 }
 
 // Write sends p as one message. The caller keeps messages within the
 // browser's limit and watches BufferedAmount; Chromium throws "send queue
 // is full" instead of blocking.
 func (c *jsChannel) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	end, closed := c.end, c.closed
-	c.mu.Unlock()
+	end, closed := c.in.state()
 	if closed {
 		return 0, io.ErrClosedPipe
 	}
@@ -176,11 +108,7 @@ func (c *jsChannel) Write(p []byte) (int, error) {
 func (c *jsChannel) Close() error {
 	var err error
 	c.release.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.queue, c.queued = nil, 0
-		c.mu.Unlock()
-		c.signal()
+		c.in.close()
 		// Unhook before releasing: JavaScript dispatches events one at a
 		// time on this thread, so none can reach a released function.
 		c.v.Set("onmessage", js.Null())

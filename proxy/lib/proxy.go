@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v5"
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/messages"
@@ -29,7 +28,7 @@ type Proxy struct {
 	send   poster // also used by the NAT probe
 	tokens *tokens
 	gate   *relayGate
-	relay  *websocket.DialOptions
+	relay  relayDialer
 	stats  Stats
 
 	natType atomic.Value // nat.Type
@@ -59,7 +58,7 @@ func New(cfg Config) (*Proxy, error) {
 		send:   send,
 		tokens: newTokens(c.Capacity),
 		gate:   newRelayGate(),
-		relay:  c.relayDialOptions(),
+		relay:  c.relayDialer(),
 	}
 	p.natType.Store(nat.Unknown)
 	return p, nil

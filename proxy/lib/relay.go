@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v5"
 )
 
@@ -48,6 +47,34 @@ const (
 // (see idleWatch).
 var errIdle = errors.New("relay idle timeout")
 
+// relayConn is the WebSocket to a relay: coder/websocket in the native
+// build (relayconn_native.go), the browser's own in the js build
+// (websocket_js.go), where coder/websocket hides the browser's socket and
+// with it the amount the browser holds unsent.
+type relayConn interface {
+	// read reads what the relay sent, without message boundaries. It
+	// returns io.EOF once the relay closed the connection with a close
+	// frame, whatever its status.
+	read(ctx context.Context, p []byte) (int, error)
+	// write sends p as one binary message.
+	write(ctx context.Context, p []byte) error
+	// waitWritable returns true once the connection may take another
+	// message, or false if done is closed first. A browser's send never
+	// blocks: without it, a client that uploads faster than the relay
+	// takes would pile up in the page.
+	waitWritable(done <-chan struct{}) bool
+	// abort ends the connection at once, and with it any read. In a
+	// browser, which cannot drop a WebSocket without the closing
+	// handshake, it starts the handshake and returns: waiting for it,
+	// from a relay that hangs, takes the browser's own timeout (more
+	// than a minute in Chromium), and would keep the client's data
+	// channel open and its slot taken for as long.
+	abort()
+	// close closes the connection normally (status 1000). In a browser
+	// it returns without waiting for the relay's answer.
+	close()
+}
+
 // relayStats counts the bytes of one connection.
 type relayStats struct {
 	up, down atomic.Int64 // client→relay, relay→client
@@ -72,9 +99,8 @@ type relayStats struct {
 // side like a close, and a failed write ends only its own direction: a
 // relay that drops its TCP connection without a close frame still has its
 // last bytes delivered.
-func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, peer io.Closer, ws *websocket.Conn,
+func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, peer io.Closer, ws relayConn,
 	maxSend int, idle time.Duration, st *relayStats, total *Stats) error {
-	ws.SetReadLimit(wsReadLimit)
 	up, down := newPipe(upPipeLimit), newPipe(downPipeLimit)
 
 	var (
@@ -102,7 +128,7 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 			close(done)
 			up.abort()
 			down.abort()
-			closeRelay(ws)
+			ws.abort()
 			rwc.Close()
 			peer.Close()
 		})
@@ -111,7 +137,6 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	watch := startIdleWatch(idle, dc.BufferedAmount, func() { teardown(errIdle) })
 
 	gate := newSendGate(dc, total.Active.Load)
-	pacer := newRelayPacer(ws)
 
 	var wg sync.WaitGroup
 	relayReaderEnded := make(chan struct{})
@@ -155,55 +180,48 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 				teardown(nil)
 				return
 			}
-			if err := ws.Write(ctx, websocket.MessageBinary, out[:n]); err != nil {
+			if err := ws.write(ctx, out[:n]); err != nil {
 				// The relay is gone, but what was read from it still
 				// goes to the client: end the WebSocket reader, whose
 				// pipe then drains.
 				sideEnded(fmt.Errorf("write to relay: %w", err))
 				up.abort()
-				closeRelay(ws)
+				ws.abort()
 				return
 			}
-			if !pacer.wait(done) {
+			if !ws.waitWritable(done) {
 				return
 			}
 		}
 	}()
-	// Relay → client. The reader is awaited apart (awaitRelayReader).
+	// Relay → client. The reader is awaited apart, after the teardown:
+	// from a relay that sends nothing, it ends only when the teardown
+	// aborts the WebSocket.
 	go func() {
 		defer close(relayReaderEnded)
 		defer down.closeWrite()
 		buf := make([]byte, readBuf)
 		for {
-			_, r, err := ws.Reader(ctx)
-			if err != nil {
-				if websocket.CloseStatus(err) == -1 && ctx.Err() == nil {
-					select {
-					case <-done:
-					default:
-						sideEnded(fmt.Errorf("read from relay: %w", err))
-					}
-				}
-				return
-			}
-			for {
-				n, err := r.Read(buf)
-				if n > 0 {
-					watch.received()
-					st.down.Add(int64(n))
-					total.addDown(n)
-					if !down.write(buf[:n]) {
-						return
-					}
-				}
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					sideEnded(fmt.Errorf("read from relay: %w", err))
+			n, err := ws.read(ctx, buf)
+			if n > 0 {
+				watch.received()
+				st.down.Add(int64(n))
+				total.addDown(n)
+				if !down.write(buf[:n]) {
 					return
 				}
 			}
+			if err == nil {
+				continue
+			}
+			if err != io.EOF && ctx.Err() == nil {
+				select {
+				case <-done:
+				default:
+					sideEnded(fmt.Errorf("read from relay: %w", err))
+				}
+			}
+			return
 		}
 	}()
 	go func() {
@@ -235,6 +253,6 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 	// When both writers failed, neither tore down: do it now, which also
 	// records why the first side ended.
 	teardown(nil)
-	awaitRelayReader(relayReaderEnded)
+	<-relayReaderEnded
 	return cause
 }

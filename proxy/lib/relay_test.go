@@ -96,7 +96,7 @@ func runRelay(t *testing.T, client *fakeClient, serve func(c *websocket.Conn)) e
 	var st relayStats
 	var total Stats
 	total.Active.Store(1)
-	return relay(ctx, &webrtc.DataChannel{}, client, nopCloser{}, ws, maxDCMessage, relayTestLimit, &st, &total)
+	return relay(ctx, &webrtc.DataChannel{}, client, nopCloser{}, newWSConn(ws), maxDCMessage, relayTestLimit, &st, &total)
 }
 
 // relayTestLimit bounds a runRelay, as its context's deadline and as the

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // Relay reachability (wire-protocol §4.2, upstream 2.12+): a proxy that
@@ -63,11 +61,14 @@ func (g *relayGate) passed(ctx context.Context) bool {
 func (p *Proxy) checkRelay(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, relayCheckDeadline)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, p.cfg.RelayURL, p.relay)
+	ws, err := p.relay.dial(ctx, p.cfg.RelayURL)
 	if err != nil {
 		return fmt.Errorf("relay check: %w", err)
 	}
-	endRelayCheck(ws)
+	// In a browser close returns at once: the check is done once the
+	// WebSocket opened, and waiting for the relay's answer would hold
+	// back polling, from a relay that hangs, until the browser gives up.
+	ws.close()
 	return nil
 }
 

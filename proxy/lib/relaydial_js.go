@@ -1,6 +1,12 @@
 package proxy
 
-import "github.com/coder/websocket"
+import "context"
 
-// relayDialOptions: the browser makes the WebSocket itself.
-func (c Config) relayDialOptions() *websocket.DialOptions { return nil }
+// relayDialer opens the browser's WebSockets to relays.
+type relayDialer struct{}
+
+func (c Config) relayDialer() relayDialer { return relayDialer{} }
+
+func (relayDialer) dial(ctx context.Context, url string) (relayConn, error) {
+	return dialWebSocket(ctx, url)
+}

@@ -13,11 +13,16 @@ import (
 	"github.com/snowflake-go/snowflake/common/rawsock"
 )
 
-// relayDialOptions makes the relay WebSockets over sockets that make their
+// relayDialer opens WebSockets to relays with coder/websocket.
+type relayDialer struct {
+	opts *websocket.DialOptions
+}
+
+// relayDialer makes the relay WebSockets over sockets that make their
 // system calls directly (package rawsock): every message a client sends or
 // receives passes through one, and the usual system-call path costs the
 // proxy a futex call and a runtime thread wake-up per message.
-func (c Config) relayDialOptions() *websocket.DialOptions {
+func (c Config) relayDialer() relayDialer {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -27,5 +32,13 @@ func (c Config) relayDialOptions() *websocket.DialOptions {
 		}
 		return rawsock.Wrap(conn), nil
 	}
-	return &websocket.DialOptions{HTTPClient: &http.Client{Transport: t}}
+	return relayDialer{opts: &websocket.DialOptions{HTTPClient: &http.Client{Transport: t}}}
+}
+
+func (d relayDialer) dial(ctx context.Context, url string) (relayConn, error) {
+	ws, _, err := websocket.Dial(ctx, url, d.opts)
+	if err != nil {
+		return nil, err
+	}
+	return newWSConn(ws), nil
 }

@@ -30,7 +30,7 @@ func TestRelayDialErrorScrubbed(t *testing.T) {
 	}
 	for _, addr := range []string{"2a00:1450:4001:80b::200e", "198.51.100.7"} {
 		t.Run(addr, func(t *testing.T) {
-			_, err := dialRelay(context.Background(), relayU, netip.MustParseAddr(addr), nil)
+			_, err := dialRelay(context.Background(), relayU, netip.MustParseAddr(addr), relayDialer{})
 			if err == nil {
 				t.Fatal("dial to a closed port succeeded")
 			}

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/snowflake-go/snowflake/common/candidate"
 	"github.com/snowflake-go/snowflake/common/relaypattern"
 )
@@ -97,10 +95,10 @@ func parseRelay(s string) (*url.URL, error) {
 
 // dialRelay opens the WebSocket to relay for a client at clientIP (the
 // zero Addr: unknown). It gives up after 10 s.
-func dialRelay(ctx context.Context, relay *url.URL, clientIP netip.Addr, opts *websocket.DialOptions) (*websocket.Conn, error) {
+func dialRelay(ctx context.Context, relay *url.URL, clientIP netip.Addr, d relayDialer) (relayConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, withClientIP(relay, clientIP).String(), opts)
+	ws, err := d.dial(ctx, withClientIP(relay, clientIP).String())
 	if err != nil {
 		if clientIP.IsValid() {
 			err = &plainAddrError{err: err, escaped: url.QueryEscape(clientIP.String()), plain: clientIP.String()}
