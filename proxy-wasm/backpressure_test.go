@@ -38,11 +38,27 @@ const (
 // so a proxy that forwards whatever the data channel delivers piles the
 // upload up in the WebSocket's bufferedAmount, in the volunteer's page,
 // without bound. The proxy must instead let it wait in its data channel
-// queue, which is bounded, and deliver every byte intact.
+// queue, which is bounded, and deliver every byte intact. Chromium has
+// WebSocketStream, which the proxy then uses: what it holds unsent is
+// what its writes have not settled.
 func TestBrowserSlowRelayUpload(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
+	runSlowRelayUpload(t, false)
+}
+
+// TestBrowserSlowRelayUploadClassic is TestBrowserSlowRelayUpload in a page
+// without WebSocketStream (Firefox, Safari), where the proxy uses a
+// WebSocket.
+func TestBrowserSlowRelayUploadClassic(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	runSlowRelayUpload(t, true)
+}
+
+func runSlowRelayUpload(t *testing.T, classic bool) {
 	web := webDir(t)
 	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
 	var received <-chan [sha256.Size]byte
@@ -52,6 +68,12 @@ func TestBrowserSlowRelayUpload(t *testing.T) {
 	_, page := startPageProxy(t, n, web, false)
 	if _, err := page.eval(recordWebSockets); err != nil {
 		t.Fatalf("wrap WebSocket: %v", err)
+	}
+	if classic {
+		// The proxy looks for it at each dial.
+		if _, err := page.eval(`delete window.WebSocketStream; typeof WebSocketStream === "undefined"`); err != nil {
+			t.Fatalf("remove WebSocketStream: %v", err)
+		}
 	}
 	c := dialBrokerClient(t, n, 256<<10)
 
@@ -84,7 +106,19 @@ func TestBrowserSlowRelayUpload(t *testing.T) {
 	} else if err := json.Unmarshal(v, &most); err != nil {
 		t.Fatalf("bufferedAmount %s: %v", v, err)
 	}
-	t.Logf("the page's WebSocket held at most %d bytes unsent", most)
+	var seen struct{ Sockets, StreamWrites int }
+	if v, err := page.eval(`({sockets: window.recordedWSs.length, streamWrites: window.wsStreamWrites})`); err != nil {
+		t.Fatalf("read what the page sent with: %v", err)
+	} else if err := json.Unmarshal(v, &seen); err != nil {
+		t.Fatalf("%s: %v", v, err)
+	}
+	switch {
+	case classic && seen.Sockets == 0:
+		t.Fatalf("the page made no WebSocket; WebSocketStream writes: %d", seen.StreamWrites)
+	case !classic && seen.StreamWrites == 0:
+		t.Fatalf("the page wrote nothing to a WebSocketStream; WebSockets: %d", seen.Sockets)
+	}
+	t.Logf("the page's WebSocket held at most %d bytes unsent (%d WebSockets, %d WebSocketStream writes)", most, seen.Sockets, seen.StreamWrites)
 	if most > wsBufferedBound {
 		t.Errorf("the page's WebSocket held %d bytes unsent, more than %d: the upload was not paced", most, wsBufferedBound)
 	}
@@ -92,7 +126,9 @@ func TestBrowserSlowRelayUpload(t *testing.T) {
 
 // recordWebSockets wraps the page's WebSocket constructor and samples the
 // bufferedAmount of every socket made, keeping the largest seen in
-// window.mostWSBuffered.
+// window.mostWSBuffered. A WebSocketStream has no bufferedAmount: it wraps
+// the write of stream writers (the proxy's only writable streams) and
+// counts what they hold unsettled in the same figure.
 const recordWebSockets = `(() => {
 	const Orig = window.WebSocket;
 	const sockets = [];
@@ -111,12 +147,24 @@ const recordWebSockets = `(() => {
 			window.mostWSBuffered = Math.max(window.mostWSBuffered, ws.bufferedAmount);
 		}
 	}, 5);
+	const write = WritableStreamDefaultWriter.prototype.write;
+	let unsettled = 0;
+	window.wsStreamWrites = 0;
+	WritableStreamDefaultWriter.prototype.write = function (chunk) {
+		const n = chunk.byteLength || 0;
+		window.wsStreamWrites++;
+		unsettled += n;
+		window.mostWSBuffered = Math.max(window.mostWSBuffered, unsettled);
+		const p = write.call(this, chunk);
+		p.then(() => { unsettled -= n; }, () => { unsettled -= n; });
+		return p;
+	};
 	return true;
 })()`
 
 // wsReport describes the page's WebSockets, to explain a failure.
 func wsReport(page *cdpSession) string {
-	v, err := page.eval(`JSON.stringify({most: window.mostWSBuffered,
+	v, err := page.eval(`JSON.stringify({most: window.mostWSBuffered, streamWrites: window.wsStreamWrites,
 		sockets: window.recordedWSs.map(ws => ({state: ws.readyState, buffered: ws.bufferedAmount}))})`)
 	if err != nil {
 		return err.Error()

@@ -17,6 +17,11 @@ import (
 // than the client (the relay's WebSocket is held to wsHighWater).
 // A Snowflake client has far less in flight (its smux window); a queue this
 // long means a client that ignores it, or something stuck.
+//
+// It bounds the other direction the same way in a browser without
+// WebSocketStream, whose WebSocket cannot pause its message events either
+// (websocket_js.go): the server has no more in flight to one client than
+// the client's smux window (4 MiB) and KCP's retransmissions of it.
 const maxQueued = 16 << 20
 
 // errQueueOverflow ends a connection whose receive queue overflowed.

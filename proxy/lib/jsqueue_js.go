@@ -23,10 +23,11 @@ type jsQueue struct {
 	over   bool       // end is overflow: what was queued is gone
 	closed bool       // the reader's side closed it
 	wake   chan struct{}
+	lost   chan error // receives overflow when it happens (see relayConn.lost)
 }
 
 func newJSQueue(limit int, overflow error) *jsQueue {
-	return &jsQueue{limit: limit, overflow: overflow, wake: make(chan struct{}, 1)}
+	return &jsQueue{limit: limit, overflow: overflow, wake: make(chan struct{}, 1), lost: make(chan error, 1)}
 }
 
 // push queues one message; it never blocks.
@@ -39,6 +40,13 @@ func (q *jsQueue) push(b []byte) {
 		if q.limit > 0 && q.queued+len(b) > q.limit {
 			q.end, q.over = q.overflow, true
 			q.queue, q.queued = nil, 0
+			// The reader may be blocked elsewhere, for as long
+			// as the queue was filling: tell whoever can end
+			// the connection. It happens once; lost has room.
+			select {
+			case q.lost <- q.overflow:
+			default:
+			}
 		} else {
 			q.queue = append(q.queue, b)
 			q.queued += len(b)

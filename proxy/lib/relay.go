@@ -47,6 +47,12 @@ const (
 // (see idleWatch).
 var errIdle = errors.New("relay idle timeout")
 
+// errRelayQueueOverflow ends a connection whose relay sent more than the
+// page can hold for a client that takes it slower. Only a browser without
+// WebSocketStream reports it (websocket_js.go): it cannot hold the relay
+// back, only queue.
+var errRelayQueueOverflow = errors.New("relay receive queue overflow: the client takes less than the relay sends, and this browser has no WebSocketStream to hold the relay back")
+
 // relayConn is the WebSocket to a relay: coder/websocket in the native
 // build (relayconn_native.go), the browser's own in the js build
 // (websocket_js.go), where coder/websocket hides the browser's socket and
@@ -73,6 +79,12 @@ type relayConn interface {
 	// close closes the connection normally (status 1000). In a browser
 	// it returns without waiting for the relay's answer.
 	close()
+	// lost returns a channel that receives why the connection lost what
+	// the relay sent and the proxy had not read yet (a browser's queue
+	// overflowed); nil if it never does. The relay reader would see it
+	// only at its next read, and it is blocked while the client is slow,
+	// which is when a queue overflows.
+	lost() <-chan error
 }
 
 // relayStats counts the bytes of one connection.
@@ -246,6 +258,17 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 		}
 	}()
 
+	if lost := ws.lost(); lost != nil {
+		// What was lost leaves a gap in the stream to the client: end
+		// at once, and the client's session finds another proxy.
+		go func() {
+			select {
+			case err := <-lost:
+				teardown(fmt.Errorf("read from relay: %w", err))
+			case <-done:
+			}
+		}()
+	}
 	stop := context.AfterFunc(ctx, func() { teardown(context.Cause(ctx)) })
 	wg.Wait()
 	stop()

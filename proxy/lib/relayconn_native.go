@@ -57,5 +57,9 @@ func (c *wsConn) waitWritable(<-chan struct{}) bool { return true }
 // abort drops the connection at once.
 func (c *wsConn) abort() { c.ws.CloseNow() }
 
+// lost returns nil: reads block while the proxy is not reading, so
+// nothing is lost.
+func (c *wsConn) lost() <-chan error { return nil }
+
 // close closes the connection normally, waiting for the relay's answer.
 func (c *wsConn) close() { c.ws.Close(websocket.StatusNormalClosure, "") }

@@ -28,10 +28,27 @@ const (
 	wsDrainPoll = 5 * time.Millisecond
 )
 
+// dialWebSocket opens a connection to the relay at url with the browser's
+// WebSocketStream if it has one, which lets the proxy read only as fast as
+// the client takes, and else with a WebSocket, which queues what the relay
+// sends up to maxQueued.
+func dialWebSocket(ctx context.Context, url string) (relayConn, error) {
+	if hasWebSocketStream() {
+		return dialWebSocketStream(ctx, url)
+	}
+	return dialClassicWebSocket(ctx, url)
+}
+
 // jsWebSocket is the browser's WebSocket to a relay, as a relayConn. It
 // is ours rather than coder/websocket's, which hides the browser's socket
 // and with it bufferedAmount, and whose close waits for the closing
 // handshake.
+//
+// A WebSocket delivers message events as they come, with no way to pause
+// them: what the client has not taken waits in the queue, and when it
+// holds more than maxQueued (the client is slower than the relay, for
+// long) the connection ends with errRelayQueueOverflow. The client's
+// session survives: it finds another proxy and the server resends.
 type jsWebSocket struct {
 	v     js.Value // the WebSocket
 	in    *jsQueue // messages received, not yet read
@@ -39,9 +56,9 @@ type jsWebSocket struct {
 	once  sync.Once // guards the release of v and funcs
 }
 
-// dialWebSocket opens a WebSocket to url and waits until it is open, it
-// fails, or ctx is done.
-func dialWebSocket(ctx context.Context, url string) (_ *jsWebSocket, err error) {
+// dialClassicWebSocket opens a WebSocket to url and waits until it is
+// open, it fails, or ctx is done.
+func dialClassicWebSocket(ctx context.Context, url string) (_ *jsWebSocket, err error) {
 	ctor := js.Global().Get("WebSocket")
 	if ctor.Type() != js.TypeFunction {
 		return nil, errors.New("this browser has no WebSocket")
@@ -50,7 +67,7 @@ func dialWebSocket(ctx context.Context, url string) (_ *jsWebSocket, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("new WebSocket: %w", err)
 	}
-	c := &jsWebSocket{v: v, in: newJSQueue(0, nil)}
+	c := &jsWebSocket{v: v, in: newJSQueue(maxQueued, errRelayQueueOverflow)}
 	// Blob, the default, is read asynchronously.
 	v.Set("binaryType", "arraybuffer")
 	opened := make(chan error, 1)
@@ -110,6 +127,8 @@ func (c *jsWebSocket) on(event string, h func(js.Value)) {
 	c.v.Set("on"+event, f)
 }
 
+func (c *jsWebSocket) lost() <-chan error { return c.in.lost }
+
 func (c *jsWebSocket) read(ctx context.Context, p []byte) (int, error) {
 	return c.in.read(ctx, p)
 }
@@ -133,16 +152,22 @@ func (c *jsWebSocket) write(_ context.Context, p []byte) error {
 	return nil
 }
 
-// waitWritable returns true once the WebSocket may take more, waiting
-// until it drained to wsLowWater if it held more than wsHighWater. It
-// returns false if done is closed first.
+// waitWritable returns true once the WebSocket holds at most wsHighWater
+// unsent, waiting until it drained to wsLowWater if it held more.
 func (c *jsWebSocket) waitWritable(done <-chan struct{}) bool {
-	if c.buffered() <= wsHighWater {
+	return waitDrained(func() int { return c.v.Get("bufferedAmount").Int() }, done)
+}
+
+// waitDrained returns true once buffered is at most wsHighWater, waiting
+// until it is wsLowWater if it was more. It returns false if done is
+// closed first.
+func waitDrained(buffered func() int, done <-chan struct{}) bool {
+	if buffered() <= wsHighWater {
 		return true
 	}
 	t := time.NewTicker(wsDrainPoll)
 	defer t.Stop()
-	for c.buffered() > wsLowWater {
+	for buffered() > wsLowWater {
 		select {
 		case <-t.C:
 		case <-done:
@@ -151,8 +176,6 @@ func (c *jsWebSocket) waitWritable(done <-chan struct{}) bool {
 	}
 	return true
 }
-
-func (c *jsWebSocket) buffered() int { return c.v.Get("bufferedAmount").Int() }
 
 // abort starts the closing handshake and returns; a read in progress
 // returns io.ErrClosedPipe at once.
