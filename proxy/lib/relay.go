@@ -179,6 +179,12 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 				}
 			}
 			if err != nil {
+				if err != io.EOF {
+					// In a browser the channel's queue overflowed and
+					// what followed is lost: the cause must say so
+					// rather than a normal close.
+					sideEnded(fmt.Errorf("read from client: %w", err))
+				}
 				return
 			}
 		}

@@ -19,11 +19,12 @@ import (
 )
 
 // fakeClient is the client's side of a detached data channel. Reads come
-// from in and then block until Close (or report EOF at once if eof is
-// set); writes wait for release and fail once failWrites is set.
+// from in and then block until Close (or report readErr, or EOF if eof is
+// set, at once); writes wait for release and fail once failWrites is set.
 type fakeClient struct {
 	in         *bytes.Reader
 	eof        bool
+	readErr    error
 	release    chan struct{}
 	failWrites bool
 	closed     chan struct{}
@@ -42,6 +43,9 @@ func newFakeClient(in []byte) *fakeClient {
 func (c *fakeClient) Read(b []byte) (int, error) {
 	if c.in.Len() > 0 {
 		return c.in.Read(b)
+	}
+	if c.readErr != nil {
+		return 0, c.readErr
 	}
 	if c.eof {
 		return 0, io.EOF
@@ -161,6 +165,36 @@ func TestRelayDeliversAfterClientEnds(t *testing.T) {
 		}
 	})
 	<-served
+	if got != total {
+		t.Errorf("relay received %d bytes, want %d", got, total)
+	}
+}
+
+// Reading from the client fails (in a browser, its queue overflowed, and
+// what came after is lost): what was read before still reaches the relay,
+// and the relay reports the failure as why it ended, not as a normal close.
+func TestRelayClientReadErrorIsCause(t *testing.T) {
+	const total = 1 << 20
+	overflow := errors.New("data channel receive queue overflow")
+	client := newFakeClient(make([]byte, total))
+	client.readErr = overflow
+	var got int
+	served := make(chan struct{})
+	err := runRelay(t, client, func(c *websocket.Conn) {
+		defer close(served)
+		for {
+			_, r, err := c.Reader(context.Background())
+			if err != nil {
+				return
+			}
+			n, _ := io.Copy(io.Discard, r)
+			got += int(n)
+		}
+	})
+	<-served
+	if !errors.Is(err, overflow) {
+		t.Errorf("relay ended with %v, want the client read's error", err)
+	}
 	if got != total {
 		t.Errorf("relay received %d bytes, want %d", got, total)
 	}
