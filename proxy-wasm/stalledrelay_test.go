@@ -119,3 +119,65 @@ func startStalledRelay(t *testing.T, serveCheck bool) (string, int) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	return fmt.Sprintf("ws://127.0.0.1:%d/", port), port
 }
+
+// TestBrowserStalledRelayReadSettles has a client leave the page proxy while
+// the relay hangs, as in TestBrowserStalledRelayRelease, and looks at the
+// read the proxy had asked of its WebSocketStream. The abort must settle
+// it: left pending, it keeps the proxy's callbacks, and through them the
+// connection's memory, alive until the browser gives up on the closing
+// handshake, more than a minute later, for every such client.
+func TestBrowserStalledRelayReadSettles(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	web := webDir(t)
+	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
+	n.relay, n.relayPort = startStalledRelay(t, true)
+	n.startBroker()
+
+	ws, page := startPageProxy(t, n, web, false)
+	if _, err := page.eval(recordStreamReads); err != nil {
+		t.Fatalf("wrap WebSocketStream: %v", err)
+	}
+	c := dialBrokerClient(t, n, 256<<10)
+	if _, err := c.rw.Write(make([]byte, 1400)); err != nil {
+		t.Fatal(err)
+	}
+	ws.waitStatus("the client counted as active", 20*time.Second, func(s status) bool { return s.Active == 1 })
+	page.waitTrue(`window.wssReadsPending > 0`, 10*time.Second)
+
+	left := time.Now()
+	c.pc.Close()
+	ws.waitStatus("the client's slot released", 90*time.Second, func(s status) bool { return s.Active == 0 })
+	page.waitTrue(`window.wssReadsPending === 0`, 10*time.Second)
+	t.Logf("the pending read settled within %v of the client leaving", time.Since(left).Round(100*time.Millisecond))
+}
+
+// recordStreamReads wraps the page's WebSocketStream so that the reads of
+// its readable streams' readers are counted while they are unsettled, in
+// window.wssReadsPending. The broker polls' fetches have readers too; they
+// are not counted.
+const recordStreamReads = `(() => {
+	const Orig = window.WebSocketStream;
+	window.wssReadsPending = 0;
+	const settled = () => { window.wssReadsPending--; };
+	window.WebSocketStream = function (...args) {
+		const s = new Orig(...args);
+		s.opened.then((info) => {
+			const getReader = info.readable.getReader;
+			info.readable.getReader = function (...a) {
+				const r = getReader.apply(this, a);
+				const read = r.read;
+				r.read = function () {
+					window.wssReadsPending++;
+					const p = read.call(this);
+					p.then(settled, settled);
+					return p;
+				};
+				return r;
+			};
+		}, () => {});
+		return s;
+	};
+	return true;
+})()`

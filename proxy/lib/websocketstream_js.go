@@ -180,7 +180,22 @@ func (c *jsWebSocketStream) shut(info map[string]any) {
 		} else {
 			jsCall(c.v, "close", info)
 		}
+		c.cancelRead()
 	})
+}
+
+// cancelRead settles a read still pending, and with it the callbacks that
+// wait for it. The browser settles it only once the closing handshake ends,
+// which from a relay that hangs takes its own timeout, over a minute.
+// Canceling the reader resolves the read at once as done; the connection is
+// already closing, so the cancel changes nothing else.
+func (c *jsWebSocketStream) cancelRead() {
+	if c.reader.Type() != js.TypeObject {
+		return // the dial failed before the reader was made
+	}
+	if p, err := jsCall(c.reader, "cancel"); err == nil {
+		p.Call("catch", ignoreRejection())
+	}
 }
 
 // settle calls f, from the JavaScript event loop, once promise settles,
