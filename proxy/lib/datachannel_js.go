@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"syscall/js"
+	"time"
 
 	"github.com/pion/webrtc/v5"
 )
@@ -41,11 +42,17 @@ type jsChannel struct {
 
 	in      *jsQueue
 	release sync.Once
+
+	// closedEvent is closed by the close event, and shut by Close:
+	// closeDelivered waits on both.
+	closedEvent, shut chan struct{}
+	closedOnce        sync.Once
 }
 
 // detachChannel returns the data channel as a byte stream.
 func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
-	c := &jsChannel{dc: dc, v: dc.JSValue(), in: newJSQueue(maxQueued, errQueueOverflow)}
+	c := &jsChannel{dc: dc, v: dc.JSValue(), in: newJSQueue(maxQueued, errQueueOverflow),
+		closedEvent: make(chan struct{}), shut: make(chan struct{})}
 	// Chromium delivers ArrayBuffers by default, but Blob is the historical
 	// default elsewhere, and reading a Blob is asynchronous.
 	c.v.Set("binaryType", "arraybuffer")
@@ -55,6 +62,7 @@ func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
 	})
 	c.onClose = js.FuncOf(func(js.Value, []js.Value) any {
 		c.in.finish(io.EOF)
+		c.closedOnce.Do(func() { close(c.closedEvent) })
 		return nil
 	})
 	c.onError = js.FuncOf(func(_ js.Value, args []js.Value) any {
@@ -108,11 +116,33 @@ func (c *jsChannel) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// closeDelivered starts the channel's closing and waits, at most timeout,
+// until the client has received all that was sent on it, or Close is
+// called. Closing the PeerConnection right after the last send drops what
+// the channel still holds (its bufferedAmount, and what SCTP has not had
+// acknowledged): it aborts the association. A data channel's close instead
+// sends what is pending and then resets the stream, which the client
+// completes only once it has every message before the reset; the close
+// event says it did.
+func (c *jsChannel) closeDelivered(timeout time.Duration) {
+	if _, err := jsCall(c.v, "close"); err != nil {
+		return
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-c.closedEvent:
+	case <-c.shut:
+	case <-t.C:
+	}
+}
+
 // Close closes the channel and releases the event handlers. It is
 // idempotent.
 func (c *jsChannel) Close() error {
 	var err error
 	c.release.Do(func() {
+		close(c.shut)
 		c.in.close()
 		// Unhook before releasing: JavaScript dispatches events one at a
 		// time on this thread, so none can reach a released function.

@@ -87,6 +87,18 @@ type relayConn interface {
 	lost() <-chan error
 }
 
+// deliveringCloser is a client connection that can close once the client
+// has received what was written to it (a browser's data channel,
+// datachannel_js.go), or once timeout passed.
+type deliveringCloser interface {
+	closeDelivered(timeout time.Duration)
+}
+
+// deliverTimeout bounds the wait for a client to receive the last of what
+// the relay sent, after the relay's side ended: a client that vanished
+// meanwhile holds its slot for as long.
+const deliverTimeout = 5 * time.Second
+
 // relayStats counts the bytes of one connection.
 type relayStats struct {
 	up, down atomic.Int64 // client→relay, relay→client
@@ -248,6 +260,16 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 		for {
 			n := down.read(out)
 			if n == 0 {
+				select {
+				case <-done:
+				default:
+					// The relay's side ended and everything it sent
+					// was written to the channel: let it reach the
+					// client before the teardown closes the peer.
+					if d, ok := rwc.(deliveringCloser); ok {
+						d.closeDelivered(deliverTimeout)
+					}
+				}
 				teardown(nil)
 				return
 			}
