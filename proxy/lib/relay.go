@@ -87,9 +87,11 @@ type relayConn interface {
 	lost() <-chan error
 }
 
-// deliveringCloser is a client connection that can close once the client
-// has received what was written to it (a browser's data channel,
-// datachannel_js.go), or once timeout passed.
+// deliveringCloser is a client connection that can wait until the client
+// has received what was written to it, or timeout passed: the data channel
+// of either build (nativeChannel in webrtc_native.go, which waits for
+// SCTP's acknowledgments; jsChannel in datachannel_js.go, which closes the
+// channel and waits for its close event).
 type deliveringCloser interface {
 	closeDelivered(timeout time.Duration)
 }

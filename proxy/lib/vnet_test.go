@@ -816,3 +816,37 @@ func (l *logBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
+
+// A relay that sends its last messages and closes normally at once: the
+// client must still receive every byte before its channel ends. The
+// teardown closes the peer connection, which drops what SCTP has not yet
+// delivered, so the proxy must let the data channel deliver first.
+func TestRelayCloseDeliversLastBytes(t *testing.T) {
+	checkGoroutines(t)
+	tn := newTestNet(t, nil)
+	const msgs, size = 64, 64 << 10
+	srv, relayURL := startWSRelay(func(ctx context.Context, c *websocket.Conn) {
+		msg := make([]byte, size)
+		for range msgs {
+			if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+				return
+			}
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+	})
+	defer srv.Close()
+	_, c := startOneClient(t, tn, relayURL, nil)
+	c.rw.Write([]byte("hello"))
+	got := 0
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := c.rw.Read(buf)
+		got += n
+		if err != nil {
+			break
+		}
+	}
+	if got != msgs*size {
+		t.Errorf("client received %d bytes of the %d the relay sent before closing", got, msgs*size)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/sdp/v3"
@@ -122,7 +124,51 @@ func (c *Config) poster() poster {
 
 // detachChannel returns the data channel as a byte stream.
 func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
-	return dc.Detach()
+	rwc, err := dc.Detach()
+	if err != nil {
+		return nil, err
+	}
+	return &nativeChannel{ReadWriteCloser: rwc, dc: dc, shut: make(chan struct{})}, nil
+}
+
+// nativeChannel is a detached data channel that can wait for the client to
+// acknowledge what was written to it (deliveringCloser).
+type nativeChannel struct {
+	io.ReadWriteCloser
+	dc   *webrtc.DataChannel
+	shut chan struct{} // closed by Close
+	once sync.Once
+}
+
+// deliveredPoll is how often closeDelivered looks at the amount still
+// unacknowledged. It runs once per connection, at its end.
+const deliveredPoll = 10 * time.Millisecond
+
+// closeDelivered waits, at most timeout, until the client's SCTP has
+// acknowledged all that was written, or Close is called. The teardown
+// then closes the peer connection, which aborts the association and drops
+// whatever it still held; a reader of pion's SCTP stream still gets what
+// was acknowledged before the abort ends the stream. The channel stays
+// open: the teardown closes it.
+func (c *nativeChannel) closeDelivered(timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(deliveredPoll)
+	defer tick.Stop()
+	for c.dc.BufferedAmount() > 0 {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		case <-c.shut:
+			return
+		}
+	}
+}
+
+func (c *nativeChannel) Close() error {
+	c.once.Do(func() { close(c.shut) })
+	return c.ReadWriteCloser.Close()
 }
 
 // dcMessageLimit returns the longest message the proxy may send on dc:
