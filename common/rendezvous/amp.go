@@ -2,6 +2,7 @@ package rendezvous
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -60,7 +61,7 @@ func (a *AMP) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) 
 	front(req, a.fronts)
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("rendezvous: amp: %w", err)
+		return nil, fmt.Errorf("rendezvous: amp: GET %s: %w", redactedTarget(req.URL), withoutURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -76,6 +77,24 @@ func (a *AMP) Exchange(ctx context.Context, pollRequest []byte) ([]byte, error) 
 		return nil, err
 	}
 	return decodeAMPBody(body)
+}
+
+// redactedTarget names where an AMP request went, for errors: the scheme
+// and host (the front, if any), not the path, which holds the whole poll
+// request (the offer, client addresses included) in base64 that log
+// scrubbing cannot see.
+func redactedTarget(u *url.URL) string {
+	return u.Scheme + "://" + u.Host + "/…"
+}
+
+// withoutURL drops the request URL that http.Client wraps its errors in,
+// keeping the cause (and with it Timeout and errors.Is).
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // decodeAMPBody unwraps the armored poll response from an AMP page.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -512,5 +513,46 @@ func TestDefaultRootsApplyAtHandshake(t *testing.T) {
 	}
 	if _, err := h.Exchange(context.Background(), []byte(pollBody)); err != nil {
 		t.Errorf("plain HTTP: %v", err)
+	}
+}
+
+// TestAMPErrorKeepsRequestOut: an AMP request carries the whole poll
+// request (the offer, whose candidates hold the client's addresses) in its
+// URL, base64-encoded where log scrubbing cannot see it. An error that
+// quoted the URL would put it in the client's log and tor's, so it must
+// name only where the request went.
+func TestAMPErrorKeepsRequestOut(t *testing.T) {
+	offer := []byte(`1.0` + "\n" + `{"offer":"a=candidate:1 1 udp 1 203.0.113.5 40000 typ srflx","nat":"unknown"}`)
+	encoded := base64.RawURLEncoding.EncodeToString(offer)
+	refuse := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, errors.New("connection refused")
+	}
+	stall := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	for name, dial := range map[string]DialFunc{"refused": refuse, "stalled": stall} {
+		t.Run(name, func(t *testing.T) {
+			rt, err := NewRoundTripper(TransportConfig{Dial: dial})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := NewAMP("https://broker.example/", "https://cache.example/", []string{"front.example"}, rt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			_, err = a.Exchange(ctx, offer)
+			if err == nil {
+				t.Fatal("exchange succeeded through a failing dial")
+			}
+			if strings.Contains(err.Error(), encoded[:24]) || strings.Contains(err.Error(), "/amp/client/") {
+				t.Errorf("error quotes the encoded poll request: %v", err)
+			}
+			if !strings.Contains(err.Error(), "front.example") {
+				t.Errorf("error does not say where the request went: %v", err)
+			}
+		})
 	}
 }
