@@ -36,7 +36,7 @@ var version = "2.13.1-go"
 const transportName = "snowflake"
 
 func main() {
-	fs := flag.NewFlagSet("snowflake-client", flag.ExitOnError)
+	fs := flag.NewFlagSet("snowflake-client", flag.ContinueOnError)
 	var (
 		logFile       = fs.String("log", "", "name of log file (appended; default: no log)")
 		logToStateDir = fs.Bool("log-to-state-dir", false, "resolve the log file relative to tor's PT state dir")
@@ -63,15 +63,19 @@ func main() {
 	for alias, name := range client.Aliases() {
 		fs.BoolFunc(alias, "deprecated spelling of -"+name, func(v string) error { set[name] = v; return nil })
 	}
-	fs.Parse(os.Args[1:])
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		exitBadConfig(err)
+	}
 	if *showVersion {
 		fmt.Printf("snowflake-client %s\n", version)
 		return
 	}
 	var base client.Config
 	if err := base.Apply(func(n string) (string, bool) { v, ok := set[n]; return v, ok }, false); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		exitBadConfig(err)
 	}
 
 	logger, closeLog, err := setupLogging(*logFile, *logToStateDir || *oldLogToStateDir, *unsafeLogging)
@@ -95,6 +99,16 @@ func main() {
 		closeLog()
 		os.Exit(1)
 	}
+}
+
+// exitBadConfig ends a client whose command line is wrong. Tor shows a
+// managed transport's LOG lines but not its stderr, so without the LOG
+// line a torrc mistake would show only as an exit status, again at every
+// restart.
+func exitBadConfig(err error) {
+	pt.Log(pt.LogSeverityError, "snowflake-client: bad command line: "+err.Error())
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(2)
 }
 
 func setupLogging(file string, toStateDir, unsafe bool) (*slog.Logger, func(), error) {
