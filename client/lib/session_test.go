@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/snowflake-go/snowflake/common/turbotunnel"
 )
 
 // fakePeer stands in for a connected proxy: a conn that is closed when the
@@ -261,5 +263,30 @@ func TestProvenPeerReplacedAtOnce(t *testing.T) {
 	}
 	if gaps[1] >= FirstRetry {
 		t.Errorf("rendezvous 3 came %v after a proxy that carried data, want it at once", gaps[1])
+	}
+}
+
+// TestDialEndsWithDeadSession: the KCP/smux session starts before the
+// first proxy, and smux ends it when nothing arrived for its keep-alive
+// timeout (10 minutes). A Dial still waiting for a proxy then must fail,
+// so tor gets its refusal and retries with a fresh session; otherwise it
+// waited on, and the proxy that finally came was handed to nobody, its
+// session kept seeking a replacement for each one that went stale.
+func TestDialEndsWithDeadSession(t *testing.T) {
+	f := &fakeRendezvous{limit: 0} // no proxy connects meanwhile
+	tr := fakeTransport(1, f)
+	defer tr.Close()
+	tr.sessionStarted = func(s *turbotunnel.Session) {
+		go s.Close() // as smux does when its keep-alive times out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := tr.Dial(ctx)
+	if err == nil {
+		t.Fatal("Dial succeeded on a dead session")
+	}
+	if errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Fatalf("Dial waited %v on a dead session: %v", time.Since(start).Round(time.Millisecond), err)
 	}
 }

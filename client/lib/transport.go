@@ -59,6 +59,9 @@ type Transport struct {
 	// connectPeer runs one rendezvous; nil means newPeer. Tests of the
 	// session's peer management set fakes here.
 	connectPeer func(ctx context.Context) (peerConn, error)
+	// sessionStarted, if set, sees each Dial's KCP/smux session as it
+	// starts. Tests end it there as smux's keep-alive timeout would.
+	sessionStarted func(*turbotunnel.Session)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -174,6 +177,9 @@ func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
 		s.stop()
 		return nil, fmt.Errorf("client: session: %w", err)
 	}
+	if t.sessionStarted != nil {
+		t.sessionStarted(sess)
+	}
 	// Wait for the first proxy so that failures surface in Dial (and so
 	// to tor as a refused SOCKS request) rather than as a silent stall.
 	select {
@@ -185,6 +191,11 @@ func (t *Transport) Dial(ctx context.Context) (net.Conn, error) {
 	case <-s.ctx.Done(): // Close
 		sess.Close()
 		return nil, fmt.Errorf("client: dial: %w", net.ErrClosed)
+	case <-sess.Done():
+		// smux gave up: nothing arrived for its keep-alive timeout, as
+		// no proxy connected. A proxy found now would serve nobody.
+		s.stop()
+		return nil, fmt.Errorf("client: dial: no proxy connected before the session's keep-alive timeout (last error: %v)", s.lastError())
 	}
 	stream, err := sess.OpenStream()
 	if err != nil {
