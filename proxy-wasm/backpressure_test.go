@@ -70,10 +70,7 @@ func runSlowRelayUpload(t *testing.T, classic bool) {
 		t.Fatalf("wrap WebSocket: %v", err)
 	}
 	if classic {
-		// The proxy looks for it at each dial.
-		if _, err := page.eval(`delete window.WebSocketStream; typeof WebSocketStream === "undefined"`); err != nil {
-			t.Fatalf("remove WebSocketStream: %v", err)
-		}
+		forceClassicWebSocket(t, page)
 	}
 	c := dialBrokerClient(t, n, 256<<10)
 

@@ -50,10 +50,7 @@ func runClosingRelay(t *testing.T, classic bool) {
 
 	_, page := startPageProxy(t, n, web, false)
 	if classic {
-		// The proxy looks for it at each dial.
-		if _, err := page.eval(`delete window.WebSocketStream; typeof WebSocketStream === "undefined"`); err != nil {
-			t.Fatalf("remove WebSocketStream: %v", err)
-		}
+		forceClassicWebSocket(t, page)
 	}
 	c := dialBrokerClient(t, n, 256<<10)
 	// One message tells the relay the client is there.

@@ -93,10 +93,7 @@ func runFastRelay(t *testing.T, classic bool) (sent int64, ended bool) {
 		t.Fatalf("wrap console.log: %v", err)
 	}
 	if classic {
-		// The proxy looks for it at each dial.
-		if _, err := page.eval(`delete window.WebSocketStream; typeof WebSocketStream === "undefined"`); err != nil {
-			t.Fatalf("remove WebSocketStream: %v", err)
-		}
+		forceClassicWebSocket(t, page)
 	}
 	c := dialBrokerClient(t, n, 256<<10)
 	// The client reads nothing; one message tells the relay it is there.

@@ -683,3 +683,13 @@ func startPageProxy(t *testing.T, n *network, web string, record bool) (*webServ
 	waitPolls(t, ws, 1)
 	return ws, page
 }
+
+// forceClassicWebSocket removes WebSocketStream from the page, as in
+// browsers that lack it (Firefox, Safari), so that the proxy relays over
+// the classic WebSocket. The proxy looks for it at each dial.
+func forceClassicWebSocket(t *testing.T, page *cdpSession) {
+	t.Helper()
+	if _, err := page.eval(`delete window.WebSocketStream; typeof WebSocketStream === "undefined"`); err != nil {
+		t.Fatalf("remove WebSocketStream: %v", err)
+	}
+}
