@@ -1,7 +1,9 @@
 package client
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -246,5 +248,35 @@ func TestICEKeepsOnlyWhatPionAccepts(t *testing.T) {
 	}
 	if got, want := strings.Join(c.skippedICE, ","), "stun:2001:db8::1,stun:a.example:3478/path"; got != want {
 		t.Errorf("skipped %s, want %s", got, want)
+	}
+}
+
+// An ice= list whose every entry is unusable leaves the client without
+// STUN: behind most NATs no proxy can reach it then, and the user must be
+// told that, not only which entries were dropped.
+func TestICEAllUnusableWarns(t *testing.T) {
+	for _, tc := range []struct {
+		ice  string
+		warn bool
+	}{
+		{"turn:a.example:3478,stun:b.example:3478/path", true},
+		{"turn:a.example:3478,stun:b.example:3478", false},
+	} {
+		var c Config
+		if err := c.Set("url", "http://127.0.0.1:1/"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Set("ice", tc.ice); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		tr, err := New(c, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Close()
+		if got := strings.Contains(logs.String(), "no usable STUN server"); got != tc.warn {
+			t.Errorf("ice=%s: warned of no STUN server: %v, want %v\n%s", tc.ice, got, tc.warn, logs.String())
+		}
 	}
 }

@@ -97,6 +97,12 @@ func newTransport(cfg Config, logger *slog.Logger, n transport.Net) (*Transport,
 	t.api = t.webrtcAPI()
 	if len(cfg.skippedICE) > 0 {
 		logger.Warn("ignoring ice entries that are not stun: URLs", "entries", cfg.skippedICE)
+		if len(cfg.ICEServers) == 0 {
+			// As upstream, the client goes on; but behind a NAT it
+			// cannot learn its address, and most proxies then fail to
+			// reach it, which would otherwise look like a broken network.
+			logger.Warn("no usable STUN server in ice=: connections through NATs will mostly fail; give at least one stun: URL")
+		}
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	if len(cfg.ICEServers) > 0 {
