@@ -25,8 +25,7 @@ func fetchPost(ctx context.Context, u string, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	abort := js.Global().Get("AbortController").New()
-	arr := js.Global().Get("Uint8Array").New(len(body))
-	js.CopyBytesToJS(arr, body)
+	arr := jsBytes(body)
 	opts := js.Global().Get("Object").New()
 	opts.Set("method", "POST")
 	opts.Set("body", arr)
@@ -74,25 +73,11 @@ func fetchPost(ctx context.Context, u string, body []byte) ([]byte, error) {
 
 // await waits for a JavaScript promise. When ctx ends first it calls cancel
 // (which must make the promise settle, as aborting a fetch does) and still
-// waits for the promise, so that the callbacks are never released while
-// JavaScript may call them.
+// waits for the promise to settle, so that what the request holds is gone
+// when await returns.
 func await(ctx context.Context, promise js.Value, cancel func()) (js.Value, error) {
-	type result struct {
-		v   js.Value
-		err error
-	}
-	ch := make(chan result, 1)
-	onOK := js.FuncOf(func(_ js.Value, args []js.Value) any {
-		ch <- result{v: arg0(args)}
-		return nil
-	})
-	onErr := js.FuncOf(func(_ js.Value, args []js.Value) any {
-		ch <- result{err: jsError(arg0(args))}
-		return nil
-	})
-	defer onOK.Release()
-	defer onErr.Release()
-	promise.Call("then", onOK, onErr)
+	ch := make(chan promiseResult, 1)
+	settle(promise, func(v js.Value, err error) { ch <- promiseResult{v, err} })
 	select {
 	case r := <-ch:
 		return r.v, r.err
@@ -101,6 +86,13 @@ func await(ctx context.Context, promise js.Value, cancel func()) (js.Value, erro
 		<-ch
 		return js.Undefined(), ctx.Err()
 	}
+}
+
+// jsBytes copies p into a new JavaScript Uint8Array.
+func jsBytes(p []byte) js.Value {
+	u8 := js.Global().Get("Uint8Array").New(len(p))
+	js.CopyBytesToJS(u8, p)
+	return u8
 }
 
 func arg0(args []js.Value) js.Value {

@@ -144,9 +144,7 @@ func (c *jsWebSocket) write(_ context.Context, p []byte) error {
 	if s := c.v.Get("readyState").Int(); s != 1 { // OPEN
 		return fmt.Errorf("WebSocket not open (readyState %d)", s)
 	}
-	u8 := js.Global().Get("Uint8Array").New(len(p))
-	js.CopyBytesToJS(u8, p)
-	if _, err := jsCall(c.v, "send", u8); err != nil {
+	if _, err := jsCall(c.v, "send", jsBytes(p)); err != nil {
 		return fmt.Errorf("WebSocket send: %w", err)
 	}
 	return nil

@@ -140,9 +140,7 @@ func (c *jsWebSocketStream) write(_ context.Context, p []byte) error {
 	if failed != nil {
 		return failed
 	}
-	u8 := js.Global().Get("Uint8Array").New(len(p))
-	js.CopyBytesToJS(u8, p)
-	promise, err := jsCall(c.writer, "write", u8)
+	promise, err := jsCall(c.writer, "write", jsBytes(p))
 	if err != nil {
 		return fmt.Errorf("WebSocketStream write: %w", err)
 	}
