@@ -155,14 +155,7 @@ func TestRelayDeliversAfterClientEnds(t *testing.T) {
 		defer close(served)
 		c.Write(context.Background(), websocket.MessageBinary, []byte("hello"))
 		time.Sleep(300 * time.Millisecond)
-		for {
-			_, r, err := c.Reader(context.Background())
-			if err != nil {
-				return
-			}
-			n, _ := io.Copy(io.Discard, r)
-			got += int(n)
-		}
+		got = countUntilError(c)
 	})
 	<-served
 	if got != total {
@@ -182,14 +175,7 @@ func TestRelayClientReadErrorIsCause(t *testing.T) {
 	served := make(chan struct{})
 	err := runRelay(t, client, func(c *websocket.Conn) {
 		defer close(served)
-		for {
-			_, r, err := c.Reader(context.Background())
-			if err != nil {
-				return
-			}
-			n, _ := io.Copy(io.Discard, r)
-			got += int(n)
-		}
+		got = countUntilError(c)
 	})
 	<-served
 	if !errors.Is(err, overflow) {
@@ -197,6 +183,20 @@ func TestRelayClientReadErrorIsCause(t *testing.T) {
 	}
 	if got != total {
 		t.Errorf("relay received %d bytes, want %d", got, total)
+	}
+}
+
+// countUntilError reads and drops messages until the connection fails, and
+// returns how many bytes they held.
+func countUntilError(c *websocket.Conn) int {
+	got := 0
+	for {
+		_, r, err := c.Reader(context.Background())
+		if err != nil {
+			return got
+		}
+		n, _ := io.Copy(io.Discard, r)
+		got += int(n)
 	}
 }
 
