@@ -119,10 +119,16 @@ func TestBrowserProxy(t *testing.T) {
 			// datagram brings back an ICMP port unreachable, which Linux
 			// reports before the ABORT still queued behind it is read
 			// ("proxy unreachable"): a closed socket too, never a silent
-			// page, whose socket stays open.
+			// page, whose socket stays open. When the page's relay side
+			// ends first, the proxy closes the data channel before the
+			// peer (it lets the last bytes reach the client): the client
+			// then sees its channel reset, and its next write finds it
+			// closed ("use of closed network connection"), which a silent
+			// page, sending nothing, cannot cause either.
 			ended := lineWith(n.clientLog("leaving-client"), "transport ended")
 			if !strings.Contains(ended, "abort chunk") && !strings.Contains(ended, "non-established state: state=Closed") &&
-				!strings.Contains(ended, "proxy unreachable (ICMP port unreachable)") {
+				!strings.Contains(ended, "proxy unreachable (ICMP port unreachable)") &&
+				!strings.Contains(ended, "turbotunnel: write: use of closed network connection") {
 				t.Errorf("the page proxy did not close the client's connection; the client logged: %s", ended)
 			}
 			// The close also reaches the client well before ICE's 5 s of
