@@ -454,10 +454,55 @@ func (l *sqsListener) cleanupLoop(ctx context.Context) {
 	}
 }
 
-// cleanup deletes client queues not modified for QueueMaxAge.
+// sqsCleanupWorkers bounds the client queues a sweep examines at once. A
+// busy broker creates thousands of reply queues an hour, and each costs the
+// sweep a GetQueueAttributes round trip (and a DeleteQueue when old): one
+// after another, a sweep would take longer than the queues take to pile
+// up. A few at a time keeps up without a burst that SQS would throttle.
+const sqsCleanupWorkers = 8
+
+// cleanup deletes client queues not modified for QueueMaxAge. It lists them
+// page by page while sqsCleanupWorkers goroutines examine the listed ones;
+// every call has its own deadline (sqsCall), so a stalled call delays
+// one queue, and the sweep ends only when it has been through the whole
+// listing or ctx ends.
 func (l *sqsListener) cleanup(ctx context.Context, now time.Time) (int, error) {
-	deleted := 0
-	var errs []error
+	urls := make(chan string)
+	var (
+		mu      sync.Mutex
+		deleted int
+		errs    []error
+		wg      sync.WaitGroup
+	)
+	for range sqsCleanupWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range urls {
+				gone, err := l.expireQueue(ctx, u, now)
+				mu.Lock()
+				if gone {
+					deleted++
+				}
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	listErr := l.listClientQueues(ctx, urls)
+	close(urls)
+	wg.Wait()
+	if listErr != nil {
+		errs = append(errs, listErr)
+	}
+	return deleted, errors.Join(errs...)
+}
+
+// listClientQueues sends the URL of every client queue to urls, until the
+// listing ends or ctx does.
+func (l *sqsListener) listClientQueues(ctx context.Context, urls chan<- string) error {
 	var token *string
 	for {
 		list, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.ListQueuesOutput, error) {
@@ -466,39 +511,45 @@ func (l *sqsListener) cleanup(ctx context.Context, now time.Time) (int, error) {
 			})
 		})
 		if err != nil {
-			return deleted, fmt.Errorf("broker: sqs: list queues: %w", err)
+			return fmt.Errorf("broker: sqs: list queues: %w", err)
 		}
 		for _, u := range list.QueueUrls {
-			attrs, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.GetQueueAttributesOutput, error) {
-				return l.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-					QueueUrl:       aws.String(u),
-					AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameLastModifiedTimestamp},
-				})
-			})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("broker: sqs: queue attributes: %w", err))
-				continue
+			select {
+			case urls <- u:
+			case <-ctx.Done():
+				return fmt.Errorf("broker: sqs: list queues: %w", ctx.Err())
 			}
-			secs, err := strconv.ParseInt(attrs.Attributes[string(types.QueueAttributeNameLastModifiedTimestamp)], 10, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("broker: sqs: LastModifiedTimestamp: %w", err))
-				continue
-			}
-			if now.Sub(time.Unix(secs, 0)) <= l.cfg.QueueMaxAge {
-				continue
-			}
-			if _, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.DeleteQueueOutput, error) {
-				return l.api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(u)})
-			}); err != nil {
-				errs = append(errs, fmt.Errorf("broker: sqs: delete queue: %w", err))
-				continue
-			}
-			deleted++
 		}
-		if list.NextToken == nil || aws.ToString(list.NextToken) == "" {
-			break
+		if aws.ToString(list.NextToken) == "" {
+			return nil
 		}
 		token = list.NextToken
 	}
-	return deleted, errors.Join(errs...)
+}
+
+// expireQueue deletes the client queue at url if it was not modified for
+// QueueMaxAge before now, and reports whether it did.
+func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time) (bool, error) {
+	attrs, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.GetQueueAttributesOutput, error) {
+		return l.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl:       aws.String(url),
+			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameLastModifiedTimestamp},
+		})
+	})
+	if err != nil {
+		return false, fmt.Errorf("broker: sqs: queue attributes: %w", err)
+	}
+	secs, err := strconv.ParseInt(attrs.Attributes[string(types.QueueAttributeNameLastModifiedTimestamp)], 10, 64)
+	if err != nil {
+		return false, fmt.Errorf("broker: sqs: LastModifiedTimestamp: %w", err)
+	}
+	if now.Sub(time.Unix(secs, 0)) <= l.cfg.QueueMaxAge {
+		return false, nil
+	}
+	if _, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.DeleteQueueOutput, error) {
+		return l.api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
+	}); err != nil {
+		return false, fmt.Errorf("broker: sqs: delete queue: %w", err)
+	}
+	return true, nil
 }
