@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/snowflake-go/snowflake/common/messages"
 )
@@ -528,7 +530,12 @@ func (l *sqsListener) listClientQueues(ctx context.Context, urls chan<- string) 
 }
 
 // expireQueue deletes the client queue at url if it was not modified for
-// QueueMaxAge before now, and reports whether it did.
+// QueueMaxAge, and reports whether it did. The age is measured on SQS's
+// clock, which stamps LastModifiedTimestamp: "now" is the Date of SQS's
+// answer to the same call (sqsServerTime). A broker clock minutes off would
+// otherwise delete reply queues while their clients wait for the answer,
+// or keep every dead one. now, the broker's clock, serves only a server
+// whose answers carry no Date.
 func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time) (bool, error) {
 	attrs, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.GetQueueAttributesOutput, error) {
 		return l.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
@@ -543,7 +550,7 @@ func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time
 	if err != nil {
 		return false, fmt.Errorf("broker: sqs: LastModifiedTimestamp: %w", err)
 	}
-	if now.Sub(time.Unix(secs, 0)) <= l.cfg.QueueMaxAge {
+	if sqsServerTime(attrs.ResultMetadata, now).Sub(time.Unix(secs, 0)) <= l.cfg.QueueMaxAge {
 		return false, nil
 	}
 	if _, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.DeleteQueueOutput, error) {
@@ -552,4 +559,15 @@ func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time
 		return false, fmt.Errorf("broker: sqs: delete queue: %w", err)
 	}
 	return true, nil
+}
+
+// sqsServerTime is the time on SQS's clock when it answered a call: the
+// Date header of the answer, which the SDK records in the call's result
+// metadata (whole seconds, as are SQS's queue timestamps). It is fallback
+// if the answer had no usable Date.
+func sqsServerTime(meta middleware.Metadata, fallback time.Time) time.Time {
+	if t, ok := awsmiddleware.GetServerTime(meta); ok && !t.IsZero() {
+		return t
+	}
+	return fallback
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/snowflake-go/snowflake/internal/sqstest"
 )
@@ -72,6 +73,18 @@ func countClientQueues(ctx context.Context, t *testing.T, c *sqs.Client) int {
 	return len(list.QueueUrls)
 }
 
+// sqsTestOldAge is a QueueMaxAge that every queue passes once
+// waitSQSSecond has returned.
+const sqsTestOldAge = 500 * time.Millisecond
+
+// waitSQSSecond waits until queues created at created are a second old.
+// SQS's timestamps are whole seconds, so the sweep then finds them older
+// than sqsTestOldAge by SQS's clock: tests age queues this way, as the
+// broker's clock no longer counts.
+func waitSQSSecond(created time.Time) {
+	time.Sleep(time.Until(created.Add(1100 * time.Millisecond)))
+}
+
 // TestSQSCleanupConcurrent: a busy broker has thousands of client queues,
 // each read by one GetQueueAttributes per sweep; one after another, at an
 // endpoint's round trip each, a sweep falls behind the queues created
@@ -84,6 +97,7 @@ func TestSQSCleanupConcurrent(t *testing.T) {
 	client := newSQSClient(endpoint)
 	const n = 24
 	createClientQueues(ctx, t, client, n)
+	created := time.Now()
 
 	api := &slowAttrsSQS{SQSAPI: newSQSClient(endpoint), delay: 100 * time.Millisecond}
 	l := &sqsListener{api: api, cfg: &SQSConfig{QueueMaxAge: time.Hour}}
@@ -101,10 +115,54 @@ func TestSQSCleanupConcurrent(t *testing.T) {
 	}
 
 	// Every old queue is deleted, none left behind by the workers.
-	if deleted, err := l.cleanup(ctx, time.Now().Add(2*time.Hour)); err != nil || deleted != n {
+	waitSQSSecond(created)
+	l.cfg = &SQSConfig{QueueMaxAge: sqsTestOldAge}
+	if deleted, err := l.cleanup(ctx, time.Now()); err != nil || deleted != n {
 		t.Fatalf("cleanup of old queues deleted %d (%v), want %d", deleted, err, n)
 	}
 	if left := countClientQueues(ctx, t, client); left != 0 {
 		t.Errorf("%d client queues left after the sweep", left)
+	}
+}
+
+// TestSQSCleanupBrokerClockOff: a client queue's age is SQS's clock
+// (LastModifiedTimestamp) against SQS's clock, not the broker's. A broker
+// clock an hour slow must not keep a dead queue for an hour more; an hour
+// fast, it must not delete a queue just created, whose client is still
+// waiting for its answer.
+func TestSQSCleanupBrokerClockOff(t *testing.T) {
+	endpoint := sqstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client := newSQSClient(endpoint)
+	l := &sqsListener{api: newSQSClient(endpoint)}
+
+	createClientQueues(ctx, t, client, 1)
+	created := time.Now()
+	waitSQSSecond(created)
+	l.cfg = &SQSConfig{QueueMaxAge: sqsTestOldAge}
+	if deleted, err := l.cleanup(ctx, time.Now().Add(-time.Hour)); err != nil || deleted != 1 {
+		t.Errorf("a broker clock an hour slow: cleanup deleted %d dead queues (%v), want 1", deleted, err)
+	}
+	if left := countClientQueues(ctx, t, client); left != 0 {
+		t.Errorf("a broker clock an hour slow: %d dead queues left", left)
+	}
+
+	createClientQueues(ctx, t, client, 1)
+	l.cfg = &SQSConfig{QueueMaxAge: 10 * time.Minute}
+	if deleted, err := l.cleanup(ctx, time.Now().Add(time.Hour)); err != nil || deleted != 0 {
+		t.Errorf("a broker clock an hour fast: cleanup deleted %d live queues (%v), want 0", deleted, err)
+	}
+	if left := countClientQueues(ctx, t, client); left != 1 {
+		t.Errorf("a broker clock an hour fast: %d live queues left, want 1", left)
+	}
+}
+
+// TestSQSServerTimeFallback: an answer without a Date leaves the sweep the
+// broker's clock, as before, rather than an age measured from year 1.
+func TestSQSServerTimeFallback(t *testing.T) {
+	now := time.Now()
+	if got := sqsServerTime(middleware.Metadata{}, now); !got.Equal(now) {
+		t.Errorf("sqsServerTime(no Date) = %v, want the fallback %v", got, now)
 	}
 }

@@ -146,6 +146,7 @@ func TestSQSRendezvous(t *testing.T) {
 	if body := receiveResponse(ctx, t, client, "2222222222222222"); body != `{"error":"no snowflake proxies currently available"}` {
 		t.Fatalf("no proxy: %s", body)
 	}
+	lastQueue := time.Now()
 
 	// No ClientID attribute, or an unusable one: ignored, and removed from
 	// the broker queue.
@@ -173,12 +174,18 @@ func TestSQSRendezvous(t *testing.T) {
 	}
 
 	// The sweep deletes queues older than the maximum age, judged by the
-	// server's LastModifiedTimestamp: none now, all of them an hour on.
+	// server's LastModifiedTimestamp against the server's clock: none at
+	// the hour of the broker's configuration, all of them once a second old
+	// and past a shorter maximum age.
 	l := &sqsListener{b: b, api: brokerClient, cfg: b.cfg.SQS, queueURL: queueURL}
 	if n, err := l.cleanup(ctx, time.Now()); err != nil || n != 0 {
 		t.Fatalf("early cleanup deleted %d (%v)", n, err)
 	}
-	if n, err := l.cleanup(ctx, time.Now().Add(2*time.Hour)); err != nil || n != 3 {
+	waitSQSSecond(lastQueue)
+	shortAge := *b.cfg.SQS
+	shortAge.QueueMaxAge = sqsTestOldAge
+	l.cfg = &shortAge
+	if n, err := l.cleanup(ctx, time.Now()); err != nil || n != 3 {
 		t.Fatalf("cleanup deleted %d (%v)", n, err)
 	}
 	list, err = client.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: aws.String(ClientQueuePrefix)})
