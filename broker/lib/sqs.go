@@ -536,6 +536,10 @@ func (l *sqsListener) listClientQueues(ctx context.Context, urls chan<- string) 
 // otherwise delete reply queues while their clients wait for the answer,
 // or keep every dead one. now, the broker's clock, serves only a server
 // whose answers carry no Date.
+//
+// A queue found missing is no error: another listener's sweep in the same
+// account got there first, or SQS still lists a queue deleted in an
+// earlier sweep (a deletion takes up to 60 s to settle).
 func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time) (bool, error) {
 	attrs, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.GetQueueAttributesOutput, error) {
 		return l.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
@@ -543,6 +547,9 @@ func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time
 			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameLastModifiedTimestamp},
 		})
 	})
+	if sqsQueueMissing(err) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("broker: sqs: queue attributes: %w", err)
 	}
@@ -553,9 +560,13 @@ func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time
 	if sqsServerTime(attrs.ResultMetadata, now).Sub(time.Unix(secs, 0)) <= l.cfg.QueueMaxAge {
 		return false, nil
 	}
-	if _, err := sqsCall(ctx, 0, func(ctx context.Context) (*sqs.DeleteQueueOutput, error) {
+	_, err = sqsCall(ctx, 0, func(ctx context.Context) (*sqs.DeleteQueueOutput, error) {
 		return l.api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
-	}); err != nil {
+	})
+	if sqsQueueMissing(err) {
+		return false, nil
+	}
+	if err != nil {
 		return false, fmt.Errorf("broker: sqs: delete queue: %w", err)
 	}
 	return true, nil

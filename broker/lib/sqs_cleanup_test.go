@@ -166,3 +166,58 @@ func TestSQSServerTimeFallback(t *testing.T) {
 		t.Errorf("sqsServerTime(no Date) = %v, want the fallback %v", got, now)
 	}
 }
+
+// rivalSweepSQS deletes every queue through rival just before the call
+// named in before reaches it, as the sweep of another listener in the same
+// account (another -sqs-profiles entry, or a second broker) does when it
+// gets there first.
+type rivalSweepSQS struct {
+	SQSAPI
+	rival  SQSAPI
+	before string
+}
+
+func (r *rivalSweepSQS) deleteFirst(ctx context.Context, url *string, call string) error {
+	if call != r.before {
+		return nil
+	}
+	_, err := r.rival.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: url})
+	return err
+}
+
+func (r *rivalSweepSQS) GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	if err := r.deleteFirst(ctx, in.QueueUrl, "GetQueueAttributes"); err != nil {
+		return nil, err
+	}
+	return r.SQSAPI.GetQueueAttributes(ctx, in, opts...)
+}
+
+func (r *rivalSweepSQS) DeleteQueue(ctx context.Context, in *sqs.DeleteQueueInput, opts ...func(*sqs.Options)) (*sqs.DeleteQueueOutput, error) {
+	if err := r.deleteFirst(ctx, in.QueueUrl, "DeleteQueue"); err != nil {
+		return nil, err
+	}
+	return r.SQSAPI.DeleteQueue(ctx, in, opts...)
+}
+
+// TestSQSCleanupQueueGone: a queue that another sweep deleted between the
+// listing and our call is what the sweep wanted, not a failure to warn of
+// at every sweep.
+func TestSQSCleanupQueueGone(t *testing.T) {
+	endpoint := sqstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client := newSQSClient(endpoint)
+	for _, before := range []string{"GetQueueAttributes", "DeleteQueue"} {
+		const n = 3
+		createClientQueues(ctx, t, client, n)
+		waitSQSSecond(time.Now())
+		api := &rivalSweepSQS{SQSAPI: newSQSClient(endpoint), rival: client, before: before}
+		l := &sqsListener{api: api, cfg: &SQSConfig{QueueMaxAge: sqsTestOldAge}}
+		if deleted, err := l.cleanup(ctx, time.Now()); err != nil || deleted != 0 {
+			t.Errorf("queues deleted by another sweep before %s: cleanup deleted %d, err %v; want 0, no error", before, deleted, err)
+		}
+		if left := countClientQueues(ctx, t, client); left != 0 {
+			t.Errorf("%d client queues left", left)
+		}
+	}
+}
