@@ -473,7 +473,7 @@ func (l *sqsListener) cleanup(ctx context.Context, now time.Time) (int, error) {
 	var (
 		mu      sync.Mutex
 		deleted int
-		errs    []error
+		failed  sweepFailures
 		wg      sync.WaitGroup
 	)
 	for range sqsCleanupWorkers {
@@ -486,9 +486,7 @@ func (l *sqsListener) cleanup(ctx context.Context, now time.Time) (int, error) {
 				if gone {
 					deleted++
 				}
-				if err != nil {
-					errs = append(errs, err)
-				}
+				failed.add(err)
 				mu.Unlock()
 			}
 		}()
@@ -496,10 +494,36 @@ func (l *sqsListener) cleanup(ctx context.Context, now time.Time) (int, error) {
 	listErr := l.listClientQueues(ctx, urls)
 	close(urls)
 	wg.Wait()
-	if listErr != nil {
-		errs = append(errs, listErr)
+	return deleted, errors.Join(listErr, failed.err())
+}
+
+// sweepFailures sums up the queues a sweep failed on: their number and the
+// first error. The sweep's error is one log line per sweep, and through an
+// endpoint that refuses every call (credentials that lost a permission)
+// the errors of thousands of queues would make it a line of megabytes
+// every CleanupInterval.
+type sweepFailures struct {
+	n     int
+	first error
+}
+
+// add counts err, if it is one.
+func (f *sweepFailures) add(err error) {
+	if err == nil {
+		return
 	}
-	return deleted, errors.Join(errs...)
+	if f.n == 0 {
+		f.first = err
+	}
+	f.n++
+}
+
+// err is the first failure, with the count of all of them; nil if none.
+func (f *sweepFailures) err() error {
+	if f.n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d client queues failed, the first with: %w", f.n, f.first)
 }
 
 // listClientQueues sends the URL of every client queue to urls, until the

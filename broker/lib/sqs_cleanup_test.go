@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -219,5 +221,42 @@ func TestSQSCleanupQueueGone(t *testing.T) {
 		if left := countClientQueues(ctx, t, client); left != 0 {
 			t.Errorf("%d client queues left", left)
 		}
+	}
+}
+
+// deniedSQS lists n client queues and refuses to read any of them, as SQS
+// does once the broker's credentials lose GetQueueAttributes.
+type deniedSQS struct {
+	SQSAPI
+	n int
+}
+
+func (d deniedSQS) ListQueues(context.Context, *sqs.ListQueuesInput, ...func(*sqs.Options)) (*sqs.ListQueuesOutput, error) {
+	out := &sqs.ListQueuesOutput{}
+	for i := range d.n {
+		out.QueueUrls = append(out.QueueUrls, fmt.Sprintf("http://sqs.invalid/%s%016d", ClientQueuePrefix, i))
+	}
+	return out, nil
+}
+
+func (deniedSQS) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	return nil, errors.New("AccessDenied: the broker's user may not call sqs:GetQueueAttributes on this queue")
+}
+
+// TestSQSCleanupErrorBounded: when every queue of a sweep fails, the
+// sweep's error (one Warn line per sweep, every 30 s) stays one line's
+// worth, however many queues there are, and says how many failed.
+func TestSQSCleanupErrorBounded(t *testing.T) {
+	const n = 2000
+	l := &sqsListener{api: deniedSQS{n: n}, cfg: &SQSConfig{QueueMaxAge: time.Hour}}
+	deleted, err := l.cleanup(context.Background(), time.Now())
+	if deleted != 0 || err == nil {
+		t.Fatalf("cleanup = %d, %v; want 0 and an error", deleted, err)
+	}
+	if !strings.Contains(err.Error(), "AccessDenied") || !strings.Contains(err.Error(), fmt.Sprint(n)) {
+		t.Errorf("error %.300q… names neither the failure nor the %d queues it hit", err, n)
+	}
+	if len(err.Error()) > 1000 {
+		t.Errorf("a sweep of %d failing queues returns a %d-byte error", n, len(err.Error()))
 	}
 }
