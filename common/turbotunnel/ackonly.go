@@ -128,6 +128,7 @@ func (g *Gatherer) Stop() { g.timer.Stop() }
 const (
 	smuxHeaderSize = 8
 	smuxCmdFIN     = 1
+	smuxCmdNOP     = 3 // keep-alive
 )
 
 // endsWithFIN reports whether the last data segment of the KCP packet p ends

@@ -58,6 +58,7 @@ type RedialPacketConn struct {
 	wg     sync.WaitGroup
 
 	carrying  atomic.Bool   // a transport is connected
+	carried   atomic.Uint64 // transports connected so far
 	closing   chan struct{} // closed by Close: write what is queued, then stop
 	flushed   chan struct{} // closed by the write loop once it has
 	flushOnce sync.Once
@@ -156,6 +157,7 @@ func (c *RedialPacketConn) carry(conn net.Conn) error {
 		conn.Close()
 	}()
 
+	c.carried.Add(1)
 	c.carrying.Store(true)
 	defer c.carrying.Store(false)
 	readErr := make(chan error, 1)
@@ -383,6 +385,15 @@ func (c *RedialPacketConn) Close() error {
 	})
 	c.wg.Wait()
 	return nil
+}
+
+// waiting reports whether no transport is connected, and how many were
+// before: the same count means the same wait.
+func (c *RedialPacketConn) waiting() (carried uint64, ok bool) {
+	if c.carrying.Load() {
+		return 0, false
+	}
+	return c.carried.Load(), true
 }
 
 // ClientID returns the conn's ClientID.

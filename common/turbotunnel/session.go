@@ -42,6 +42,12 @@ type Session struct {
 // report [ServerAddr] as the source of the packets it reads, as
 // [RedialPacketConn] does. The Session owns pconn: Close closes it.
 func DialSession(pconn net.PacketConn) (*Session, error) {
+	return dialSessionConfig(pconn, ClientSmuxConfig())
+}
+
+// dialSessionConfig is DialSession with the given smux configuration; tests
+// shorten its keep-alive interval.
+func dialSessionConfig(pconn net.PacketConn, cfg *smux.Config) (*Session, error) {
 	under := newKCPPacketConn(pconn)
 	conn, err := kcp.NewConn2(ServerAddr{}, nil, 0, 0, under)
 	if err != nil {
@@ -56,7 +62,7 @@ func DialSession(pconn net.PacketConn) (*Session, error) {
 		return nil, err
 	}
 	under.session.Store(conn)
-	mux, err := smux.Client(conn, ClientSmuxConfig())
+	mux, err := smux.Client(newKeepAliveFilter(conn, pconn), cfg)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("turbotunnel: smux client: %w", err)
