@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -65,8 +66,9 @@ func TestBrowserStalledRelayCheck(t *testing.T) {
 
 // startStalledRelay starts a WebSocket server on loopback, in place of the
 // bridge server, that accepts connections and then neither reads nor
-// writes until the test ends, as a relay whose process hangs would. The
-// first connection, the proxy's reachability check, it serves normally if
+// writes until the test ends, as a relay whose process hangs would. Its
+// small receive buffer (smallReadBufferListener) keeps the kernel from
+// absorbing megabytes of what the proxy writes to it. The first connection, the proxy's reachability check, it serves normally if
 // serveCheck is set.
 func startStalledRelay(t *testing.T, serveCheck bool) (string, int) {
 	t.Helper()
@@ -107,7 +109,7 @@ func startStalledRelay(t *testing.T, serveCheck bool) (string, int) {
 		<-end
 		c.CloseNow()
 	})}
-	go srv.Serve(ln)
+	go srv.Serve(smallReadBufferListener{ln})
 	t.Cleanup(func() {
 		mu.Lock()
 		ended = true
@@ -175,6 +177,123 @@ const recordStreamReads = `(() => {
 					return p;
 				};
 				return r;
+			};
+		}, () => {});
+		return s;
+	};
+	return true;
+})()`
+
+// stalledUpload is what TestBrowserStalledRelayWriteHeld has the client
+// send: more than the relay's kernel and the browser take before the
+// proxy's writes stall, and less than the page's data channel queue holds
+// (maxQueued, 16 MiB).
+const stalledUpload = 6 << 20
+
+// TestBrowserStalledRelayWriteHeld has a client upload through the page
+// proxy to a relay that hangs, until the proxy's writes to its
+// WebSocketStream stall, and then leave. Chromium keeps the writes it was
+// handed until it gives up on the closing handshake, more than a minute
+// after the abort, and with them their data and the proxy's callbacks, for
+// every such client; aborting the stream's writer does not release the one
+// in progress. So the proxy must not have handed it more than one message
+// (maxWSMessage, 32 KiB) when the relay stalls.
+func TestBrowserStalledRelayWriteHeld(t *testing.T) {
+	if testenv.IsolateNetwork(t) {
+		return
+	}
+	web := webDir(t)
+	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
+	n.relay, n.relayPort = startStalledRelay(t, true)
+	n.startBroker()
+
+	ws, page := startPageProxy(t, n, web, false)
+	if _, err := page.eval(recordStreamWrites); err != nil {
+		t.Fatalf("wrap WebSocketStream: %v", err)
+	}
+	c := dialBrokerClient(t, n, 256<<10)
+	go func() {
+		msg := make([]byte, 1400)
+		for sent := 0; sent < stalledUpload; sent += len(msg) {
+			if _, err := c.rw.Write(msg); err != nil {
+				return
+			}
+		}
+	}()
+	ws.waitStatus("the client counted as active", 20*time.Second, func(s status) bool { return s.Active == 1 })
+	// The relay's side is full once writes are pending and none has
+	// settled for 2 s, after the kernel's buffers took what they could.
+	page.waitTrue(`window.wssWritesPending > 0 && window.wssWriteBytesSettled >= 256 * 1024 &&
+		Date.now() - window.wssLastSettle > 2000`, 30*time.Second)
+	t.Logf("pending before the client left: %s", streamWritesReport(t, page))
+
+	left := time.Now()
+	c.pc.Close()
+	ws.waitStatus("the client's slot released", 90*time.Second, func(s status) bool { return s.Active == 0 })
+	v, err := page.eval(`window.wssWriteBytesPending`)
+	if err != nil {
+		t.Fatalf("read the pending writes: %v", err)
+	}
+	var pending int
+	if err := json.Unmarshal(v, &pending); err != nil {
+		t.Fatalf("pending bytes %s: %v", v, err)
+	}
+	if pending > 32<<10 {
+		t.Errorf("the relay stream's writes held %d bytes %v after the client left, more than one message (32768): %s",
+			pending, time.Since(left).Round(100*time.Millisecond), streamWritesReport(t, page))
+	} else {
+		t.Logf("the relay stream's writes held %s %v after the client left", streamWritesReport(t, page), time.Since(left).Round(100*time.Millisecond))
+	}
+}
+
+// streamWritesReport describes the relay stream's pending writes.
+func streamWritesReport(t *testing.T, page *cdpSession) string {
+	t.Helper()
+	v, err := page.eval(`JSON.stringify({writes: window.wssWritesPending, bytes: window.wssWriteBytesPending})`)
+	if err != nil {
+		return err.Error()
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return string(v)
+	}
+	return s
+}
+
+// recordStreamWrites wraps the page's WebSocketStream so that the writes of
+// its writable streams' writers are counted while they are unsettled, in
+// window.wssWritesPending, and their bytes in window.wssWriteBytesPending;
+// window.wssWriteBytesSettled sums the bytes of settled writes, and
+// window.wssLastSettle is when the last one settled.
+// Only the writers of WebSocketStreams are wrapped, not other streams'.
+const recordStreamWrites = `(() => {
+	const Orig = window.WebSocketStream;
+	window.wssWritesPending = 0;
+	window.wssWriteBytesPending = 0;
+	window.wssWriteBytesSettled = 0;
+	window.wssLastSettle = Date.now();
+	window.WebSocketStream = function (...args) {
+		const s = new Orig(...args);
+		s.opened.then((info) => {
+			const getWriter = info.writable.getWriter;
+			info.writable.getWriter = function (...a) {
+				const w = getWriter.apply(this, a);
+				const write = w.write;
+				w.write = function (chunk) {
+					const n = chunk.byteLength || 0;
+					window.wssWritesPending++;
+					window.wssWriteBytesPending += n;
+					const settled = () => {
+						window.wssWritesPending--;
+						window.wssWriteBytesPending -= n;
+						window.wssWriteBytesSettled += n;
+						window.wssLastSettle = Date.now();
+					};
+					const p = write.call(this, chunk);
+					p.then(settled, settled);
+					return p;
+				};
+				return w;
 			};
 		}, () => {});
 		return s;
