@@ -98,7 +98,7 @@ func dialClassicWebSocket(ctx context.Context, url string) (_ *jsWebSocket, err 
 	select {
 	case err = <-opened:
 	case <-ctx.Done():
-		err = ctx.Err()
+		err = fmt.Errorf("WebSocket did not open: %w", ctx.Err())
 	}
 	if err != nil {
 		c.abort()
