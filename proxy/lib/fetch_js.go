@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"syscall/js"
 
@@ -69,45 +68,4 @@ func fetchPost(ctx context.Context, u string, body []byte) ([]byte, error) {
 		out = append(out, make([]byte, n)...)
 		js.CopyBytesToGo(out[len(out)-n:], v)
 	}
-}
-
-// await waits for a JavaScript promise. When ctx ends first it calls cancel
-// (which must make the promise settle, as aborting a fetch does) and still
-// waits for the promise to settle, so that what the request holds is gone
-// when await returns.
-func await(ctx context.Context, promise js.Value, cancel func()) (js.Value, error) {
-	ch := make(chan promiseResult, 1)
-	settle(promise, func(v js.Value, err error) { ch <- promiseResult{v, err} })
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		cancel()
-		<-ch
-		return js.Undefined(), ctx.Err()
-	}
-}
-
-// jsBytes copies p into a new JavaScript Uint8Array.
-func jsBytes(p []byte) js.Value {
-	u8 := js.Global().Get("Uint8Array").New(len(p))
-	js.CopyBytesToJS(u8, p)
-	return u8
-}
-
-func arg0(args []js.Value) js.Value {
-	if len(args) == 0 {
-		return js.Undefined()
-	}
-	return args[0]
-}
-
-// jsError turns a rejection value into a Go error.
-func jsError(v js.Value) error {
-	if v.Type() == js.TypeObject {
-		if m := v.Get("message"); m.Type() == js.TypeString {
-			return errors.New(m.String())
-		}
-	}
-	return fmt.Errorf("javascript error: %s", v.String())
 }

@@ -202,31 +202,3 @@ func (c *jsWebSocket) shut(code js.Value) {
 		}
 	})
 }
-
-// jsNew calls new ctor(args...), turning a thrown exception (a malformed
-// URL, a blocked port) into an error.
-func jsNew(ctor js.Value, args ...any) (v js.Value, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = jsPanicError(r)
-		}
-	}()
-	return ctor.New(args...), nil
-}
-
-// jsCall calls v.name(args...), turning a thrown exception into an error.
-func jsCall(v js.Value, name string, args ...any) (r js.Value, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = jsPanicError(p)
-		}
-	}()
-	return v.Call(name, args...), nil
-}
-
-func jsPanicError(r any) error {
-	if e, ok := r.(js.Error); ok {
-		return jsError(e.Value)
-	}
-	return fmt.Errorf("javascript exception: %v", r)
-}

@@ -28,11 +28,6 @@ type jsWebSocketStream struct {
 	once    sync.Once
 }
 
-type promiseResult struct {
-	v   js.Value
-	err error
-}
-
 // hasWebSocketStream reports whether the browser has WebSocketStream
 // (Chromium since 124; not Firefox or Safari in 2026).
 func hasWebSocketStream() bool {
@@ -63,12 +58,6 @@ func dialWebSocketStream(ctx context.Context, url string) (*jsWebSocketStream, e
 	}
 	return c, nil
 }
-
-// ignoreRejection is a promise handler that does nothing, so that a
-// rejection nobody waits for is not reported as unhandled.
-var ignoreRejection = sync.OnceValue(func() js.Func {
-	return js.FuncOf(func(js.Value, []js.Value) any { return nil })
-})
 
 // lost returns nil: the browser holds what the proxy has not read.
 func (c *jsWebSocketStream) lost() <-chan error { return nil }
@@ -212,26 +201,4 @@ func (c *jsWebSocketStream) cancelRead() {
 	if p, err := jsCall(c.reader, "cancel"); err == nil {
 		p.Call("catch", ignoreRejection())
 	}
-}
-
-// settle calls f, from the JavaScript event loop, once promise settles,
-// with its value or its rejection as an error. f must not block. The
-// callbacks are released when they run.
-func settle(promise js.Value, f func(js.Value, error)) {
-	var ok, fail js.Func
-	release := func() {
-		ok.Release()
-		fail.Release()
-	}
-	ok = js.FuncOf(func(_ js.Value, args []js.Value) any {
-		release()
-		f(arg0(args), nil)
-		return nil
-	})
-	fail = js.FuncOf(func(_ js.Value, args []js.Value) any {
-		release()
-		f(js.Undefined(), jsError(arg0(args)))
-		return nil
-	})
-	promise.Call("then", ok, fail)
 }
