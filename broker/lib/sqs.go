@@ -290,8 +290,9 @@ func (l *sqsListener) run(ctx context.Context) error {
 			}
 			work := l.handle
 			if staleRequest(m, now, sqsRequestMaxAge) {
+				// Its client has given up: delete it unanswered.
 				dropped++
-				work = l.drop
+				work = l.deleteRequest
 			}
 			wg.Add(1)
 			go func() {
@@ -340,11 +341,6 @@ func sqsTimestamp(m types.Message, name types.MessageSystemAttributeName) (t tim
 		return time.Time{}, false
 	}
 	return time.UnixMilli(ms), true
-}
-
-// drop deletes stale poll m unanswered.
-func (l *sqsListener) drop(ctx context.Context, m types.Message) error {
-	return l.deleteRequest(ctx, m)
 }
 
 // deleteRequest removes poll m from the request queue. It uses a context
