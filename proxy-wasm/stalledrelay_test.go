@@ -26,13 +26,7 @@ func TestBrowserStalledRelayRelease(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	web := webDir(t)
-	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
-	n.relay, n.relayPort = startStalledRelay(t, true)
-	n.startBroker()
-
-	ws, _ := startPageProxy(t, n, web, false)
-	c := dialBrokerClient(t, n, 256<<10)
+	ws, _, c := stalledRelayClient(t, "")
 	if _, err := c.rw.Write(make([]byte, 1400)); err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +56,24 @@ func TestBrowserStalledRelayCheck(t *testing.T) {
 	n.startBroker()
 	// It fails unless the proxy polls within 20 s.
 	startPageProxy(t, n, web, false)
+}
+
+// stalledRelayClient starts a relay that hangs (startStalledRelay), a broker
+// and a page proxy, runs script in the page first if it is not empty (one
+// of the recorders), and connects a bare client through the proxy.
+func stalledRelayClient(t *testing.T, script string) (*webServer, *cdpSession, *brokerClient) {
+	t.Helper()
+	web := webDir(t)
+	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
+	n.relay, n.relayPort = startStalledRelay(t, true)
+	n.startBroker()
+	ws, page := startPageProxy(t, n, web, false)
+	if script != "" {
+		if _, err := page.eval(script); err != nil {
+			t.Fatalf("wrap WebSocketStream: %v", err)
+		}
+	}
+	return ws, page, dialBrokerClient(t, n, 256<<10)
 }
 
 // startStalledRelay starts a WebSocket server on loopback, in place of the
@@ -132,16 +144,7 @@ func TestBrowserStalledRelayReadSettles(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	web := webDir(t)
-	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
-	n.relay, n.relayPort = startStalledRelay(t, true)
-	n.startBroker()
-
-	ws, page := startPageProxy(t, n, web, false)
-	if _, err := page.eval(recordStreamReads); err != nil {
-		t.Fatalf("wrap WebSocketStream: %v", err)
-	}
-	c := dialBrokerClient(t, n, 256<<10)
+	ws, page, c := stalledRelayClient(t, recordStreamReads)
 	if _, err := c.rw.Write(make([]byte, 1400)); err != nil {
 		t.Fatal(err)
 	}
@@ -202,16 +205,7 @@ func TestBrowserStalledRelayWriteHeld(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	web := webDir(t)
-	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
-	n.relay, n.relayPort = startStalledRelay(t, true)
-	n.startBroker()
-
-	ws, page := startPageProxy(t, n, web, false)
-	if _, err := page.eval(recordStreamWrites); err != nil {
-		t.Fatalf("wrap WebSocketStream: %v", err)
-	}
-	c := dialBrokerClient(t, n, 256<<10)
+	ws, page, c := stalledRelayClient(t, recordStreamWrites)
 	go func() {
 		msg := make([]byte, 1400)
 		for sent := 0; sent < stalledUpload; sent += len(msg) {
