@@ -187,21 +187,28 @@ const recordStreamReads = `(() => {
 	return true;
 })()`
 
-// stalledUpload is what TestBrowserStalledRelayWriteHeld has the client
+// stalledUpload is what TestBrowserStalledRelayUpload has the client
 // send: more than the relay's kernel and the browser take before the
 // proxy's writes stall, and less than the page's data channel queue holds
 // (maxQueued, 16 MiB).
 const stalledUpload = 6 << 20
 
-// TestBrowserStalledRelayWriteHeld has a client upload through the page
+// TestBrowserStalledRelayUpload has a client upload through the page
 // proxy to a relay that hangs, until the proxy's writes to its
-// WebSocketStream stall, and then leave. Chromium keeps the writes it was
-// handed until it gives up on the closing handshake, more than a minute
-// after the abort, and with them their data and the proxy's callbacks, for
-// every such client; aborting the stream's writer does not release the one
-// in progress. So the proxy must not have handed it more than one message
-// (maxWSMessage, 32 KiB) when the relay stalls.
-func TestBrowserStalledRelayWriteHeld(t *testing.T) {
+// WebSocketStream stall, and then leave.
+//
+// The client's slot must be released within 10 s: the relay has
+// deliverTimeout (5 s) to take what the client sent before its close, and
+// the proxy's reader of the channel, blocked on the full pipe to the relay,
+// cannot see the close itself.
+//
+// Chromium keeps the writes it was handed until it gives up on the closing
+// handshake, more than a minute after the abort, and with them their data
+// and the proxy's callbacks, for every such client; aborting the stream's
+// writer does not release the one in progress. So the proxy must not have
+// handed it more than one message (maxWSMessage, 32 KiB) when the relay
+// stalls.
+func TestBrowserStalledRelayUpload(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
@@ -224,6 +231,11 @@ func TestBrowserStalledRelayWriteHeld(t *testing.T) {
 	left := time.Now()
 	c.pc.Close()
 	ws.waitStatus("the client's slot released", 90*time.Second, func(s status) bool { return s.Active == 0 })
+	if took := time.Since(left); took > 10*time.Second {
+		t.Errorf("the slot was released %v after the client left, want within 10s", took.Round(100*time.Millisecond))
+	} else {
+		t.Logf("the slot was released %v after the client left", took.Round(100*time.Millisecond))
+	}
 	v, err := page.eval(`window.wssWriteBytesPending`)
 	if err != nil {
 		t.Fatalf("read the pending writes: %v", err)

@@ -43,8 +43,9 @@ type jsChannel struct {
 	in      *jsQueue
 	release sync.Once
 
-	// closedEvent is closed by the close event, and shut by Close:
-	// closeDelivered waits on both.
+	// closedEvent is closed by the close event (or at detach, if the
+	// channel was closed already), and shut by Close: closeDelivered
+	// waits on both, the relay on the first (clientClosed).
 	closedEvent, shut chan struct{}
 	closedOnce        sync.Once
 }
@@ -78,6 +79,7 @@ func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
 	c.v.Set("onerror", c.onError)
 	if s := c.v.Get("readyState").String(); s == "closing" || s == "closed" {
 		c.in.finish(io.EOF)
+		c.closedOnce.Do(func() { close(c.closedEvent) })
 	}
 	return c, nil
 }
@@ -136,6 +138,9 @@ func (c *jsChannel) closeDelivered(timeout time.Duration) {
 	case <-t.C:
 	}
 }
+
+// clientClosed is closed once the channel closed, by either side.
+func (c *jsChannel) clientClosed() <-chan struct{} { return c.closedEvent }
 
 // Close closes the channel and releases the event handlers. It is
 // idempotent.

@@ -98,8 +98,25 @@ type deliveringCloser interface {
 
 // deliverTimeout bounds the wait for a client to receive the last of what
 // the relay sent, after the relay's side ended: a client that vanished
-// meanwhile holds its slot for as long.
+// meanwhile holds its slot for as long. It also bounds the wait for the
+// relay to take the last of what a client sent before it closed its
+// channel (closeWatcher).
 const deliverTimeout = 5 * time.Second
+
+// closeWatcher is a client connection that tells when the client closed
+// it, even while what the client sent before is still queued unread: the
+// browser's data channel (jsChannel), whose close event says so. The relay
+// then has deliverTimeout to take what is left; one that hangs would
+// otherwise keep the slot until the peer connection fails, 15–20 s later,
+// because the channel's reader waits for room in the pipe before it can see
+// the close.
+type closeWatcher interface {
+	clientClosed() <-chan struct{}
+}
+
+// errRelayUndrained ends a connection whose client closed its channel when
+// the relay did not take what the client had sent within deliverTimeout.
+var errRelayUndrained = fmt.Errorf("the relay did not take the client's last bytes within %v of the client's close", deliverTimeout)
 
 // relayStats counts the bytes of one connection.
 type relayStats struct {
@@ -288,6 +305,22 @@ func relay(ctx context.Context, dc *webrtc.DataChannel, rwc io.ReadWriteCloser, 
 		}
 	}()
 
+	if cw, ok := rwc.(closeWatcher); ok {
+		go func() {
+			select {
+			case <-cw.clientClosed():
+			case <-done:
+				return
+			}
+			t := time.NewTimer(deliverTimeout)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				teardown(errRelayUndrained)
+			case <-done:
+			}
+		}()
+	}
 	if lost := ws.lost(); lost != nil {
 		// What was lost leaves a gap in the stream to the client: end
 		// at once, and the client's session finds another proxy.
