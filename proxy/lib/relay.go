@@ -105,11 +105,12 @@ const deliverTimeout = 5 * time.Second
 
 // closeWatcher is a client connection that tells when the client closed
 // it, even while what the client sent before is still queued unread: the
-// browser's data channel (jsChannel), whose close event says so. The relay
-// then has deliverTimeout to take what is left; one that hangs would
-// otherwise keep the slot until the peer connection fails, 15–20 s later,
-// because the channel's reader waits for room in the pipe before it can see
-// the close.
+// browser's data channel by its close event (jsChannel), pion's by the end
+// of the SCTP association (nativeChannel). The relay then has
+// deliverTimeout to take what is left. One that hangs would otherwise keep
+// the slot until the peer connection fails (16 s in a browser, more than
+// 30 s natively), because the channel's reader waits for room in the pipe
+// to the relay before it can see the close.
 type closeWatcher interface {
 	clientClosed() <-chan struct{}
 }

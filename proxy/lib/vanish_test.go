@@ -162,3 +162,51 @@ func TestClientSmallMaxMessageSize(t *testing.T) {
 	// to 32 KiB, which the proxy would coalesce to 64 KiB.
 	c.exchange(t, 1<<20)
 }
+
+// A client uploads to a relay that has stopped reading, and then leaves,
+// closing its peer connection. What it sent still waits in the proxy's pipe
+// to the relay, so the reader of its data channel, blocked on that pipe,
+// cannot see the close. The slot must still come back within seconds (the
+// relay has deliverTimeout to take what is left), not when ICE gives up on
+// the departed client.
+func TestStalledRelayClientLeaves(t *testing.T) {
+	checkGoroutines(t)
+	tn := newTestNet(t, nil)
+	srv, relayURL := startWSRelay(func(ctx context.Context, c *websocket.Conn) {
+		<-ctx.Done() // reads nothing
+	})
+	defer srv.Close()
+	p, c := startOneClient(t, tn, relayURL, func(cfg *Config) {
+		cfg.IdleTimeout = time.Minute
+		cfg.ConcurrentPolls = 1
+	})
+	go func() {
+		msg := make([]byte, 1400)
+		for sent := 0; sent < 64<<20; sent += len(msg) {
+			if _, err := c.rw.Write(msg); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, "client connected", func() bool { return p.Stats().Active.Load() == 1 })
+	// The relay's side is full once the proxy has taken nothing from the
+	// client for a second.
+	last, still := int64(-1), time.Now()
+	waitFor(t, "the upload stalled", func() bool {
+		if up := p.Stats().BytesUp.Load(); up != last {
+			last, still = up, time.Now()
+		}
+		time.Sleep(100 * time.Millisecond)
+		return last > 1<<20 && time.Since(still) > time.Second
+	})
+	t.Logf("the proxy took %d bytes from the client before the relay's side was full", last)
+
+	c.pc.Close()
+	left := time.Now()
+	waitFor(t, "slot returned", func() bool { return p.Stats().Active.Load() == 0 })
+	took := time.Since(left)
+	t.Logf("slot freed %v after the client left", took.Round(100*time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("slot freed %v after the client left, want within 10s", took.Round(100*time.Millisecond))
+	}
+}

@@ -128,17 +128,32 @@ func detachChannel(dc *webrtc.DataChannel) (io.ReadWriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &nativeChannel{ReadWriteCloser: rwc, dc: dc, shut: make(chan struct{})}, nil
+	c := &nativeChannel{ReadWriteCloser: rwc, dc: dc, shut: make(chan struct{}), ended: make(chan struct{})}
+	// A detached channel has no close event of its own; a Snowflake
+	// client's peer connection carries this one channel, so the end of
+	// its SCTP association is the client's close.
+	if t := dc.Transport(); t != nil {
+		t.OnClose(func(error) { c.endOnce.Do(func() { close(c.ended) }) })
+	}
+	return c, nil
 }
 
 // nativeChannel is a detached data channel that can wait for the client to
-// acknowledge what was written to it (deliveringCloser).
+// acknowledge what was written to it (deliveringCloser), and tells when the
+// client closed it (closeWatcher).
 type nativeChannel struct {
 	io.ReadWriteCloser
 	dc   *webrtc.DataChannel
 	shut chan struct{} // closed by Close
 	once sync.Once
+
+	ended   chan struct{} // closed when the SCTP association ended
+	endOnce sync.Once
 }
+
+// clientClosed is closed once the client's SCTP association ended: the
+// client closed its peer connection, or the teardown did.
+func (c *nativeChannel) clientClosed() <-chan struct{} { return c.ended }
 
 // deliveredPoll is how often closeDelivered looks at the amount still
 // unacknowledged. It runs once per connection, at its end.
