@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,27 +23,23 @@ const closingRelaySize = 4 << 20
 
 // TestBrowserRelayCloseDelivers has a relay send a client its last
 // bytes and close the connection normally at once, as the bridge does when
-// tor closes the client's circuit. Every byte must reach the client.
+// tor closes the client's circuit. Every byte the proxy read from the relay
+// must reach the client.
 //
-// Over WebSocketStream it still loses the relay's last messages now and
-// then (1–3 of 128, in about one run of four on 2026-11-30; the proxy's own
-// count of what it read falls short by as much, so nothing is lost after
-// the read). The cause is in Chromium: while the proxy reads slower than
-// the relay sends, the page's WebSocketStream applies backpressure, and
-// Blink's WebSocket channel then holds the frames it has been told of
-// without reading them from the network service. When the connection ends
-// (the relay closes TCP after the closing handshake), the channel reports
-// the close to the stream and disposes of itself without consuming those
-// frames; the stream ends as done, and the frames are gone. The proxy cannot
-// reach them, and reading without backpressure would give up the bound on
-// what a page holds. The Classic twin, which never applies backpressure,
-// never lost a byte in the same runs. The test runs only when
-// SNOWFLAKE_TEST_WSS_CLOSE is set, so that make test stays reliable;
-// proxy-wasm/README.md says so.
+// Over WebSocketStream the proxy does not always get every byte the relay
+// sent: now and then (about one run in four on 2026-11-30) Chromium drops
+// the relay's last 1–3 messages of 128 before the proxy can read them.
+// While the proxy reads slower than the relay sends, the page's
+// WebSocketStream applies backpressure, and Blink's WebSocket channel then
+// holds the frames it has been told of without reading them from the
+// network service. When the connection ends (the relay closes TCP after the
+// closing handshake), the channel reports the close to the stream and
+// disposes of itself without consuming those frames; the stream ends as
+// done, and the frames are gone. The proxy cannot reach them, and reading
+// without backpressure would give up the bound on what a page holds. So
+// here the test only logs that loss; proxy-wasm/README.md names it. The
+// Classic twin, which never applies backpressure, must get every byte.
 func TestBrowserRelayCloseDelivers(t *testing.T) {
-	if os.Getenv("SNOWFLAKE_TEST_WSS_CLOSE") == "" {
-		t.Skip("known loss over WebSocketStream at a relay's close; set SNOWFLAKE_TEST_WSS_CLOSE=1 to run")
-	}
 	if testenv.IsolateNetwork(t) {
 		return
 	}
@@ -68,7 +63,7 @@ func runClosingRelay(t *testing.T, classic bool) {
 	n.relay, n.relayPort = startClosingRelay(t, closingRelaySize, closed)
 	n.startBroker()
 
-	_, page := startPageProxy(t, n, web, false)
+	ws, page := startPageProxy(t, n, web, false)
 	if classic {
 		forceClassicWebSocket(t, page)
 	}
@@ -96,8 +91,17 @@ func runClosingRelay(t *testing.T, classic bool) {
 	default:
 		t.Fatalf("the client's connection ended after %d bytes before the relay closed", got)
 	}
-	if got != closingRelaySize {
-		t.Errorf("the client received %d bytes of the %d the relay sent before its close", got, closingRelaySize)
+	// What the proxy read from the relay, once the connection is over.
+	st := ws.waitStatus("the connection over", 20*time.Second, func(s status) bool { return s.Connections >= 1 && s.Active == 0 })
+	if int64(got) != st.BytesDown {
+		t.Errorf("the client received %d bytes of the %d the proxy read from the relay", got, st.BytesDown)
+	}
+	switch {
+	case st.BytesDown == closingRelaySize:
+	case classic:
+		t.Errorf("the proxy read %d bytes of the %d the relay sent before its close", st.BytesDown, closingRelaySize)
+	default:
+		t.Logf("Chromium's WebSocketStream gave the proxy %d bytes of the %d the relay sent before its close (its known loss at a close)", st.BytesDown, closingRelaySize)
 	}
 }
 
