@@ -26,7 +26,7 @@ func TestBrowserStalledRelayRelease(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	ws, _, c := stalledRelayClient(t, "")
+	ws, _, c := stalledRelayClient(t)
 	if _, err := c.rw.Write(make([]byte, 1400)); err != nil {
 		t.Fatal(err)
 	}
@@ -59,19 +59,17 @@ func TestBrowserStalledRelayCheck(t *testing.T) {
 }
 
 // stalledRelayClient starts a relay that hangs (startStalledRelay), a broker
-// and a page proxy, runs script in the page first if it is not empty (one
-// of the recorders), and connects a bare client through the proxy.
-func stalledRelayClient(t *testing.T, script string) (*webServer, *cdpSession, *brokerClient) {
+// and a page proxy whose WebSocketStreams are counted (recordStreams), and
+// connects a bare client through the proxy.
+func stalledRelayClient(t *testing.T) (*webServer, *cdpSession, *brokerClient) {
 	t.Helper()
 	web := webDir(t)
 	n := &network{t: t, dir: t.TempDir(), stun: testenv.STUN(t)}
 	n.relay, n.relayPort = startStalledRelay(t, true)
 	n.startBroker()
 	ws, page := startPageProxy(t, n, web, false)
-	if script != "" {
-		if _, err := page.eval(script); err != nil {
-			t.Fatalf("wrap WebSocketStream: %v", err)
-		}
+	if _, err := page.eval(recordStreams); err != nil {
+		t.Fatalf("wrap WebSocketStream: %v", err)
 	}
 	return ws, page, dialBrokerClient(t, n, 256<<10)
 }
@@ -144,7 +142,7 @@ func TestBrowserStalledRelayReadSettles(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	ws, page, c := stalledRelayClient(t, recordStreamReads)
+	ws, page, c := stalledRelayClient(t)
 	if _, err := c.rw.Write(make([]byte, 1400)); err != nil {
 		t.Fatal(err)
 	}
@@ -157,35 +155,6 @@ func TestBrowserStalledRelayReadSettles(t *testing.T) {
 	page.waitTrue(`window.wssReadsPending === 0`, 10*time.Second)
 	t.Logf("the pending read settled within %v of the client leaving", time.Since(left).Round(100*time.Millisecond))
 }
-
-// recordStreamReads wraps the page's WebSocketStream so that the reads of
-// its readable streams' readers are counted while they are unsettled, in
-// window.wssReadsPending. The broker polls' fetches have readers too; they
-// are not counted.
-const recordStreamReads = `(() => {
-	const Orig = window.WebSocketStream;
-	window.wssReadsPending = 0;
-	const settled = () => { window.wssReadsPending--; };
-	window.WebSocketStream = function (...args) {
-		const s = new Orig(...args);
-		s.opened.then((info) => {
-			const getReader = info.readable.getReader;
-			info.readable.getReader = function (...a) {
-				const r = getReader.apply(this, a);
-				const read = r.read;
-				r.read = function () {
-					window.wssReadsPending++;
-					const p = read.call(this);
-					p.then(settled, settled);
-					return p;
-				};
-				return r;
-			};
-		}, () => {});
-		return s;
-	};
-	return true;
-})()`
 
 // stalledUpload is what TestBrowserStalledRelayUpload has the client
 // send: more than the relay's kernel and the browser take before the
@@ -212,7 +181,7 @@ func TestBrowserStalledRelayUpload(t *testing.T) {
 	if testenv.IsolateNetwork(t) {
 		return
 	}
-	ws, page, c := stalledRelayClient(t, recordStreamWrites)
+	ws, page, c := stalledRelayClient(t)
 	go func() {
 		msg := make([]byte, 1400)
 		for sent := 0; sent < stalledUpload; sent += len(msg) {
@@ -266,41 +235,58 @@ func streamWritesReport(t *testing.T, page *cdpSession) string {
 	return s
 }
 
-// recordStreamWrites wraps the page's WebSocketStream so that the writes of
-// its writable streams' writers are counted while they are unsettled, in
-// window.wssWritesPending, and their bytes in window.wssWriteBytesPending;
-// window.wssWriteBytesSettled sums the bytes of settled writes, and
-// window.wssLastSettle is when the last one settled.
-// Only the writers of WebSocketStreams are wrapped, not other streams'.
-const recordStreamWrites = `(() => {
+// recordStreams wraps the page's WebSocketStream so that the reads of its
+// readers and the writes of its writers are counted while unsettled: reads
+// in window.wssReadsPending, writes in window.wssWritesPending and their
+// bytes in window.wssWriteBytesPending. window.wssWriteBytesSettled sums
+// the bytes of settled writes, and window.wssLastSettle is when the last
+// write settled. Only WebSocketStreams' readers and writers are wrapped,
+// not those of other streams (the broker polls' fetches).
+const recordStreams = `(() => {
 	const Orig = window.WebSocketStream;
+	window.wssReadsPending = 0;
 	window.wssWritesPending = 0;
 	window.wssWriteBytesPending = 0;
 	window.wssWriteBytesSettled = 0;
 	window.wssLastSettle = Date.now();
+	// counted replaces obj[name], a method returning a promise, with one
+	// that calls start(args) first and, once the promise settles, the
+	// function start returned.
+	const counted = (obj, name, start) => {
+		const orig = obj[name];
+		obj[name] = function (...a) {
+			const settled = start(...a);
+			const p = orig.apply(this, a);
+			p.then(settled, settled);
+			return p;
+		};
+	};
+	const wrapGet = (stream, getter, wrap) => {
+		const get = stream[getter];
+		stream[getter] = function (...a) {
+			const x = get.apply(this, a);
+			wrap(x);
+			return x;
+		};
+	};
 	window.WebSocketStream = function (...args) {
 		const s = new Orig(...args);
 		s.opened.then((info) => {
-			const getWriter = info.writable.getWriter;
-			info.writable.getWriter = function (...a) {
-				const w = getWriter.apply(this, a);
-				const write = w.write;
-				w.write = function (chunk) {
-					const n = chunk.byteLength || 0;
-					window.wssWritesPending++;
-					window.wssWriteBytesPending += n;
-					const settled = () => {
-						window.wssWritesPending--;
-						window.wssWriteBytesPending -= n;
-						window.wssWriteBytesSettled += n;
-						window.wssLastSettle = Date.now();
-					};
-					const p = write.call(this, chunk);
-					p.then(settled, settled);
-					return p;
+			wrapGet(info.readable, "getReader", (r) => counted(r, "read", () => {
+				window.wssReadsPending++;
+				return () => { window.wssReadsPending--; };
+			}));
+			wrapGet(info.writable, "getWriter", (w) => counted(w, "write", (chunk) => {
+				const n = chunk.byteLength || 0;
+				window.wssWritesPending++;
+				window.wssWriteBytesPending += n;
+				return () => {
+					window.wssWritesPending--;
+					window.wssWriteBytesPending -= n;
+					window.wssWriteBytesSettled += n;
+					window.wssLastSettle = Date.now();
 				};
-				return w;
-			};
+			}));
 		}, () => {});
 		return s;
 	};
