@@ -12,10 +12,10 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/snowflake-go/snowflake/common/messages"
+	"github.com/snowflake-go/snowflake/common/sqserr"
 )
 
 // SQS rendezvous constants (wire-protocol §2.5, §2.11).
@@ -210,23 +210,6 @@ func (l *sqsListener) createRequestQueue(ctx context.Context) error {
 	return nil
 }
 
-// sqsQueueMissing reports whether err says that the queue does not exist.
-// The SDK gives the JSON protocol's error type; SQS-compatible services
-// that answer in the older query protocol's terms are recognised by its
-// error code.
-func sqsQueueMissing(err error) bool {
-	var missing *types.QueueDoesNotExist
-	if errors.As(err, &missing) {
-		return true
-	}
-	var api smithy.APIError
-	if !errors.As(err, &api) {
-		return false
-	}
-	code := api.ErrorCode()
-	return code == "QueueDoesNotExist" || code == "AWS.SimpleQueueService.NonExistentQueue"
-}
-
 func (l *sqsListener) run(ctx context.Context) error {
 	if err := l.createRequestQueue(ctx); err != nil {
 		return err
@@ -261,7 +244,7 @@ func (l *sqsListener) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil && sqsQueueMissing(err) {
+		if err != nil && sqserr.QueueMissing(err) {
 			// Deleted under us (by an operator, or by SQS): receiving
 			// would fail for ever. SQS refuses the name for 60 s after a
 			// deletion; until then the loop keeps retrying.
@@ -567,7 +550,7 @@ func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time
 			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameLastModifiedTimestamp},
 		})
 	})
-	if sqsQueueMissing(err) {
+	if sqserr.QueueMissing(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -583,7 +566,7 @@ func (l *sqsListener) expireQueue(ctx context.Context, url string, now time.Time
 	_, err = sqsCall(ctx, 0, func(ctx context.Context) (*sqs.DeleteQueueOutput, error) {
 		return l.api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
 	})
-	if sqsQueueMissing(err) {
+	if sqserr.QueueMissing(err) {
 		return false, nil
 	}
 	if err != nil {

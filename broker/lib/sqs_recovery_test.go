@@ -2,8 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/snowflake-go/snowflake/common/messages"
 	"github.com/snowflake-go/snowflake/common/nat"
@@ -294,28 +291,5 @@ func TestSQSRequestQueueRecreated(t *testing.T) {
 	sendPoll(ctx, t, f.client, f.queueURL, "3333333333333333", string(poll))
 	if body := receiveResponse(ctx, t, f.client, "3333333333333333"); body != `{"error":"no snowflake proxies currently available"}` {
 		t.Fatalf("poll after the queue came back: %s", body)
-	}
-}
-
-// TestSQSQueueMissing: a deleted queue is recognised by the JSON
-// protocol's error type and by the query protocol's error codes, also
-// wrapped; other failures are not taken for it.
-func TestSQSQueueMissing(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want bool
-	}{
-		{&types.QueueDoesNotExist{Message: aws.String("gone")}, true},
-		{fmt.Errorf("receive: %w", &types.QueueDoesNotExist{}), true},
-		{&smithy.GenericAPIError{Code: "AWS.SimpleQueueService.NonExistentQueue"}, true},
-		{fmt.Errorf("receive: %w", &smithy.GenericAPIError{Code: "QueueDoesNotExist"}), true},
-		{&smithy.GenericAPIError{Code: "AccessDenied"}, false},
-		{&types.QueueDeletedRecently{}, false},
-		{context.DeadlineExceeded, false},
-		{errors.New("AWS.SimpleQueueService.NonExistentQueue"), false},
-	} {
-		if got := sqsQueueMissing(tc.err); got != tc.want {
-			t.Errorf("sqsQueueMissing(%v) = %v, want %v", tc.err, got, tc.want)
-		}
 	}
 }

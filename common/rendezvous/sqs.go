@@ -17,7 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
+
+	"github.com/snowflake-go/snowflake/common/sqserr"
 )
 
 // SQS timing. The broker creates the response queue when it picks the
@@ -183,7 +184,12 @@ func (s *SQS) responseQueue(ctx context.Context, id string) (*string, error) {
 		if err == nil {
 			return out.QueueUrl, nil
 		}
-		if !queueMissing(err) {
+		// A queue that does not exist (yet) is the one failure that
+		// waiting for the broker can cure. Others (a call past its
+		// deadline, refused credentials) would only repeat, each costing
+		// up to a call deadline; the SDK has already retried the
+		// transient ones (throttling, 5xx).
+		if !sqserr.QueueMissing(err) {
 			return nil, fmt.Errorf("rendezvous: sqs: response queue: %w", err)
 		}
 		if i+1 >= sqsQueueURLTries || ctx.Err() != nil {
@@ -193,31 +199,6 @@ func (s *SQS) responseQueue(ctx context.Context, id string) (*string, error) {
 			return nil, fmt.Errorf("rendezvous: sqs: %w", err)
 		}
 	}
-}
-
-// queueMissing reports whether err says the queue does not exist (yet),
-// the one GetQueueUrl failure that waiting for the broker can cure. Other
-// failures (a call past its deadline, refused credentials) would only
-// repeat, each costing up to a call deadline; the SDK has already retried
-// the transient ones (throttling, 5xx).
-//
-// The SDK names the error by the response's type; an SQS-compatible service
-// that only gives the code of the older query protocol is recognised by
-// that code, so such a service does not end every rendezvous at its first
-// GetQueueUrl.
-func queueMissing(err error) bool {
-	var missing *types.QueueDoesNotExist
-	if errors.As(err, &missing) {
-		return true
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode() {
-		case "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue":
-			return true
-		}
-	}
-	return false
 }
 
 // receive waits for the broker's response on respQueue.

@@ -2,8 +2,6 @@ package rendezvous
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,8 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/snowflake-go/snowflake/internal/sqstest"
 )
@@ -247,25 +243,6 @@ func TestSQSResponseQueueStalled(t *testing.T) {
 	}
 	if n := getQueueURLs(); n != 1 {
 		t.Errorf("%d GetQueueUrl calls (%d attempts), want 1", n, attempts.Load())
-	}
-}
-
-func TestQueueMissing(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want bool
-	}{
-		{&types.QueueDoesNotExist{}, true},
-		{fmt.Errorf("operation error: %w", &types.QueueDoesNotExist{}), true},
-		{&smithy.GenericAPIError{Code: "AWS.SimpleQueueService.NonExistentQueue"}, true},
-		{&smithy.GenericAPIError{Code: "QueueDoesNotExist"}, true},
-		{&smithy.GenericAPIError{Code: "InvalidClientTokenId"}, false},
-		{context.DeadlineExceeded, false},
-		{errors.New("connection refused"), false},
-	} {
-		if got := queueMissing(tc.err); got != tc.want {
-			t.Errorf("queueMissing(%v) = %v, want %v", tc.err, got, tc.want)
-		}
 	}
 }
 
