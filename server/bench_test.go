@@ -117,7 +117,7 @@ type benchServer struct {
 	sink *sinkOR
 }
 
-func startBenchServer(b *testing.B, procs int) *benchServer {
+func startBenchServer(b testing.TB, procs int) *benchServer {
 	sink := startSink(b)
 	var env []string
 	if procs > 0 {
@@ -129,13 +129,13 @@ func startBenchServer(b *testing.B, procs int) *benchServer {
 
 // openSessions starts n client sessions with one stream each, and waits
 // until the server has connected every stream to the ORPort.
-func openSessions(b *testing.B, bs *benchServer, n int) ([]*turbotunnel.Session, []net.Conn) {
+func openSessions(b testing.TB, bs *benchServer, n int) ([]*turbotunnel.Session, []net.Conn) {
 	return openSessionsOver(b, bs, n, func(d *testenv.CuttableDialer) turbotunnel.DialFunc { return d.Dial })
 }
 
 // openSessionsOver is openSessions with each session's transports dialled
 // by what dial makes of a WebSocket dialer of its own.
-func openSessionsOver(b *testing.B, bs *benchServer, n int, dial func(*testenv.CuttableDialer) turbotunnel.DialFunc) ([]*turbotunnel.Session, []net.Conn) {
+func openSessionsOver(b testing.TB, bs *benchServer, n int, dial func(*testenv.CuttableDialer) turbotunnel.DialFunc) ([]*turbotunnel.Session, []net.Conn) {
 	sessions := make([]*turbotunnel.Session, n)
 	streams := make([]net.Conn, n)
 	before := bs.sink.conns.Load()

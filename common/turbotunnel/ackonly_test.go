@@ -76,8 +76,9 @@ func TestIsAckOnlyKCP(t *testing.T) {
 	if len(data) != 1 {
 		t.Fatalf("sender produced %d packets, want 1", len(data))
 	}
-	// ackNoDelay makes the receiver answer with an acknowledgment at once.
-	if ret := receiver.Input(data[0], kcp.IKCP_PACKET_REGULAR, true); ret != 0 {
+	// A regular packet (not FEC-recovered), with ackNoDelay so that the
+	// receiver answers with an acknowledgment at once.
+	if ret := receiver.Input(data[0], true, true); ret != 0 {
 		t.Fatalf("Input = %d", ret)
 	}
 	if len(acks) != 1 {

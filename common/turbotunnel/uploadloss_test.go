@@ -40,10 +40,10 @@ func (c *dropOneDataPacket) WriteTo(p []byte, addr net.Addr) (int, error) {
 // lost segment the server can deliver nothing, so the smux window closes
 // and the client soon has nothing new to write.
 //
-// kcp-go v5.6.24 passes this test, although it stalled for the timer in
-// BenchmarkServerThroughput (doc/protocol.md): there the losses came from a
-// full queue in the middle of 16 KiB writes, a timing this test does not
-// reproduce.
+// kcp-go v5.6.24 passes this test even without the session's kicker
+// (showsSendGap), although its uploads through the server stalled without
+// it (server's TestUploadDoesNotStall): the losses there, and when they
+// fall among the writes, are not this test's one lost packet.
 func TestUploadLossRecoveredAtOnce(t *testing.T) {
 	const size = 3 << 20
 	srv := newStreamServer(t, func(st *smux.Stream) {
