@@ -16,9 +16,11 @@ import (
 func TestUploadDoesNotStall(t *testing.T) {
 	const (
 		total = 48 << 20
-		// A loaded CI machine may pause the processes for a while; the
-		// timer's stalls last 0.8–1 s.
-		maxGap = 600 * time.Millisecond
+		// The timer's stalls last 0.8–1 s, and without the flush on a gap
+		// this upload had nine of them. A loaded CI machine may pause the
+		// processes for a while, so one long pause is let pass.
+		maxGap    = 600 * time.Millisecond
+		maxPauses = 1
 	)
 	bs := startBenchServer(t, 0)
 	defer bs.p.Stop()
@@ -59,7 +61,7 @@ func TestUploadDoesNotStall(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if len(gaps) > 0 {
-		t.Errorf("the upload of %d bytes stopped %d times for longer than %v: %v", total, len(gaps), maxGap, gaps)
+	if len(gaps) > maxPauses {
+		t.Errorf("the upload of %d bytes stopped %d times for longer than %v, want at most %d: %v", total, len(gaps), maxGap, maxPauses, gaps)
 	}
 }
