@@ -60,8 +60,11 @@ const (
 	// may be up to 1 s away. Under a client, KCP loses data mostly when a
 	// proxy goes away: noticing that takes 5 s (ICE), and what KCP
 	// resends meanwhile waits in the RedialPacketConn's queue for the next
-	// proxy. A timer that only waits for acknowledgments between writes
-	// was tried, and saved nothing: a downloading client always waits for
+	// proxy. Early retransmission, once a later segment is acknowledged,
+	// would wait for the timer too on kcp-go v5.6, which resends only when
+	// it flushes; the session's kicker flushes instead (showsSendGap).
+	// A timer that only waits for acknowledgments between writes was
+	// tried, and saved nothing: a downloading client always waits for
 	// the acknowledgment of its last window update, because it arrives
 	// behind the data the proxy already queued.
 	clientUpdateInterval = 1000
