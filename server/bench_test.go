@@ -112,19 +112,36 @@ func procStats(b testing.TB, pid int) (cpu float64, rss int64) {
 }
 
 type benchServer struct {
-	p    *testenv.Process
-	url  string
-	sink *sinkOR
+	p       *testenv.Process
+	url     string
+	metrics string // the /metrics URL
+	sink    *sinkOR
 }
 
 func startBenchServer(b testing.TB, procs int) *benchServer {
-	sink := startSink(b)
 	var env []string
 	if procs > 0 {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(procs))
 	}
-	p, addr := startStandalone(b, env, sink.ln.Addr().String(), "-stats-interval", "0")
-	return &benchServer{p: p, url: "ws://" + addr + "/", sink: sink}
+	return startBenchServerEnv(b, env)
+}
+
+// startBenchServerEnv starts a server, with env added to its environment,
+// in front of a sink of its own.
+func startBenchServerEnv(b testing.TB, env []string) *benchServer {
+	sink := startSink(b)
+	p, addr := startStandalone(b, env, sink.ln.Addr().String(), "-stats-interval", "0", "-metrics-addr", "127.0.0.1:0")
+	return &benchServer{p: p, url: "ws://" + addr + "/", metrics: metricsURL(b, p), sink: sink}
+}
+
+// metricsURL returns the /metrics URL of a server started with
+// -metrics-addr, from its log.
+func metricsURL(tb testing.TB, p *testenv.Process) string {
+	m := regexp.MustCompile(`metrics listening"? addr=(\S+)`).FindStringSubmatch(p.WaitFor(tb, "metrics listening", 10*time.Second))
+	if m == nil {
+		tb.Fatal("no metrics address logged")
+	}
+	return "http://" + m[1] + "/metrics"
 }
 
 // openSessions starts n client sessions with one stream each, and waits
@@ -261,6 +278,82 @@ func BenchmarkServerDownload(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkServerSlowPaths measures the server's CPU per byte of downloads
+// that queue deeply, as behind slow proxies: 100 sessions, each behind a
+// path that carries 250 KB/s towards its client, so that each holds its
+// smux stream window (1 MiB, about 750 KCP segments) in flight over a
+// round trip of seconds. Every KCP update walks what a session has in
+// flight, so this is where the update interval shows (idle.go,
+// busyInterval). It also reports the share of KCP segments retransmitted.
+func BenchmarkServerSlowPaths(b *testing.B) {
+	const n, rate, per = 100, 250e3, 2 << 20
+	bs := startBenchServer(b, 0)
+	_, streams := openSessionsOver(b, bs, n, func(d *testenv.CuttableDialer) turbotunnel.DialFunc {
+		return func(ctx context.Context) (net.Conn, error) {
+			c, err := d.Dial(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &slowConn{Conn: c, rate: rate}, nil
+		}
+	})
+	bs.sink.downPer.Store(per)
+	b.SetBytes(n * per)
+	before := scrapeMetrics(b, bs.metrics)
+	cpu0, _ := procStats(b, bs.p.Cmd.Process.Pid)
+	start := time.Now()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for _, st := range streams {
+			wg.Go(func() {
+				if _, err := st.Write([]byte{downloadCmd}); err != nil {
+					b.Error(err)
+					return
+				}
+				st.SetReadDeadline(time.Now().Add(5 * time.Minute))
+				if _, err := io.CopyN(io.Discard, st, per); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	elapsed := time.Since(start)
+	cpu1, _ := procStats(b, bs.p.Cmd.Process.Pid)
+	after := scrapeMetrics(b, bs.metrics)
+	gb := float64(b.N) * n * per / 1e9
+	b.ReportMetric((cpu1-cpu0)/gb, "server-cpu-s/GB")
+	b.ReportMetric(float64(b.N)*n*per/1e6/elapsed.Seconds(), "agg-MB/s")
+	const segs = `snowflake_server_kcp_segments_total{kind="%s"}`
+	if sent := after[fmt.Sprintf(segs, "sent")] - before[fmt.Sprintf(segs, "sent")]; sent > 0 {
+		resent := after[fmt.Sprintf(segs, "retransmitted")] - before[fmt.Sprintf(segs, "retransmitted")]
+		b.ReportMetric(resent/sent*100, "%retransmitted")
+	}
+}
+
+// slowConn delivers what it reads at rate bytes a second at most, without
+// saving up what it did not use while nothing arrived.
+type slowConn struct {
+	net.Conn
+	rate float64
+	next time.Time // when the next read may return
+}
+
+func (c *slowConn) Read(p []byte) (int, error) {
+	// Small reads keep the delivery smooth.
+	n, err := c.Conn.Read(p[:min(len(p), 4096)])
+	c.next = later(c.next, time.Now()).Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
+	time.Sleep(time.Until(c.next))
+	return n, err
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // BenchmarkServerIdleCPU measures the server's CPU use with 1000 open,
@@ -469,14 +562,8 @@ func BenchmarkServerIdleRSS(b *testing.B) {
 func benchIdleRSS(b *testing.B, env []string) {
 	const n = 1000
 	for b.Loop() {
-		sink := startSink(b)
-		p, addr := startStandalone(b, env, sink.ln.Addr().String(), "-stats-interval", "0", "-metrics-addr", "127.0.0.1:0")
-		m := regexp.MustCompile(`metrics listening"? addr=(\S+)`).FindStringSubmatch(p.WaitFor(b, "metrics listening", 10*time.Second))
-		if m == nil {
-			b.Fatal("no metrics address")
-		}
-		metricsURL := "http://" + m[1] + "/metrics"
-		bs := &benchServer{p: p, url: "ws://" + addr + "/", sink: sink}
+		bs := startBenchServerEnv(b, env)
+		p, metricsURL := bs.p, bs.metrics
 		// Warm up the runtime and pools with a few sessions first.
 		openSessions(b, bs, 10)
 		time.Sleep(500 * time.Millisecond)

@@ -39,7 +39,9 @@ const (
 // timers (retransmissions, pending acknowledgments). None is on the wire.
 const (
 	// serverUpdateInterval is what the library makes of upstream's
-	// requested 0.
+	// requested 0. A server session runs longer intervals when it has
+	// nothing in flight (idleUpdateInterval) and when it has a deep send
+	// buffer on a long round trip (busyInterval).
 	serverUpdateInterval = 10
 	// clientUpdateInterval is much longer. A client mostly receives, and
 	// it acknowledges each burst it receives as soon as it has read it

@@ -1,6 +1,7 @@
 package turbotunnel
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowflake-go/snowflake/internal/testenv"
 	"github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
 )
@@ -17,8 +19,11 @@ import (
 type fakeTimer struct {
 	interval int
 	ackNow   bool
+	srtt     int32
 	calls    []string
 }
+
+func (f *fakeTimer) GetSRTT() int32 { return f.srtt }
 
 func (f *fakeTimer) SetNoDelay(nodelay, interval, resend, nc int) {
 	if nodelay != -1 || resend != -1 || nc != -1 {
@@ -46,6 +51,7 @@ func TestIdlePacer(t *testing.T) {
 		op    string
 		pkt   []byte
 		at    time.Duration // for sweeps, since the start
+		srtt  int32         // for "srtt": the session's round trip from now on, ms
 		calls []string
 		idle  bool // for sweeps: what sweep reports
 	}
@@ -57,6 +63,9 @@ func TestIdlePacer(t *testing.T) {
 	begin := func(calls ...string) step { return step{op: "begin", calls: calls} }
 	end := step{op: "end"}
 	sleep := func(d time.Duration) step { return step{op: "sleep", at: d} }
+	rtt := func(ms int32) step { return step{op: "srtt", srtt: ms} }
+	// deep sends segments 0 to 99, more than deepInFlight.
+	deep := []step{begin(), sent(data(0, 0)), sent(data(99, 0)), end}
 	s := time.Second
 	for _, tc := range []struct {
 		name  string
@@ -221,6 +230,47 @@ func TestIdlePacer(t *testing.T) {
 			sweep(3*s, false),
 			sweep(4*s, true, slow, "ack now true"),
 		}},
+		{"a deep send buffer on a long round trip slows the busy timer", slices.Concat(deep, []step{
+			rtt(800),
+			sweep(s, false, "interval 50"),
+			received(ack(50, 20)),
+			sweep(2*s, false), // 80 in flight
+			rtt(1200),
+			received(ack(60, 20)),
+			sweep(3*s, false, "interval 75"),
+			received(ack(61, 40)), // 60 in flight: shallow
+			sweep(4*s, false, fast),
+		})},
+		{"a short round trip keeps the short interval", slices.Concat(deep, []step{
+			rtt(150),
+			sweep(s, false),
+			rtt(170),
+			received(ack(1, 0)),
+			sweep(2*s, false), // 170/16 is still 10
+		})},
+		{"the busy interval stays within the idle one", slices.Concat(deep, []step{
+			rtt(30000),
+			sweep(s, false, slow),
+		})},
+		{"a shut receive window keeps the short busy interval", slices.Concat(deep, []step{
+			rtt(800),
+			sweep(s, false, "interval 50"),
+			sent(kcpPacket(kcp.IKCP_CMD_ACK, 0, 0, 0, "")),
+			received(ack(1, 0)),
+			sweep(2*s, false, fast),
+			sent(ack(0, 0)), // the window opened
+			received(ack(2, 0)),
+			sweep(3*s, false, "interval 50"),
+		})},
+		{"the busy interval starts short after an idle spell", slices.Concat(deep, []step{
+			rtt(800),
+			sweep(s, false, "interval 50"),
+			received(ack(99, 100)),
+			sweep(2*s, false, fast), // activity; nothing in flight
+			sweep(3*s, true, slow, "ack now true"),
+			begin(fast), sent(data(199, 100)), end,
+			sweep(4*s, false, "ack now false", "interval 50"),
+		})},
 		{"a packet that does not parse is activity only", []step{
 			received([]byte{1, 2, 3}),
 			sent([]byte{4}),
@@ -245,6 +295,8 @@ func TestIdlePacer(t *testing.T) {
 					p.endWrite()
 				case "sleep":
 					time.Sleep(st.at)
+				case "srtt":
+					ft.srtt = st.srtt
 				case "sweep":
 					if idle := p.sweep(start.Add(st.at)); idle != st.idle {
 						t.Errorf("step %d: sweep at %v reported idle=%v, want %v", i, st.at, idle, st.idle)
@@ -404,4 +456,78 @@ func TestServerSessionIdles(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d paced sessions after the server closed the session", n)
 	}
+}
+
+// TestDeepSessionSlowsItsTimer downloads over a path that carries 1 MB/s,
+// so that the server's session holds hundreds of segments in flight over a
+// round trip of half a second or more, and checks that its update interval follows
+// the round trip (busyInterval) and comes back once the download is over.
+func TestDeepSessionSlowsItsTimer(t *testing.T) {
+	const size, rate = 3 << 20, 1e6
+	srv := newStreamServer(t, serveZeros(size))
+	d := testenv.NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		return &throttledConn{Conn: c, rate: rate, start: time.Now()}, nil
+	})
+	sess, err := DialSession(NewRedialPacketConn(NewClientID(), d.Dial, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	interval := func() int {
+		var iv int
+		srv.kcpLn.sessions.Range(func(_, v any) bool {
+			p := v.(*idlePacer)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if !p.idle {
+				iv = p.interval
+			}
+			return false
+		})
+		return iv
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		n, err := io.Copy(io.Discard, requestStream(t, sess))
+		if err == nil && n != size {
+			err = fmt.Errorf("read %d bytes, want %d", n, size)
+		}
+		done <- err
+	}()
+	longest := 0
+	tick := time.NewTicker(idleSweep / 2)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			break wait
+		case <-tick.C:
+			longest = max(longest, interval())
+		}
+	}
+	srtt := sess.kcp.GetSRTT()
+	t.Logf("longest busy interval %d ms; client's smoothed RTT at the end %d ms", longest, srtt)
+	// Runs here saw the server's round trip reach 500–700 ms (intervals of
+	// 31–42 ms); twice the short interval needs 320 ms.
+	if longest < 2*serverUpdateInterval {
+		t.Errorf("the server's busy interval reached %d ms at most, want at least %d", longest, 2*serverUpdateInterval)
+	}
+	if longest > idleUpdateInterval {
+		t.Errorf("the server's busy interval reached %d ms, above the idle interval %d", longest, idleUpdateInterval)
+	}
+	// Everything acknowledged: the short interval, or idle.
+	waitForWithin(t, 4*idleSweep, func() bool {
+		iv := interval()
+		return iv == 0 || iv == serverUpdateInterval
+	}, "the server's session to leave the long busy interval")
 }
