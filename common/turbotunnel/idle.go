@@ -119,7 +119,7 @@ type idlePacer struct {
 	mu       sync.Mutex
 	writing  int  // writes into KCP under way
 	idle     bool // the timer runs at idleUpdateInterval
-	interval int  // the busy interval set last, while not idle
+	interval int  // the update interval set last
 }
 
 func newIdlePacer(k kcpTimer) *idlePacer {

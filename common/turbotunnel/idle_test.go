@@ -526,7 +526,7 @@ wait:
 		t.Errorf("the server's busy interval reached %d ms, above the idle interval %d", longest, idleUpdateInterval)
 	}
 	// Everything acknowledged: the short interval, or idle.
-	waitForWithin(t, 4*idleSweep, func() bool {
+	waitForWithin(t, 8*idleSweep, func() bool {
 		iv := interval()
 		return iv == 0 || iv == serverUpdateInterval
 	}, "the server's session to leave the long busy interval")
