@@ -1,7 +1,6 @@
 package turbotunnel
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snowflake-go/snowflake/internal/testenv"
 	"github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
 )
@@ -465,15 +463,7 @@ func TestServerSessionIdles(t *testing.T) {
 func TestDeepSessionSlowsItsTimer(t *testing.T) {
 	const size, rate = 3 << 20, 1e6
 	srv := newStreamServer(t, serveZeros(size))
-	d := testenv.NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
-		var nd net.Dialer
-		c, err := nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
-		if err != nil {
-			return nil, err
-		}
-		return &throttledConn{Conn: c, rate: rate, start: time.Now()}, nil
-	})
-	sess, err := DialSession(NewRedialPacketConn(NewClientID(), d.Dial, nil))
+	sess, err := DialSession(NewRedialPacketConn(NewClientID(), throttledDialer(srv, rate).Dial, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

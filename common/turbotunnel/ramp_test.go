@@ -199,6 +199,19 @@ func (c *throttledConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// throttledDialer dials srv's transports, each delivering what srv sends at
+// rate bytes a second.
+func throttledDialer(srv *echoServer, rate float64) *testenv.CuttableDialer {
+	return testenv.NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		return &throttledConn{Conn: c, rate: rate, start: time.Now()}, nil
+	})
+}
+
 // BenchmarkSlowLinkDownload downloads 4 MiB over a new session whose
 // server-to-client direction carries 1 MB/s (a slow proxy), and reports
 // the share of the KCP segments sent that were retransmissions (both
@@ -208,15 +221,7 @@ func BenchmarkSlowLinkDownload(b *testing.B) {
 	const size, rate = 4 << 20, 1e6
 	for b.Loop() {
 		srv := newStreamServer(b, serveZeros(size))
-		d := testenv.NewCuttableDialer(func(ctx context.Context) (net.Conn, error) {
-			var nd net.Dialer
-			c, err := nd.DialContext(ctx, "tcp", srv.ln.Addr().String())
-			if err != nil {
-				return nil, err
-			}
-			return &throttledConn{Conn: c, rate: rate, start: time.Now()}, nil
-		})
-		sess, err := DialSession(NewRedialPacketConn(NewClientID(), d.Dial, nil))
+		sess, err := DialSession(NewRedialPacketConn(NewClientID(), throttledDialer(srv, rate).Dial, nil))
 		if err != nil {
 			b.Fatal(err)
 		}
