@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,6 +252,60 @@ func TestBatchConnSendsInOrder(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBatchConnWaitsForTheRestOfABurst: a sender woken by the first
+// datagram of a burst lets the goroutines already runnable write the rest
+// before it sends. pion's DTLS 1.3 path writes a burst across such
+// hand-offs; sent at once, the first datagram went out alone.
+func TestBatchConnWaitsForTheRestOfABurst(t *testing.T) {
+	// One P, as on a busy proxy: the sender then runs only when the
+	// writers let it, which is what the order of hand-offs decides.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	c, s := listenBatch(t, "udp4", "127.0.0.1")
+	to := s.LocalAddr().(*net.UDPAddr).AddrPort()
+	const bursts, size = 20, 10
+	var arrived atomic.Int64
+	got := receive(s, bursts*size, func(i int, p []byte) error {
+		if want := testDatagram(i); !bytes.Equal(p, want) {
+			return fmt.Errorf("%d bytes, want %d (lost, reordered or corrupted)", len(p), len(want))
+		}
+		arrived.Add(1)
+		return nil
+	})
+	write := func(i int) {
+		if _, err := c.WriteToAddrPort(testDatagram(i), to); err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	for b := range bursts {
+		rest := make(chan struct{})
+		// The rest of the burst comes from a goroutine that is runnable
+		// when the first datagram wakes the sender.
+		go func() {
+			defer close(rest)
+			for i := 1; i < size; i++ {
+				write(b*size + i)
+			}
+		}()
+		write(b * size)
+		<-rest
+		// One burst at a time: the receiver's socket buffer is finite.
+		for deadline := time.Now().Add(5 * time.Second); arrived.Load() < int64((b+1)*size) && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // stops the sender, so its counters can be read
+	// Now and then another goroutine (the receiver, the collector) runs
+	// between the first datagram and the rest; without the wait every
+	// burst took two batches.
+	if c.out.batches > bursts+bursts/4 {
+		t.Errorf("%d bursts of %d datagrams left in %d batches, want about one each", bursts, size, c.out.batches)
+	}
+	t.Logf("%d bursts in %d batches", bursts, c.out.batches)
 }
 
 // TestBatchConnSendFamilies: an IPv4 socket takes IPv4-mapped
