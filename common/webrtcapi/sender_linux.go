@@ -40,7 +40,8 @@ const (
 // writes a data channel's packets one at a time from a single goroutine
 // (a proxy relaying tens of MB/s makes some 30,000 such writes a second);
 // while that goroutine runs, its datagrams queue, and the sender's
-// goroutine takes them all when it gets to run, usually right after.
+// goroutine takes them all when it gets to run: right after, or, when only
+// a few wait, once the goroutines already runnable have had their turn.
 //
 // A send error is reported by the next write: pion only logs send errors,
 // and UDP promises no delivery either way.
