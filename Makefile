@@ -48,6 +48,7 @@ demo: build
 bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./common/...
 	$(GO) test -run '^$$' -bench BenchmarkServer -benchtime 3x ./server/
+	$(GO) run ./bench/switchcost
 	$(GO) build -o $(BIN)/bench ./bench
 	$(BIN)/bench -bin $(BIN)
 
