@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"time"
 )
 
 // Memory tuning. GOGC=400 (set in run) keeps the collector cheap, but on
@@ -23,37 +23,53 @@ import (
 const (
 	minMemoryLimit = 112 << 20
 	liveHeadroom   = 3
-	tuneInterval   = 5 * time.Second
 )
 
-// tuneMemoryLimit adjusts the soft memory limit to the live heap until ctx
-// is done. It is only started when neither GOGC nor GOMEMLIMIT is set.
+// tuneMemoryLimit keeps the soft memory limit at liveHeadroom times the live
+// heap, and at least minMemoryLimit, until ctx is done. It is only started
+// when neither GOGC nor GOMEMLIMIT is set.
+//
+// The limit is set again after every collection: the live heap is known
+// then, and only then does the limit matter, so an idle proxy pays nothing
+// for the tuning. A timer was too slow: when 50 clients began downloading
+// at once, the live heap grew from 25 to 60 MB within 2 s while the limit,
+// checked every 5 s, stayed at the floor, and the proxy collected without
+// pause, 20–27% of its CPU for about 4 s.
 func tuneMemoryLimit(ctx context.Context) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	set := int64(0)
-	apply := func() {
-		metrics.Read(sample)
-		limit := int64(minMemoryLimit)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			live := sample[0].Value.Uint64()
-			if live < math.MaxInt64/liveHeadroom {
-				limit = max(limit, int64(live)*liveHeadroom)
-			}
+	var afterGC func(struct{})
+	afterGC = func(struct{}) {
+		if ctx.Err() != nil {
+			return
 		}
-		if limit != set {
-			debug.SetMemoryLimit(limit)
-			set = limit
+		applyMemoryLimit()
+		watchNextGC(afterGC)
+	}
+	applyMemoryLimit()
+	watchNextGC(afterGC)
+	<-ctx.Done()
+}
+
+// watchNextGC has f called after the next collection. The object it
+// allocates is unreachable at once, so the collection frees it and the
+// runtime runs its cleanup, f. It is larger than the runtime's tiny
+// allocations, which share a block and are freed together.
+func watchNextGC(f func(struct{})) {
+	runtime.AddCleanup(new([64]byte), f, struct{}{})
+}
+
+// applyMemoryLimit sets the limit for the current live heap.
+func applyMemoryLimit() {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	limit := int64(minMemoryLimit)
+	if sample[0].Value.Kind() == metrics.KindUint64 {
+		live := sample[0].Value.Uint64()
+		if live < math.MaxInt64/liveHeadroom {
+			limit = max(limit, int64(live)*liveHeadroom)
 		}
 	}
-	apply()
-	t := time.NewTicker(tuneInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			apply()
-		}
+	// A negative argument reads the limit without changing it.
+	if debug.SetMemoryLimit(-1) != limit {
+		debug.SetMemoryLimit(limit)
 	}
 }

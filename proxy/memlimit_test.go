@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 // The tuner sets a soft memory limit of at least the floor, and at least
@@ -31,4 +32,39 @@ func TestTuneMemoryLimit(t *testing.T) {
 	if got := debug.SetMemoryLimit(-1); got != minMemoryLimit {
 		t.Errorf("limit %d MiB with little live data, want the %d MiB floor", got>>20, minMemoryLimit>>20)
 	}
+}
+
+// The tuner follows the live heap after each collection, with no timer to
+// wait for: a proxy whose clients arrive together would otherwise collect
+// without pause under a limit set for its earlier heap.
+func TestTuneMemoryLimitFollowsEachCollection(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(old)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tuneMemoryLimit(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	runtime.GC()
+	keep := make([][]byte, 0, 100)
+	for range 100 {
+		keep = append(keep, make([]byte, 1<<20))
+	}
+	want := int64(liveHeadroom * 100 << 20)
+	deadline := time.Now().Add(3 * time.Second)
+	for debug.SetMemoryLimit(-1) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("limit %d MiB 3 s after 100 MiB became live, want at least %d MiB", debug.SetMemoryLimit(-1)>>20, want>>20)
+		}
+		// Each collection runs the tuner; the cleanup that does it runs
+		// just after, on a goroutine of the runtime's.
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.KeepAlive(keep)
 }
