@@ -115,8 +115,9 @@ func relay(in io.Reader, out io.Writer) error {
 }
 
 // measureRing starts n-1 members of self and returns the mean time of one
-// hop around a ring of them and this process, over at least hops hops.
-// Every member has exited when it returns.
+// hop around a ring of them and this process, over about hops hops (whole
+// laps, at least one). It pins this process to one CPU, as the members pin
+// themselves. Every member has exited when it returns.
 func measureRing(ctx context.Context, self string, n, hops int) (time.Duration, error) {
 	if err := pinToOneCPU(); err != nil {
 		return 0, err
